@@ -1,0 +1,414 @@
+"""Settings from FULFIL_* environment variables and an optional TOML file.
+
+Read once (``load_settings``), validated on use: a command asks for the group it needs
+(``settings.canadapost()``, ``settings.sender()`` …) and gets either typed values or a
+``ConfigError`` naming the variable and the file key. Every environment variable wins over the
+file. Secrets (passwords, API keys, the database URL, which may hold a password) are read from
+the environment only; a secret found in the file is refused rather than used, so it can never be
+read from there and echoed into logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Literal
+
+from fulfil.errors import ConfigError
+
+Source = Literal["environment", "file", "default", "unset"]
+
+CANADAPOST_HOSTS = {
+    "development": "https://ct.soa-gw.canadapost.ca",
+    "production": "https://soa-gw.canadapost.ca",
+}
+BESTBUY_DEFAULT_BASE_URL = "https://marketplace.bestbuy.ca"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: its environment variable, its file key (None: environment only), its default."""
+
+    env: str
+    file_key: str | None
+    default: str | None
+    secret: bool
+    help: str
+
+
+# The single table of settings: README's configuration table and `fulfil config check` follow it.
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "FULFIL_DATABASE_URL", None, None, True, "PostgreSQL URL; unset = embedded PostgreSQL in the data dir"
+    ),
+    SettingSpec("FULFIL_CONFIG", None, None, False, "TOML file of non-secret settings; default ./fulfil.toml"),
+    SettingSpec("FULFIL_DATA_DIR", None, None, False, "where the embedded PostgreSQL lives"),
+    SettingSpec("FULFIL_LABELS_DIR", "labels_dir", "labels", False, "directory for label PDFs"),
+    SettingSpec(
+        "FULFIL_HTTP_CONNECT_TIMEOUT", "http.connect_timeout", "10", False, "seconds to open a connection"
+    ),
+    SettingSpec("FULFIL_HTTP_READ_TIMEOUT", "http.read_timeout", "60", False, "seconds to wait for an answer"),
+    SettingSpec(
+        "FULFIL_CANADAPOST_ENV", "canadapost.env", "development", False, "development or production"
+    ),
+    SettingSpec(
+        "FULFIL_CANADAPOST_BASE_URL", "canadapost.base_url", None, False, "overrides the host the env selects"
+    ),
+    SettingSpec("FULFIL_CANADAPOST_USERNAME", None, None, True, "API key user name (key pair, first half)"),
+    SettingSpec("FULFIL_CANADAPOST_PASSWORD", None, None, True, "API key password (key pair, second half)"),
+    SettingSpec(
+        "FULFIL_CANADAPOST_CUSTOMER_NUMBER", "canadapost.customer_number", None, False, "mailed-by number"
+    ),
+    SettingSpec(
+        "FULFIL_CANADAPOST_CONTRACT_ID",
+        "canadapost.contract_id",
+        None,
+        False,
+        "set = contract shipping, unset = non-contract",
+    ),
+    SettingSpec("FULFIL_CANADAPOST_SERVICE_CODE", "canadapost.service_code", "DOM.EP", False, "service code"),
+    SettingSpec("FULFIL_CANADAPOST_LABEL_FORMAT", "canadapost.label_format", "8.5x11", False, "8.5x11 or 4x6"),
+    SettingSpec("FULFIL_BESTBUY_BASE_URL", "bestbuy.base_url", BESTBUY_DEFAULT_BASE_URL, False, "Mirakl host"),
+    SettingSpec("FULFIL_BESTBUY_API_KEY", None, None, True, "shop API key (sent raw in Authorization)"),
+    SettingSpec("FULFIL_BESTBUY_SHOP_ID", "bestbuy.shop_id", None, False, "shop id, when the key has several"),
+    SettingSpec("FULFIL_BESTBUY_CARRIER_CODE", "bestbuy.carrier_code", "CPCL", False, "OR23 carrier_code"),
+    SettingSpec("FULFIL_SENDER_NAME", "sender.name", None, False, "sender contact name"),
+    SettingSpec("FULFIL_SENDER_COMPANY", "sender.company", None, False, "sender company (required)"),
+    SettingSpec("FULFIL_SENDER_PHONE", "sender.phone", None, False, "sender phone (required)"),
+    SettingSpec("FULFIL_SENDER_ADDRESS_LINE_1", "sender.address_line_1", None, False, "sender street"),
+    SettingSpec("FULFIL_SENDER_ADDRESS_LINE_2", "sender.address_line_2", None, False, "sender street, line 2"),
+    SettingSpec("FULFIL_SENDER_CITY", "sender.city", None, False, "sender city"),
+    SettingSpec("FULFIL_SENDER_PROVINCE", "sender.province", None, False, "sender province code, e.g. ON"),
+    SettingSpec("FULFIL_SENDER_POSTAL_CODE", "sender.postal_code", None, False, "sender postal code"),
+    SettingSpec("FULFIL_PARCEL_WEIGHT_KG", "parcel.weight_kg", None, False, "default parcel weight, kg"),
+    SettingSpec("FULFIL_PARCEL_LENGTH_CM", "parcel.length_cm", None, False, "default parcel length, cm"),
+    SettingSpec("FULFIL_PARCEL_WIDTH_CM", "parcel.width_cm", None, False, "default parcel width, cm"),
+    SettingSpec("FULFIL_PARCEL_HEIGHT_CM", "parcel.height_cm", None, False, "default parcel height, cm"),
+)
+_BY_ENV = {spec.env: spec for spec in SETTINGS}
+_SECRET_FILE_KEYS = {
+    "database.url": "FULFIL_DATABASE_URL",
+    "database_url": "FULFIL_DATABASE_URL",
+    "canadapost.username": "FULFIL_CANADAPOST_USERNAME",
+    "canadapost.password": "FULFIL_CANADAPOST_PASSWORD",
+    "bestbuy.api_key": "FULFIL_BESTBUY_API_KEY",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    spec: SettingSpec
+    value: str | None
+    source: Source
+
+    @property
+    def name(self) -> str:
+        """How an error message names this setting: the variable, and the file key when there is one."""
+        if self.spec.file_key:
+            section, _, key = self.spec.file_key.rpartition(".")
+            where = f"[{section}] {key}" if section else key
+            return f"{self.spec.env} (or {where} in the config file)"
+        return self.spec.env
+
+    def display(self) -> str:
+        """The value as it may be shown: secrets masked."""
+        if self.value is None:
+            return ""
+        if self.spec.secret:
+            return mask(self.value)
+        return self.value
+
+
+def mask(secret: str) -> str:
+    """Enough to tell two keys apart, never enough to use one."""
+    if len(secret) <= 8:
+        return "****"
+    return f"{secret[:2]}****{secret[-2:]}"
+
+
+@dataclass(frozen=True)
+class CanadaPostSettings:
+    env: str
+    base_url: str
+    username: str
+    password: str
+    customer_number: str
+    contract_id: str | None
+    service_code: str
+    label_format: str
+
+    @property
+    def contract(self) -> bool:
+        return self.contract_id is not None
+
+
+@dataclass(frozen=True)
+class BestBuySettings:
+    base_url: str
+    api_key: str
+    shop_id: str | None
+    carrier_code: str
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    name: str | None
+    company: str
+    phone: str
+    address_line_1: str
+    address_line_2: str | None
+    city: str
+    province: str
+    postal_code: str
+
+
+@dataclass(frozen=True)
+class ParcelSettings:
+    weight_kg: Decimal
+    length_cm: Decimal | None
+    width_cm: Decimal | None
+    height_cm: Decimal | None
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    connect_timeout: float
+    read_timeout: float
+
+
+class Settings:
+    """Every setting with the place it came from; typed groups are built (and checked) on use."""
+
+    def __init__(self, values: Mapping[str, Setting], config_file: Path | None, cwd: Path) -> None:
+        self._values = dict(values)
+        self.config_file = config_file
+        self.cwd = cwd
+
+    def get(self, env: str) -> Setting:
+        return self._values[env]
+
+    def all(self) -> list[Setting]:
+        return [self._values[spec.env] for spec in SETTINGS]
+
+    def value(self, env: str) -> str | None:
+        return self._values[env].value
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, so audit and log output can scrub them wherever they appear."""
+        return [s.value for s in self._values.values() if s.spec.secret and s.value]
+
+    # --- typed groups -------------------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str | None:
+        return self.value("FULFIL_DATABASE_URL")
+
+    @property
+    def data_dir(self) -> Path:
+        configured = self.value("FULFIL_DATA_DIR")
+        if configured:
+            return Path(configured).expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("fulfil", appauthor=False))
+
+    @property
+    def labels_dir(self) -> Path:
+        raw = self.value("FULFIL_LABELS_DIR") or "labels"
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else self.cwd / path
+
+    def http(self) -> HttpSettings:
+        return HttpSettings(
+            connect_timeout=float(self._positive_decimal("FULFIL_HTTP_CONNECT_TIMEOUT", required=True)),
+            read_timeout=float(self._positive_decimal("FULFIL_HTTP_READ_TIMEOUT", required=True)),
+        )
+
+    def canadapost(self) -> CanadaPostSettings:
+        env = self._required("FULFIL_CANADAPOST_ENV")
+        if env not in CANADAPOST_HOSTS:
+            raise ConfigError(
+                f"{self.get('FULFIL_CANADAPOST_ENV').name} is {env!r}; expected development or production"
+            )
+        base_url = self.value("FULFIL_CANADAPOST_BASE_URL") or CANADAPOST_HOSTS[env]
+        self._check_url("FULFIL_CANADAPOST_BASE_URL", base_url)
+        self._require_all(
+            "Canada Post",
+            ["FULFIL_CANADAPOST_USERNAME", "FULFIL_CANADAPOST_PASSWORD", "FULFIL_CANADAPOST_CUSTOMER_NUMBER"],
+        )
+        customer_number = self._digits("FULFIL_CANADAPOST_CUSTOMER_NUMBER", 10)
+        contract_id = self.value("FULFIL_CANADAPOST_CONTRACT_ID")
+        if contract_id is not None:
+            contract_id = self._digits("FULFIL_CANADAPOST_CONTRACT_ID", 10)
+        label_format = self._required("FULFIL_CANADAPOST_LABEL_FORMAT")
+        if label_format not in ("8.5x11", "4x6"):
+            raise ConfigError(
+                f"{self.get('FULFIL_CANADAPOST_LABEL_FORMAT').name} is {label_format!r}; expected 8.5x11 or 4x6"
+            )
+        service_code = self._required("FULFIL_CANADAPOST_SERVICE_CODE")
+        if not 1 <= len(service_code) <= 32:
+            raise ConfigError(f"{self.get('FULFIL_CANADAPOST_SERVICE_CODE').name} must be 1 to 32 characters")
+        return CanadaPostSettings(
+            env=env,
+            base_url=base_url.rstrip("/"),
+            username=self._required("FULFIL_CANADAPOST_USERNAME"),
+            password=self._required("FULFIL_CANADAPOST_PASSWORD"),
+            customer_number=customer_number,
+            contract_id=contract_id,
+            service_code=service_code,
+            label_format=label_format,
+        )
+
+    def bestbuy(self) -> BestBuySettings:
+        base_url = self._required("FULFIL_BESTBUY_BASE_URL")
+        self._check_url("FULFIL_BESTBUY_BASE_URL", base_url)
+        self._require_all("Best Buy", ["FULFIL_BESTBUY_API_KEY"])
+        shop_id = self.value("FULFIL_BESTBUY_SHOP_ID")
+        if shop_id is not None:
+            shop_id = self._digits("FULFIL_BESTBUY_SHOP_ID", 19)
+        carrier_code = self._required("FULFIL_BESTBUY_CARRIER_CODE")
+        return BestBuySettings(
+            base_url=base_url.rstrip("/"),
+            api_key=self._required("FULFIL_BESTBUY_API_KEY"),
+            shop_id=shop_id,
+            carrier_code=carrier_code,
+        )
+
+    def sender(self) -> SenderSettings:
+        required = [
+            "FULFIL_SENDER_COMPANY",
+            "FULFIL_SENDER_PHONE",
+            "FULFIL_SENDER_ADDRESS_LINE_1",
+            "FULFIL_SENDER_CITY",
+            "FULFIL_SENDER_PROVINCE",
+            "FULFIL_SENDER_POSTAL_CODE",
+        ]
+        self._require_all("the sender address", required)
+        return SenderSettings(
+            name=self.value("FULFIL_SENDER_NAME"),
+            company=self._required("FULFIL_SENDER_COMPANY"),
+            phone=self._required("FULFIL_SENDER_PHONE"),
+            address_line_1=self._required("FULFIL_SENDER_ADDRESS_LINE_1"),
+            address_line_2=self.value("FULFIL_SENDER_ADDRESS_LINE_2"),
+            city=self._required("FULFIL_SENDER_CITY"),
+            province=self._required("FULFIL_SENDER_PROVINCE"),
+            postal_code=self._required("FULFIL_SENDER_POSTAL_CODE"),
+        )
+
+    def parcel(self) -> ParcelSettings:
+        weight = self._positive_decimal("FULFIL_PARCEL_WEIGHT_KG", required=True)
+        assert weight is not None
+        return ParcelSettings(
+            weight_kg=weight,
+            length_cm=self._positive_decimal("FULFIL_PARCEL_LENGTH_CM", required=False),
+            width_cm=self._positive_decimal("FULFIL_PARCEL_WIDTH_CM", required=False),
+            height_cm=self._positive_decimal("FULFIL_PARCEL_HEIGHT_CM", required=False),
+        )
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _required(self, env: str) -> str:
+        value = self.value(env)
+        if value is None:
+            raise ConfigError(f"{self.get(env).name} is not set")
+        return value
+
+    def _require_all(self, what: str, envs: list[str]) -> None:
+        missing = [self.get(env).name for env in envs if self.value(env) is None]
+        if missing:
+            raise ConfigError(f"{what} is not configured: set {', '.join(missing)}")
+
+    def _digits(self, env: str, max_len: int) -> str:
+        value = self._required(env)
+        if not re.fullmatch(rf"\d{{1,{max_len}}}", value):
+            raise ConfigError(f"{self.get(env).name} must be 1 to {max_len} digits")
+        return value
+
+    def _positive_decimal(self, env: str, *, required: bool) -> Decimal | None:
+        raw = self.value(env)
+        if raw is None:
+            if required:
+                raise ConfigError(f"{self.get(env).name} is not set")
+            return None
+        try:
+            number = Decimal(raw)
+        except InvalidOperation:
+            raise ConfigError(f"{self.get(env).name} is {raw!r}; expected a number") from None
+        if not number.is_finite() or number <= 0:
+            raise ConfigError(f"{self.get(env).name} is {raw!r}; expected a number above 0")
+        return number
+
+    def _check_url(self, env: str, url: str) -> None:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ConfigError(f"{self.get(env).name} is {url!r}; expected an http(s) URL")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Read the environment and the config file once. Raises ConfigError for an unreadable file."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+
+    explicit = environ.get("FULFIL_CONFIG") or None
+    if explicit:
+        config_file: Path | None = Path(explicit).expanduser()
+        if not config_file.is_absolute():
+            config_file = cwd / config_file
+        if not config_file.is_file():
+            raise ConfigError(f"FULFIL_CONFIG names {explicit}, which is not a readable file")
+    else:
+        candidate = cwd / "fulfil.toml"
+        config_file = candidate if candidate.is_file() else None
+
+    file_values = _read_config_file(config_file) if config_file else {}
+
+    values: dict[str, Setting] = {}
+    for spec in SETTINGS:
+        env_value = environ.get(spec.env)
+        if env_value is not None and env_value.strip() != "":
+            values[spec.env] = Setting(spec, env_value.strip(), "environment")
+        elif spec.file_key and spec.file_key in file_values:
+            values[spec.env] = Setting(spec, file_values[spec.file_key], "file")
+        elif spec.default is not None:
+            values[spec.env] = Setting(spec, spec.default, "default")
+        else:
+            values[spec.env] = Setting(spec, None, "unset")
+    return Settings(values, config_file, cwd)
+
+
+def _read_config_file(path: Path) -> dict[str, str]:
+    """Flatten the TOML file to {"section.key": "value"}, refusing unknown keys and secrets."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+    known = {spec.file_key for spec in SETTINGS if spec.file_key}
+    flat: dict[str, str] = {}
+
+    def visit(prefix: str, table: Mapping[str, object]) -> None:
+        for key, value in table.items():
+            dotted = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict):
+                visit(dotted, value)
+                continue
+            if dotted in _SECRET_FILE_KEYS:
+                raise ConfigError(
+                    f"{path}: {dotted} is a secret; remove it from the file and set "
+                    f"{_SECRET_FILE_KEYS[dotted]} in the environment instead"
+                )
+            if dotted not in known:
+                raise ConfigError(f"{path}: unknown setting {dotted}")
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise ConfigError(f"{path}: {dotted} must be a string or a number")
+            flat[dotted] = str(value).strip()
+
+    visit("", document)
+    return flat

@@ -1,0 +1,22 @@
+-- Named queries for the api_calls audit log (fulfil/api_calls.py).
+
+-- name: insert_request
+-- Written before the request is sent: a crash after this leaves the request with no answer.
+INSERT INTO api_calls (service, endpoint, related_id, method, url, request_headers, request_payload,
+                       run_id, started_at)
+VALUES (%(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request_headers)s,
+        %(request_payload)s, %(run_id)s, clock_timestamp())
+RETURNING call_id;
+
+-- name: record_response
+UPDATE api_calls
+SET status_code = %(status_code)s,
+    response_headers = %(response_headers)s,
+    response_body = %(response_body)s,
+    response_truncated = %(response_truncated)s,
+    is_success = %(is_success)s,
+    error = %(error)s,
+    failure_class = %(failure_class)s,
+    duration_ms = %(duration_ms)s,
+    finished_at = clock_timestamp()
+WHERE call_id = %(call_id)s;
