@@ -1,0 +1,250 @@
+"""Create Shipment request bodies: contract (shipment-v8) and non-contract (ncshipment-v4).
+
+Elements are written in the order Canada Post documents them even though the schema's
+``xsd:all`` would accept any order: it is the order Canada Post's own samples use, and a request
+that looks like theirs is the one least likely to meet an undocumented quirk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from lxml import etree
+
+from fulfil.canadapost.destination import Destination, OrderDataError, destination_from_order
+from fulfil.canadapost.limits import CUSTOMER_REQUEST_ID_MAX, REFERENCE_MAX, SERVICE_CODE_MAX
+from fulfil.canadapost.media_types import (
+    NCSHIPMENT_MEDIA_TYPE,
+    NCSHIPMENT_NAMESPACE,
+    SHIPMENT_MEDIA_TYPE,
+    SHIPMENT_NAMESPACE,
+)
+from fulfil.canadapost.parcel import Parcel, parcel_characteristics
+from fulfil.canadapost.sender import SenderAddress, sender_address
+from fulfil.canadapost.setting_names import setting_name
+from fulfil.canadapost.text import clean_text
+from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
+from fulfil.errors import ConfigError
+
+_XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+@dataclass(frozen=True)
+class ShipmentRequest:
+    xml: bytes  # UTF-8 with XML declaration
+    media_type: str  # SHIPMENT_MEDIA_TYPE or NCSHIPMENT_MEDIA_TYPE
+    contract: bool
+    warnings: tuple[str, ...]
+
+
+def build_shipment_request(
+    *,
+    order_id: str,
+    order: Mapping[str, Any],
+    canadapost: CanadaPostSettings,
+    sender: SenderSettings,
+    parcel: ParcelSettings,
+    request_id: str | None,
+) -> ShipmentRequest:
+    """The Create Shipment body for one order.
+
+    Raises OrderDataError when the order's data cannot make a label, ConfigError when a setting
+    is wrong, and ValueError when a contract request lacks a usable ``request_id`` (the
+    customer-request-id that lets a lost answer be found again, so it must never be missing).
+    A non-contract request has no place for a request id; one given is not used.
+    """
+    _check_order_id(order_id, order)
+    destination = destination_from_order(order_id, order)
+    origin = sender_address(sender)
+    measured = parcel_characteristics(parcel)
+    service_code = _service_code(canadapost)
+    if canadapost.contract:
+        root = _contract_shipment(
+            _customer_request_id(request_id),
+            canadapost,
+            service_code,
+            origin,
+            destination,
+            measured,
+            order_id,
+        )
+        media_type = SHIPMENT_MEDIA_TYPE
+    else:
+        root = _non_contract_shipment(service_code, origin, destination, measured, order_id)
+        media_type = NCSHIPMENT_MEDIA_TYPE
+    xml = _XML_DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
+    return ShipmentRequest(
+        xml=xml, media_type=media_type, contract=canadapost.contract, warnings=destination.warnings
+    )
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def _check_order_id(order_id: str, order: Mapping[str, Any]) -> None:
+    if not order_id or clean_text(order_id) != order_id:
+        raise ValueError(f"order id {order_id!r} is empty or has stray whitespace")
+    in_order = order.get("order_id")
+    if in_order is not None and in_order != order_id:
+        raise OrderDataError(order_id, "order_id", f"the order object is order {in_order!r}")
+    if len(order_id) > REFERENCE_MAX:
+        # customer-ref-1 is how a shipment is matched back to its order: it must hold the whole id.
+        raise OrderDataError(
+            order_id, "order_id", f"longer than the {REFERENCE_MAX} characters of Canada Post's reference"
+        )
+
+
+def _customer_request_id(request_id: str | None) -> str:
+    if request_id is None or not request_id or clean_text(request_id) != request_id:
+        raise ValueError(
+            f"a contract shipment needs a customer-request-id without stray whitespace; got {request_id!r}"
+        )
+    if len(request_id) > CUSTOMER_REQUEST_ID_MAX:
+        raise ValueError(
+            f"customer-request-id {request_id!r} is longer than Canada Post's "
+            f"{CUSTOMER_REQUEST_ID_MAX} characters"
+        )
+    return request_id
+
+
+def _service_code(canadapost: CanadaPostSettings) -> str:
+    code = clean_text(canadapost.service_code)
+    if code is None or len(code) > SERVICE_CODE_MAX:
+        raise ConfigError(f"{setting_name('FULFIL_CANADAPOST_SERVICE_CODE')} must be 1 to 32 characters")
+    if not code.startswith("DOM."):
+        # fulfil refuses foreign destinations, and a foreign service needs customs data it never sends.
+        raise ConfigError(
+            f"{setting_name('FULFIL_CANADAPOST_SERVICE_CODE')} is {code!r}; fulfil ships within Canada "
+            "only, so it must be a domestic service (DOM.RP, DOM.EP, DOM.XP, DOM.PC …)"
+        )
+    return code
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Elements in one namespace, as the schema's elementFormDefault="qualified" requires."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def root(self, name: str) -> etree._Element:
+        return etree.Element(f"{{{self.namespace}}}{name}", nsmap={None: self.namespace})
+
+    def add(self, parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+        element = etree.SubElement(parent, f"{{{self.namespace}}}{name}")
+        if text is not None:
+            element.text = text
+        return element
+
+    def add_if(self, parent: etree._Element, name: str, text: str | None) -> None:
+        if text is not None:
+            self.add(parent, name, text)
+
+
+def _contract_shipment(
+    request_id: str,
+    canadapost: CanadaPostSettings,
+    service_code: str,
+    origin: SenderAddress,
+    destination: Destination,
+    parcel: Parcel,
+    order_id: str,
+) -> etree._Element:
+    assert canadapost.contract_id is not None
+    w = _Writer(SHIPMENT_NAMESPACE)
+    shipment = w.root("shipment")
+    w.add(shipment, "customer-request-id", request_id)
+    # transmit-shipment rather than a group: no manifest step to forget, billing on creation.
+    w.add(shipment, "transmit-shipment", "true")
+    w.add(shipment, "requested-shipping-point", origin.postal_code)
+    spec = w.add(shipment, "delivery-spec")
+    w.add(spec, "service-code", service_code)
+    _sender(w, spec, origin, with_country=True)
+    _destination(w, spec, destination)
+    _parcel(w, spec, parcel)
+    print_preferences = w.add(spec, "print-preferences")
+    w.add(print_preferences, "output-format", canadapost.label_format)
+    w.add(print_preferences, "encoding", "PDF")
+    _preferences(w, spec)
+    _references(w, spec, order_id)
+    settlement = w.add(spec, "settlement-info")
+    w.add(settlement, "contract-id", canadapost.contract_id)
+    w.add(settlement, "intended-method-of-payment", "Account")
+    return shipment
+
+
+def _non_contract_shipment(
+    service_code: str, origin: SenderAddress, destination: Destination, parcel: Parcel, order_id: str
+) -> etree._Element:
+    w = _Writer(NCSHIPMENT_NAMESPACE)
+    shipment = w.root("non-contract-shipment")
+    w.add(shipment, "requested-shipping-point", origin.postal_code)
+    spec = w.add(shipment, "delivery-spec")
+    w.add(spec, "service-code", service_code)
+    _sender(w, spec, origin, with_country=False)
+    _destination(w, spec, destination)
+    _parcel(w, spec, parcel)
+    _preferences(w, spec)
+    _references(w, spec, order_id)
+    return shipment
+
+
+def _sender(w: _Writer, spec: etree._Element, origin: SenderAddress, *, with_country: bool) -> None:
+    sender = w.add(spec, "sender")
+    w.add_if(sender, "name", origin.name)
+    w.add(sender, "company", origin.company)
+    w.add(sender, "contact-phone", origin.phone)
+    details = w.add(sender, "address-details")
+    w.add(details, "address-line-1", origin.address_line_1)
+    w.add_if(details, "address-line-2", origin.address_line_2)
+    w.add(details, "city", origin.city)
+    w.add(details, "prov-state", origin.province)
+    # The non-contract sender is a domestic address type, which has no country-code element.
+    if with_country:
+        w.add(details, "country-code", "CA")
+    w.add(details, "postal-zip-code", origin.postal_code)
+
+
+def _destination(w: _Writer, spec: etree._Element, destination: Destination) -> None:
+    element = w.add(spec, "destination")
+    w.add_if(element, "name", destination.name)
+    w.add_if(element, "company", destination.company)
+    w.add_if(element, "additional-address-info", destination.additional_address_info)
+    w.add_if(element, "client-voice-number", destination.phone)
+    details = w.add(element, "address-details")
+    w.add(details, "address-line-1", destination.address_line_1)
+    w.add_if(details, "address-line-2", destination.address_line_2)
+    w.add(details, "city", destination.city)
+    w.add(details, "prov-state", destination.province)
+    w.add(details, "country-code", destination.country_code)
+    w.add(details, "postal-zip-code", destination.postal_code)
+
+
+def _parcel(w: _Writer, spec: etree._Element, parcel: Parcel) -> None:
+    characteristics = w.add(spec, "parcel-characteristics")
+    w.add(characteristics, "weight", _decimal(parcel.weight_kg))
+    if parcel.dimensions is not None:
+        dimensions = w.add(characteristics, "dimensions")
+        w.add(dimensions, "length", _decimal(parcel.dimensions.length_cm))
+        w.add(dimensions, "width", _decimal(parcel.dimensions.width_cm))
+        w.add(dimensions, "height", _decimal(parcel.dimensions.height_cm))
+
+
+def _preferences(w: _Writer, spec: etree._Element) -> None:
+    preferences = w.add(spec, "preferences")
+    w.add(preferences, "show-packing-instructions", "false")
+
+
+def _references(w: _Writer, spec: etree._Element, order_id: str) -> None:
+    references = w.add(spec, "references")
+    w.add(references, "customer-ref-1", order_id)
+
+
+def _decimal(value: Decimal) -> str:
+    # Fixed-point: str() of a Decimal can use an exponent ("1E+1"), which xsd:decimal refuses.
+    return format(value, "f")
