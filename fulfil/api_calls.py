@@ -28,7 +28,9 @@ REDACTED = "[redacted]"
 DEFAULT_BODY_CAP = 64 * 1024
 
 # Header and query-parameter names whose values are credentials, whatever their case.
-_SENSITIVE_NAME = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password|passwd|credential", re.I)
+_SENSITIVE_NAME = re.compile(
+    r"authorization|cookie|api[-_]?key|token|secret|password|passwd|credential", re.I
+)
 _BINARY_TYPES = re.compile(r"^(application/(pdf|zpl|octet-stream|zip)|image/|audio/|video/)", re.I)
 
 

@@ -28,7 +28,7 @@ import urllib3.exceptions
 from requests.auth import AuthBase
 
 from fulfil import __version__
-from fulfil.api_calls import ApiCallLog, Redactor
+from fulfil.api_calls import ApiCallLog
 
 log = logging.getLogger("fulfil.http")
 
@@ -165,9 +165,19 @@ class AuditedHttp:
         attempt = 1
         while True:
             outcome = self._send_once(
-                method, url, endpoint=endpoint, related_id=related_id, headers=headers, params=params, data=data
+                method,
+                url,
+                endpoint=endpoint,
+                related_id=related_id,
+                headers=headers,
+                params=params,
+                data=data,
             )
-            if outcome.failure is None or outcome.failure not in retry.retry_on or attempt >= retry.max_attempts:
+            if (
+                outcome.failure is None
+                or outcome.failure not in retry.retry_on
+                or attempt >= retry.max_attempts
+            ):
                 return outcome
             wait = retry.delay(outcome, attempt)
             log.info(
@@ -336,19 +346,19 @@ def describe_exception(exc: requests.RequestException) -> str:
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or any(current is s for s in seen):
-            continue
-        seen.append(current)
-        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
-        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return seen
+    """The exception and what caused it, outermost first (requests wraps urllib3 wraps socket)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and not any(current is seen for seen in chain) and len(chain) < 20:
+        chain.append(current)
+        candidates = [getattr(current, "reason", None), current.__cause__]
+        candidates += [arg for arg in current.args if isinstance(arg, BaseException)]
+        candidates.append(current.__context__)
+        current = next((c for c in candidates if isinstance(c, BaseException)), None)
+    return chain
 
 
 def _innermost(exc: BaseException) -> str:
-    causes = _causes(exc)
-    text = str(causes[-1]) if causes else str(exc)
-    return text.strip().splitlines()[0][:300] if text.strip() else type(causes[-1]).__name__
+    innermost = _causes(exc)[-1]
+    text = str(innermost).strip()
+    return text.splitlines()[0][:300] if text else type(innermost).__name__

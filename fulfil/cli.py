@@ -37,7 +37,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(help="The database: migrations, schema status, the embedded server.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database: migrations, schema status, the embedded server.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 
@@ -158,7 +160,12 @@ def db_status(ctx: typer.Context, json_mode: JsonOption = False) -> None:
             "Migrations",
             ["version", "name", "state", "applied_at"],
             [
-                [f"{s.version:04d}", s.name, s.state, s.applied_at.strftime("%Y-%m-%d %H:%M") if s.applied_at else ""]
+                [
+                    f"{s.version:04d}",
+                    s.name,
+                    s.state,
+                    s.applied_at.strftime("%Y-%m-%d %H:%M") if s.applied_at else "",
+                ]
                 for s in states
             ],
         )

@@ -46,16 +46,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "FULFIL_DATABASE_URL", None, None, True, "PostgreSQL URL; unset = embedded PostgreSQL in the data dir"
     ),
-    SettingSpec("FULFIL_CONFIG", None, None, False, "TOML file of non-secret settings; default ./fulfil.toml"),
+    SettingSpec(
+        "FULFIL_CONFIG", None, None, False, "TOML file of non-secret settings; default ./fulfil.toml"
+    ),
     SettingSpec("FULFIL_DATA_DIR", None, None, False, "where the embedded PostgreSQL lives"),
     SettingSpec("FULFIL_LABELS_DIR", "labels_dir", "labels", False, "directory for label PDFs"),
     SettingSpec(
         "FULFIL_HTTP_CONNECT_TIMEOUT", "http.connect_timeout", "10", False, "seconds to open a connection"
     ),
-    SettingSpec("FULFIL_HTTP_READ_TIMEOUT", "http.read_timeout", "60", False, "seconds to wait for an answer"),
     SettingSpec(
-        "FULFIL_CANADAPOST_ENV", "canadapost.env", "development", False, "development or production"
+        "FULFIL_HTTP_READ_TIMEOUT", "http.read_timeout", "60", False, "seconds to wait for an answer"
     ),
+    SettingSpec("FULFIL_CANADAPOST_ENV", "canadapost.env", "development", False, "development or production"),
     SettingSpec(
         "FULFIL_CANADAPOST_BASE_URL", "canadapost.base_url", None, False, "overrides the host the env selects"
     ),
@@ -72,16 +74,24 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "set = contract shipping, unset = non-contract",
     ),
     SettingSpec("FULFIL_CANADAPOST_SERVICE_CODE", "canadapost.service_code", "DOM.EP", False, "service code"),
-    SettingSpec("FULFIL_CANADAPOST_LABEL_FORMAT", "canadapost.label_format", "8.5x11", False, "8.5x11 or 4x6"),
-    SettingSpec("FULFIL_BESTBUY_BASE_URL", "bestbuy.base_url", BESTBUY_DEFAULT_BASE_URL, False, "Mirakl host"),
+    SettingSpec(
+        "FULFIL_CANADAPOST_LABEL_FORMAT", "canadapost.label_format", "8.5x11", False, "8.5x11 or 4x6"
+    ),
+    SettingSpec(
+        "FULFIL_BESTBUY_BASE_URL", "bestbuy.base_url", BESTBUY_DEFAULT_BASE_URL, False, "Mirakl host"
+    ),
     SettingSpec("FULFIL_BESTBUY_API_KEY", None, None, True, "shop API key (sent raw in Authorization)"),
-    SettingSpec("FULFIL_BESTBUY_SHOP_ID", "bestbuy.shop_id", None, False, "shop id, when the key has several"),
+    SettingSpec(
+        "FULFIL_BESTBUY_SHOP_ID", "bestbuy.shop_id", None, False, "shop id, when the key has several"
+    ),
     SettingSpec("FULFIL_BESTBUY_CARRIER_CODE", "bestbuy.carrier_code", "CPCL", False, "OR23 carrier_code"),
     SettingSpec("FULFIL_SENDER_NAME", "sender.name", None, False, "sender contact name"),
     SettingSpec("FULFIL_SENDER_COMPANY", "sender.company", None, False, "sender company (required)"),
     SettingSpec("FULFIL_SENDER_PHONE", "sender.phone", None, False, "sender phone (required)"),
     SettingSpec("FULFIL_SENDER_ADDRESS_LINE_1", "sender.address_line_1", None, False, "sender street"),
-    SettingSpec("FULFIL_SENDER_ADDRESS_LINE_2", "sender.address_line_2", None, False, "sender street, line 2"),
+    SettingSpec(
+        "FULFIL_SENDER_ADDRESS_LINE_2", "sender.address_line_2", None, False, "sender street, line 2"
+    ),
     SettingSpec("FULFIL_SENDER_CITY", "sender.city", None, False, "sender city"),
     SettingSpec("FULFIL_SENDER_PROVINCE", "sender.province", None, False, "sender province code, e.g. ON"),
     SettingSpec("FULFIL_SENDER_POSTAL_CODE", "sender.postal_code", None, False, "sender postal code"),
@@ -248,7 +258,8 @@ class Settings:
         label_format = self._required("FULFIL_CANADAPOST_LABEL_FORMAT")
         if label_format not in ("8.5x11", "4x6"):
             raise ConfigError(
-                f"{self.get('FULFIL_CANADAPOST_LABEL_FORMAT').name} is {label_format!r}; expected 8.5x11 or 4x6"
+                f"{self.get('FULFIL_CANADAPOST_LABEL_FORMAT').name} is {label_format!r}; "
+                "expected 8.5x11 or 4x6"
             )
         service_code = self._required("FULFIL_CANADAPOST_SERVICE_CODE")
         if not 1 <= len(service_code) <= 32:

@@ -64,9 +64,13 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "fulf
     import psycopg
 
     try:
-        return psycopg.connect(url, autocommit=autocommit, application_name=application_name, connect_timeout=10)
+        return psycopg.connect(
+            url, autocommit=autocommit, application_name=application_name, connect_timeout=10
+        )
     except psycopg.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to the database ({describe_url(url)}): {first_line(exc)}") from exc
+        raise DatabaseError(
+            f"cannot connect to the database ({describe_url(url)}): {first_line(exc)}"
+        ) from exc
 
 
 def describe_url(url: str) -> str:

@@ -8,6 +8,7 @@ second); ``fulfil db stop`` stops it. It listens on a Unix socket only, never on
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,10 +61,9 @@ def embedded_database_url(data_dir: Path, database: str = DEFAULT_DATABASE) -> s
         with psycopg.connect(admin_url, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
             if not exists:
-                try:
+                # Another fulfil process may have created it a moment ago.
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass  # another fulfil process created it a moment ago
     except psycopg.Error as exc:
         raise DatabaseError(f"embedded PostgreSQL in {pgdata_dir(data_dir)}: {exc}") from exc
     return server.get_uri(database=database)

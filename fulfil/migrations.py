@@ -128,7 +128,8 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
                     with conn.transaction():
                         conn.execute(migration.sql())
                         conn.execute(
-                            "INSERT INTO fulfil_schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                            "INSERT INTO fulfil_schema_migrations (version, name, checksum) "
+                            "VALUES (%s, %s, %s)",
                             (migration.version, migration.name, migration.checksum),
                         )
                 except Exception as exc:
@@ -148,7 +149,9 @@ def ensure_current(url: str) -> None:
         return
     pending = [f"{s.version:04d}_{s.name}" for s in problems if s.state == "pending"]
     if pending and len(pending) == len(problems):
-        raise MigrationError(f"the database schema is not up to date ({', '.join(pending)} pending): run `fulfil db migrate`")
+        raise MigrationError(
+            f"the database schema is not up to date ({', '.join(pending)} pending): run `fulfil db migrate`"
+        )
     described = ", ".join(f"{s.version:04d}_{s.name} {s.state}" for s in problems)
     raise MigrationError(f"the database schema does not match this fulfil: {described}")
 
@@ -158,8 +161,9 @@ def _refuse_changed(migrations: list[Migration], applied: dict[int, tuple[str, s
         record = applied.get(migration.version)
         if record and record[1] != migration.checksum:
             raise MigrationError(
-                f"migration {migration.filename} was applied on {record[2]:%Y-%m-%d} and its file has changed "
-                "since; applied migrations must not be edited (restore the file, and add a new migration instead)"
+                f"migration {migration.filename} was applied on {record[2]:%Y-%m-%d} and its file has "
+                "changed since; applied migrations must not be edited (restore the file, and add a new "
+                "migration instead)"
             )
 
 

