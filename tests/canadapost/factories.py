@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
 from tests.shared_reference import mirakl_samples
 
@@ -100,3 +101,24 @@ def parcel_settings(**overrides: Any) -> ParcelSettings:
         "height_cm": Decimal("10"),
     }
     return ParcelSettings(**{**values, **overrides})
+
+
+def build_request(
+    order: dict[str, Any] | None = None,
+    *,
+    canadapost: CanadaPostSettings | None = None,
+    sender: SenderSettings | None = None,
+    parcel: ParcelSettings | None = None,
+    request_id: str | None = "fulfil-261250893-A-1",
+    order_id: str | None = None,
+) -> ShipmentRequest:
+    """The request for an order (the default one unless given) with default settings."""
+    order = make_order() if order is None else order
+    return build_shipment_request(
+        order_id=order_id or order["order_id"],
+        order=order,
+        canadapost=canadapost or contract_settings(),
+        sender=sender or sender_settings(),
+        parcel=parcel or parcel_settings(),
+        request_id=request_id,
+    )

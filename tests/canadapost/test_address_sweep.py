@@ -100,12 +100,13 @@ def messy(rng: random.Random, text: str) -> str:
 def generated_address(rng: random.Random) -> dict[str, Any]:
     street = f"{rng.randint(1, 99999)} {rng.choice(STREETS)}"
     street_2 = ""
+    # Independent choices, so that a long street_1 also meets a street_2 that is already taken.
+    if rng.random() < 0.3:
+        street_2 = rng.choice(APARTMENTS)
     roll = rng.random()
     if roll < 0.3:
-        street_2 = rng.choice(APARTMENTS)
-    elif roll < 0.55:
         street = f"{street} {rng.choice(APARTMENTS)}"
-    elif roll < 0.7:
+    elif roll < 0.5:
         street = f"{street} {rng.choice(STREETS)} {rng.choice(APARTMENTS)}"
     province, postal_code = rng.choice(PROVINCES)
     if rng.random() < 0.08:

@@ -13,8 +13,7 @@ from fulfil.canadapost.media_types import (
     SHIPMENT_MEDIA_TYPE,
     SHIPMENT_NAMESPACE,
 )
-from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
-from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
+from fulfil.canadapost.shipment_request import ShipmentRequest
 from fulfil.errors import ConfigError
 from fulfil.xml_parsing import child_text, find_path, local_name, parse_untrusted
 from tests.canadapost.factories import (
@@ -26,28 +25,11 @@ from tests.canadapost.factories import (
     real_orders,
     sender_settings,
 )
+from tests.canadapost.factories import (
+    build_request as build,
+)
 
-REQUEST_ID = "fulfil-261250893-A-1"
-
-
-def build(
-    order: dict[str, Any] | None = None,
-    *,
-    canadapost: CanadaPostSettings | None = None,
-    sender: SenderSettings | None = None,
-    parcel: ParcelSettings | None = None,
-    request_id: str | None = REQUEST_ID,
-    order_id: str | None = None,
-) -> ShipmentRequest:
-    order = make_order() if order is None else order
-    return build_shipment_request(
-        order_id=order_id or order["order_id"],
-        order=order,
-        canadapost=canadapost or contract_settings(),
-        sender=sender or sender_settings(),
-        parcel=parcel or parcel_settings(),
-        request_id=request_id,
-    )
+REQUEST_ID = "fulfil-261250893-A-1"  # build()'s default
 
 
 def text_at(root: etree._Element, *path: str) -> str | None:
