@@ -7,6 +7,7 @@ that looks like theirs is the one least likely to meet an undocumented quirk.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +31,7 @@ from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
 from fulfil.errors import ConfigError
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+LABEL_FORMATS = ("8.5x11", "4x6")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ def build_shipment_request(
     origin = sender_address(sender)
     measured = parcel_characteristics(parcel)
     service_code = _service_code(canadapost)
+    _check_contract_settings(canadapost)
     if canadapost.contract:
         root = _contract_shipment(
             _customer_request_id(request_id),
@@ -121,6 +124,18 @@ def _service_code(canadapost: CanadaPostSettings) -> str:
             "only, so it must be a domestic service (DOM.RP, DOM.EP, DOM.XP, DOM.PC …)"
         )
     return code
+
+
+def _check_contract_settings(canadapost: CanadaPostSettings) -> None:
+    # Settings are checked when loaded; these guard settings built some other way (tests, scripts),
+    # since Canada Post's refusal of a malformed value would otherwise surface one order at a time.
+    if canadapost.contract_id is not None and not re.fullmatch(r"\d{1,10}", canadapost.contract_id):
+        raise ConfigError(f"{setting_name('FULFIL_CANADAPOST_CONTRACT_ID')} must be 1 to 10 digits")
+    if canadapost.contract and canadapost.label_format not in LABEL_FORMATS:
+        raise ConfigError(
+            f"{setting_name('FULFIL_CANADAPOST_LABEL_FORMAT')} is {canadapost.label_format!r}; "
+            f"expected {' or '.join(LABEL_FORMATS)}"
+        )
 
 
 # --- documents ------------------------------------------------------------------------------

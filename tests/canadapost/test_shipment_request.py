@@ -321,6 +321,18 @@ def test_foreign_service_codes_are_refused() -> None:
         build(canadapost=contract_settings(service_code="USA.EP"))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"contract_id": "42-7085"}, r"FULFIL_CANADAPOST_CONTRACT_ID \(or \[canadapost\] contract_id"),
+        ({"label_format": "paper"}, r"FULFIL_CANADAPOST_LABEL_FORMAT .* is 'paper'; expected 8.5x11 or 4x6"),
+    ],
+)
+def test_malformed_canada_post_settings(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(canadapost=contract_settings(**overrides))
+
+
 # --- parcel ---------------------------------------------------------------------------------
 
 
