@@ -104,9 +104,10 @@ class _DestinationReader:
                 f"{len(additional_info)} characters, more than the {ADDITIONAL_ADDRESS_INFO_MAX} "
                 f"Canada Post accepts: {additional_info!r}",
             )
+        company = self.company(address)
         return Destination(
-            name=self.recipient_name(customer, address),
-            company=self.company(address),
+            name=self.recipient_name(customer, address, has_company=company is not None),
+            company=company,
             additional_address_info=additional_info,
             phone=self.phone(address),
             address_line_1=line_1,
@@ -224,7 +225,9 @@ class _DestinationReader:
         self.warn(path_1, f"too long for one line; continued on address line 2 as {rest!r}")
         return head, rest
 
-    def recipient_name(self, customer: Mapping[str, Any], address: Mapping[str, Any]) -> str | None:
+    def recipient_name(
+        self, customer: Mapping[str, Any], address: Mapping[str, Any], *, has_company: bool
+    ) -> str | None:
         first_path, last_path = f"{ADDRESS_PATH}.firstname", f"{ADDRESS_PATH}.lastname"
         first = self.text(address, "firstname", first_path)
         last = self.text(address, "lastname", last_path)
@@ -233,8 +236,10 @@ class _DestinationReader:
             first_path, last_path = "customer.firstname", "customer.lastname"
             first = self.text(customer, "firstname", first_path)
             last = self.text(customer, "lastname", last_path)
+            if first is not None or last is not None:
+                self.warn(f"{ADDRESS_PATH}.lastname", "no recipient name; the buyer's name is used")
         if first is None and last is None:
-            if self.text(address, "company", f"{ADDRESS_PATH}.company") is None:
+            if not has_company:
                 raise self.fail(f"{ADDRESS_PATH}.lastname", "missing (no recipient name or company)")
             return None
         full = " ".join(part for part in (first, last) if part)

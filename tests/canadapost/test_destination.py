@@ -256,7 +256,11 @@ def test_only_a_last_name() -> None:
 
 
 def test_buyer_name_is_the_fallback_when_the_address_has_none() -> None:
-    assert destination(firstname=None, lastname="").name == "Buyer Person"
+    result = destination(firstname=None, lastname="")
+    assert result.name == "Buyer Person"
+    assert result.warnings == (
+        f"order {ORDER_ID}: {ADDRESS}.lastname: no recipient name; the buyer's name is used",
+    )
 
 
 def test_long_name_shortens_the_first_name_to_an_initial() -> None:
@@ -282,6 +286,13 @@ def test_no_name_but_a_company_is_enough() -> None:
     customer_less["customer"]["lastname"] = None
     result = destination_from_order(ORDER_ID, customer_less)
     assert (result.name, result.company) == (None, "Acme Inc")
+
+
+def test_no_name_but_a_company_2_is_enough() -> None:
+    order = make_order(firstname="", lastname="", company="", company_2="Receiving Dock")
+    order["customer"]["firstname"] = order["customer"]["lastname"] = None
+    result = destination_from_order(ORDER_ID, order)
+    assert (result.name, result.company) == (None, "Receiving Dock")
 
 
 def test_no_name_and_no_company_is_refused() -> None:
