@@ -1,4 +1,4 @@
-"""The `fulfil` command line: parse, call the library, render. No SQL and no HTTP here.
+"""The `fulfil` application object, shared options and helpers, and the one error handler.
 
 Only the standard library, typer and fulfil's light modules are imported at start-up; database,
 HTTP and XML libraries are imported by the commands that use them, so `fulfil --help` stays fast
@@ -58,7 +58,7 @@ class AppState:
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 
 
-def _state(ctx: typer.Context, json_mode: bool = False) -> AppState:
+def state_of(ctx: typer.Context, json_mode: bool = False) -> AppState:
     state = ctx.find_object(AppState)
     if state is None:  # pragma: no cover - the root callback always sets it
         state = AppState()
@@ -101,11 +101,11 @@ def _configure_logging(verbose: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# fulfil db …
+# Helpers shared by commands
 # --------------------------------------------------------------------------------------------
 
 
-def _database_url(state: AppState) -> str:
+def database_url(state: AppState) -> str:
     from fulfil.db import resolve_database_url
 
     settings = state.settings
@@ -116,79 +116,63 @@ def _database_url(state: AppState) -> str:
     return resolve_database_url(settings)
 
 
-@db_app.command("migrate")
-def db_migrate(ctx: typer.Context, json_mode: JsonOption = False) -> None:
-    """Apply pending migrations (sql/NNNN_*.sql) in order; safe to run twice or concurrently.
+OrderOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--order",
+        help="Only this order id (repeatable). `--order -` reads ids from stdin, one per line.",
+        show_default=False,
+    ),
+]
+LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Work on at most N orders.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Build and check each request; no HTTP, no writes.")
+]
 
-    Example:
 
-        fulfil db migrate
-    """
-    from fulfil.migrations import migrate
+def order_ids_from(values: list[str] | None) -> list[str] | None:
+    """The --order values, with `-` expanded to the ids on stdin; None means every order."""
+    if not values:
+        return None
+    ids: list[str] = []
+    for value in values:
+        if value == "-":
+            ids.extend(line.strip() for line in sys.stdin if line.strip() and not line.startswith("#"))
+        elif value.strip():
+            ids.append(value.strip())
+    if not ids:
+        from fulfil.errors import UsageError
 
-    state = _state(ctx, json_mode)
+        raise UsageError("--order was given but no order id was read")
+    return list(dict.fromkeys(ids))
+
+
+def schema_ready_url(state: AppState) -> str:
+    from fulfil.migrations import ensure_current
+
+    url = database_url(state)
+    ensure_current(url)
+    return url
+
+
+def render_results(
+    state: AppState, title: str, results: list[dict[str, object]], columns: list[str], *, attention: bool
+) -> None:
+    """After a run: a table for a person; for cron, nothing on success and the problems on stderr."""
     out = state.output
-    applied = migrate(_database_url(state))
-    for migration in applied:
-        if out.json_mode:
-            out.record({"applied": migration.filename, "version": migration.version})
-        else:
-            out.line(f"applied {migration.filename}")
-    if not applied:
-        out.info("Nothing to apply: the database schema is up to date.")
-
-
-@db_app.command("status")
-def db_status(ctx: typer.Context, json_mode: JsonOption = False) -> None:
-    """Show applied and pending migrations. Exit 3 when some are pending.
-
-    Example:
-
-        fulfil db status --json
-    """
-    from fulfil.errors import EXIT_SOME_FAILED
-    from fulfil.migrations import status
-
-    state = _state(ctx, json_mode)
-    out = state.output
-    states = status(_database_url(state))
     if out.json_mode:
-        for item in states:
-            out.record(item.as_dict())
-    else:
-        out.table(
-            "Migrations",
-            ["version", "name", "state", "applied_at"],
-            [
-                [
-                    f"{s.version:04d}",
-                    s.name,
-                    s.state,
-                    s.applied_at.strftime("%Y-%m-%d %H:%M") if s.applied_at else "",
-                ]
-                for s in states
-            ],
-        )
-    if any(s.state != "applied" for s in states):
-        raise typer.Exit(EXIT_SOME_FAILED)
-
-
-@db_app.command("stop")
-def db_stop(ctx: typer.Context) -> None:
-    """Stop the embedded PostgreSQL server (the next command starts it again).
-
-    Example:
-
-        fulfil db stop
-    """
-    from fulfil.embedded_db import pgdata_dir, stop_server
-
-    state = _state(ctx)
-    data_dir = state.settings.data_dir
-    if stop_server(data_dir):
-        state.output.info(f"Stopped the embedded PostgreSQL in {pgdata_dir(data_dir)}.")
-    else:
-        state.output.info(f"The embedded PostgreSQL in {pgdata_dir(data_dir)} is not running.")
+        return  # already streamed, one line per result
+    if out.stdout_is_terminal:
+        if results:
+            out.table(title, columns, [[r.get(c) for c in columns] for r in results])
+        return
+    for record in results:
+        if record.get("error"):
+            out.warn(str(record["error"]))
+    if attention or out.verbose:
+        for record in results:
+            if not record.get("error"):
+                out.line("\t".join("" if record.get(c) is None else str(record.get(c)) for c in columns))
 
 
 # --------------------------------------------------------------------------------------------

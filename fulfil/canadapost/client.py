@@ -1,0 +1,220 @@
+"""Canada Post's endpoints, as fulfil calls them: through the audited HTTP layer, never directly.
+
+The client sends and reads; it decides nothing about shipments. What an answer means for an
+order (bought, refused, unknown) is the label workflow's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RetryPolicy
+from fulfil.canadapost.media_types import NCSHIPMENT_MEDIA_TYPE, PDF_MEDIA_TYPE, SHIPMENT_MEDIA_TYPE
+from fulfil.canadapost.responses import (
+    ErrorKind,
+    Link,
+    ResponseFormatError,
+    ShipmentInfo,
+    classify_error,
+    messages_in,
+    parse_shipment_details,
+    parse_shipment_info,
+    parse_shipment_links,
+)
+from fulfil.canadapost.shipment_request import ShipmentRequest
+from fulfil.config import CanadaPostSettings
+from fulfil.errors import ConfigError
+
+T = TypeVar("T")
+
+SERVICE = "CanadaPost"
+EASTERN = ZoneInfo("America/Toronto")
+
+# A connection refused or a connect timeout provably sent nothing: trying again cannot buy twice.
+RETRY_NOT_SENT = RetryPolicy(max_attempts=3, retry_on=frozenset({FailureClass.NOT_SENT}), backoff_base=1.0)
+# Reads change nothing, so anything but a definitive answer is worth another try.
+RETRY_READS = RetryPolicy(
+    max_attempts=3,
+    retry_on=frozenset({FailureClass.NOT_SENT, FailureClass.INDETERMINATE, FailureClass.RATE_LIMITED}),
+    backoff_base=1.0,
+)
+
+
+class CanadaPostUnavailable(Exception):
+    """A look-up could not be completed; nothing can be concluded from it."""
+
+
+@dataclass(frozen=True)
+class CanadaPostError:
+    kind: ErrorKind
+    code: str | None
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.description}" if self.code else self.description
+
+
+def interpret_error(outcome: HttpOutcome) -> CanadaPostError:
+    """Canada Post's own words for a failed call, with what kind of failure it is."""
+    messages = messages_in(outcome.body) if outcome.body else None
+    kind = classify_error(outcome.status_code, messages)
+    if messages:
+        first = messages[0]
+        text = "; ".join(f"{m.code} {m.description}".strip() for m in messages)
+        return CanadaPostError(kind, first.code or None, f"Canada Post {outcome.describe()}: {text}")
+    body = " ".join(outcome.text.split())[:200] if outcome.body else ""
+    detail = f": {body}" if body and outcome.content_type not in ("text/html",) else ""
+    if outcome.content_type == "text/html":
+        detail = " (an HTML error page, not Canada Post's XML)"
+    return CanadaPostError(kind, None, f"Canada Post {outcome.describe()}{detail}")
+
+
+def auth_error(error: CanadaPostError) -> ConfigError:
+    return ConfigError(
+        f"Canada Post refused the credentials ({error.description}); check FULFIL_CANADAPOST_USERNAME, "
+        "FULFIL_CANADAPOST_PASSWORD, FULFIL_CANADAPOST_CUSTOMER_NUMBER and that the key matches "
+        "FULFIL_CANADAPOST_ENV (development keys only work in development)"
+    )
+
+
+class CanadaPostClient:
+    def __init__(self, settings: CanadaPostSettings, http: AuditedHttp) -> None:
+        self.settings = settings
+        self.http = http
+        number = settings.customer_number
+        self._contract_base = f"{settings.base_url}/rs/{number}/{number}/shipment"
+        self._noncontract_base = f"{settings.base_url}/rs/{number}/ncshipment"
+
+    @property
+    def contract(self) -> bool:
+        return self.settings.contract
+
+    def _headers(self, media_type: str, *, body: bool = False) -> dict[str, str]:
+        headers = {"Accept": media_type, "Accept-language": "en-CA"}
+        if body:
+            headers["Content-Type"] = media_type
+        return headers
+
+    # --- buying ---------------------------------------------------------------------------
+
+    def create_shipment(self, order_id: str, request: ShipmentRequest) -> HttpOutcome:
+        url = self._contract_base if request.contract else self._noncontract_base
+        return self.http.send(
+            "POST",
+            url,
+            endpoint="CreateShipment" if request.contract else "CreateNCShipment",
+            related_id=order_id,
+            headers=self._headers(request.media_type, body=True),
+            data=request.xml,
+            retry=RETRY_NOT_SENT,
+        )
+
+    # --- finding a purchase whose answer was lost ------------------------------------------
+
+    def find_contract_shipments(self, order_id: str, request_id: str) -> list[ShipmentInfo]:
+        """Every live shipment Canada Post holds under this customer-request-id."""
+        outcome = self._read(
+            "GET",
+            self._contract_base,
+            endpoint="GetShipments",
+            order_id=order_id,
+            media_type=SHIPMENT_MEDIA_TYPE,
+            params={"requestId": request_id},
+        )
+        links = self._parse(parse_shipment_links, outcome)
+        return [
+            self._shipment_info(order_id, link, SHIPMENT_MEDIA_TYPE)
+            for link in links
+            if link.rel == "shipment"
+        ]
+
+    def find_noncontract_shipments(self, order_id: str, since: datetime) -> list[ShipmentInfo]:
+        """Non-contract shipments created since ``since`` whose customer-ref-1 is this order id.
+
+        Non-contract shipments carry no request id; the listing is by creation time (Eastern time,
+        to the minute), so the window starts a few minutes early, and each candidate's details
+        are read to match the reference.
+        """
+        start = (since - timedelta(minutes=5)).astimezone(EASTERN)
+        end = (datetime.now(EASTERN) + timedelta(minutes=2)).astimezone(EASTERN)
+        outcome = self._read(
+            "GET",
+            self._noncontract_base,
+            endpoint="GetNCShipments",
+            order_id=order_id,
+            media_type=NCSHIPMENT_MEDIA_TYPE,
+            params={"from": start.strftime("%Y%m%d%H%M"), "to": end.strftime("%Y%m%d%H%M")},
+        )
+        links = self._parse(parse_shipment_links, outcome)
+        found: list[ShipmentInfo] = []
+        for link in links:
+            details_outcome = self._read(
+                "GET",
+                f"{link.href.rstrip('/')}/details",
+                endpoint="GetNCShipmentDetails",
+                order_id=order_id,
+                media_type=link.media_type or NCSHIPMENT_MEDIA_TYPE,
+            )
+            details = self._parse(parse_shipment_details, details_outcome)
+            if details.customer_ref_1 == order_id:
+                found.append(self._shipment_info(order_id, link, NCSHIPMENT_MEDIA_TYPE))
+        return found
+
+    def _shipment_info(self, order_id: str, link: Link, default_media_type: str) -> ShipmentInfo:
+        outcome = self._read(
+            "GET",
+            link.href,
+            endpoint="GetShipment" if default_media_type == SHIPMENT_MEDIA_TYPE else "GetNCShipment",
+            order_id=order_id,
+            media_type=link.media_type or default_media_type,
+        )
+        return self._parse(parse_shipment_info, outcome)
+
+    def _read(
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        order_id: str,
+        media_type: str,
+        params: dict[str, str] | None = None,
+    ) -> HttpOutcome:
+        outcome = self.http.send(
+            method,
+            url,
+            endpoint=endpoint,
+            related_id=order_id,
+            headers=self._headers(media_type),
+            params=params,
+            retry=RETRY_READS,
+        )
+        if outcome.ok:
+            return outcome
+        error = interpret_error(outcome)
+        if error.kind is ErrorKind.AUTH:
+            raise auth_error(error)
+        raise CanadaPostUnavailable(f"{endpoint} for order {order_id}: {error.description}")
+
+    @staticmethod
+    def _parse(parser: Callable[[bytes], T], outcome: HttpOutcome) -> T:
+        try:
+            return parser(outcome.body)
+        except ResponseFormatError as exc:
+            raise CanadaPostUnavailable(f"unusable answer from Canada Post ({outcome.url}): {exc}") from None
+
+    # --- the label ------------------------------------------------------------------------
+
+    def fetch_label(self, order_id: str, href: str, media_type: str | None) -> HttpOutcome:
+        return self.http.send(
+            "GET",
+            href,
+            endpoint="GetArtifact",
+            related_id=order_id,
+            headers={"Accept": media_type or PDF_MEDIA_TYPE},
+            retry=RETRY_READS,
+        )

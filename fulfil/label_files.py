@@ -1,0 +1,88 @@
+"""Label PDFs on disk: safe file names from order ids, atomic writes, verification.
+
+An order id comes from outside (the marketplace), so it never becomes a path as it is: only
+letters, digits, '.', '_' and '-' survive, and when anything had to be replaced a short hash of
+the original keeps two different ids from landing on the same file. Files are written to a
+temporary name in the same directory and renamed, so a crash never leaves half a label under the
+real name; re-downloading is always safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PDF_MAGIC = b"%PDF-"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_STEM = 80
+
+
+def safe_label_name(order_id: str) -> str:
+    cleaned = _UNSAFE.sub("_", order_id).lstrip(".")[:_MAX_STEM] or "order"
+    if cleaned != order_id:
+        digest = hashlib.sha256(order_id.encode("utf-8")).hexdigest()[:10]
+        cleaned = f"{cleaned}-{digest}"
+    return f"{cleaned}.pdf"
+
+
+def label_path(labels_dir: Path, order_id: str) -> Path:
+    return labels_dir / safe_label_name(order_id)
+
+
+@dataclass(frozen=True)
+class LabelFile:
+    path: Path
+    sha256: str
+    size: int
+
+
+def looks_like_pdf(data: bytes) -> bool:
+    return data.startswith(PDF_MAGIC) and b"%%EOF" in data[-2048:]
+
+
+def write_label(labels_dir: Path, order_id: str, data: bytes) -> LabelFile:
+    """Write the PDF atomically; returns where it is and its checksum."""
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    target = label_path(labels_dir, order_id)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+    _fsync_directory(labels_dir)
+    return LabelFile(target, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def file_matches(path: str | None, sha256: str | None) -> bool:
+    """True when the recorded file exists and still has the recorded checksum."""
+    if not path:
+        return False
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    if sha256 is None:
+        return looks_like_pdf(data)  # recorded by an older tool without a checksum
+    return hashlib.sha256(data).hexdigest() == sha256
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,265 @@
+-- Named queries for the label workflow (fulfil/workflows/labels.py).
+-- Every write that follows an HTTP call is a compare-and-set on status and lease owner, so a row
+-- another process has taken over (after this one's lease expired) is never overwritten.
+
+-- name: orders_needing_label
+-- Accepted orders without a shipment, oldest first. Walks orders_accepted_created_idx and probes
+-- the unique index on shipments.order_id: no scan of either table.
+SELECT o.order_id
+FROM orders o
+WHERE o.status = 'accepted'
+  AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.order_id)
+  AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
+ORDER BY o.created_at, o.order_id
+LIMIT %(limit)s;
+
+-- name: create_pending_shipments
+-- One shipment row per accepted order that has none. The customer-request-id is fixed here, once
+-- per shipment, and random: a reset database can never reuse an id Canada Post already knows.
+INSERT INTO shipments (order_id, status, cp_request_id)
+SELECT o.order_id, 'label_pending', 'F' || replace(gen_random_uuid()::text, '-', '')
+FROM orders o
+WHERE o.status = 'accepted'
+  AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.order_id)
+  AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
+ORDER BY o.created_at, o.order_id
+LIMIT %(limit)s
+ON CONFLICT (order_id) DO NOTHING
+RETURNING order_id;
+
+-- name: claim_next_purchase
+-- The next order to buy a label for, locked for this transaction only (SKIP LOCKED: other
+-- processes take the next one). A failed order becomes eligible again when its data changed.
+SELECT s.shipment_id, s.order_id, s.cp_request_id, s.attempts, o.raw_order_data,
+       md5(o.raw_order_data::text) AS order_data_hash
+FROM shipments s
+JOIN orders o ON o.order_id = s.order_id
+WHERE o.status = 'accepted'
+  AND (s.status = 'label_pending'
+       OR (s.status = 'label_failed'
+           AND s.failed_order_data_hash IS DISTINCT FROM md5(o.raw_order_data::text)))
+  AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))
+  AND NOT (s.shipment_id = ANY (%(skip)s::bigint[]))
+ORDER BY o.created_at, o.order_id
+LIMIT 1
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: mark_purchase_initiated
+-- Intent, committed before the request is sent.
+UPDATE shipments
+SET status = 'label_creation_initiated',
+    cp_mode = %(cp_mode)s,
+    cp_request_id = coalesce(cp_request_id, 'F' || replace(gen_random_uuid()::text, '-', '')),
+    purchase_started_at = now(),
+    attempts = attempts + 1,
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    last_error = NULL,
+    last_error_code = NULL,
+    failed_order_data_hash = NULL,
+    warnings = %(warnings)s
+WHERE shipment_id = %(shipment_id)s
+RETURNING cp_request_id, purchase_started_at;
+
+-- name: mark_failed_before_sending
+-- The order's data cannot make a request: nothing was sent.
+UPDATE shipments
+SET status = 'label_failed',
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    failed_order_data_hash = %(order_data_hash)s,
+    warnings = %(warnings)s
+WHERE shipment_id = %(shipment_id)s AND status IN ('label_pending', 'label_failed');
+
+-- name: record_label_bought
+UPDATE shipments
+SET status = 'label_created',
+    tracking_pin = %(tracking_pin)s,
+    cp_shipment_id = %(cp_shipment_id)s,
+    cp_self_url = %(cp_self_url)s,
+    cp_api_label_url = %(cp_label_url)s,
+    cp_label_media_type = %(cp_label_media_type)s,
+    label_created_at = now(),
+    last_error = NULL,
+    last_error_code = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_creation_initiated'
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
+
+-- name: record_label_failed
+UPDATE shipments
+SET status = 'label_failed',
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    failed_order_data_hash = %(order_data_hash)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_creation_initiated'
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
+
+-- name: release_to_pending
+-- Proven not bought (never sent, refused before processing, or not found after settling).
+UPDATE shipments
+SET status = 'label_pending',
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_creation_initiated'
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
+
+-- name: park_for_review
+UPDATE shipments
+SET status = 'needs_review',
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_creation_initiated'
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
+
+-- name: leave_unsettled
+-- The outcome is unknown and Canada Post shows nothing yet: the row stays initiated, and a
+-- reconcile after the lease expires asks again.
+UPDATE shipments
+SET last_error_code = %(code)s,
+    last_error = %(error)s
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_creation_initiated'
+  AND lease_owner = %(owner)s;
+
+-- name: owners_of_open_purchases
+SELECT DISTINCT lease_owner
+FROM shipments
+WHERE status = 'label_creation_initiated' AND lease_owner IS NOT NULL;
+
+-- name: park_unkeyed_purchases
+-- Purchases left unfinished by the older scripts: fulfil has no key to look them up with.
+UPDATE shipments
+SET status = 'needs_review',
+    last_error_code = 'unknown-purchase',
+    last_error = 'a label purchase was started by an earlier tool and never finished; check Canada Post '
+        || '(the shipments of that day, reference ' || order_id || ') and then run '
+        || '`fulfil labels retry --not-bought ' || order_id || '` if no label was bought'
+WHERE status = 'label_creation_initiated'
+  AND cp_mode IS NULL
+  AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
+RETURNING order_id;
+
+-- name: claim_stuck_purchase
+-- A purchase whose owner is gone (lease expired, or its process is dead on this host).
+UPDATE shipments s
+SET lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE s.shipment_id = (
+    SELECT shipment_id
+    FROM shipments
+    WHERE status = 'label_creation_initiated'
+      AND cp_mode IS NOT NULL
+      AND (lease_expires_at IS NULL OR lease_expires_at < now()
+           OR lease_owner = ANY (%(dead_owners)s::text[]))
+      AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
+      AND NOT (shipment_id = ANY (%(skip)s::bigint[]))
+    ORDER BY purchase_started_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING s.shipment_id, s.order_id, s.cp_mode, s.cp_request_id, s.purchase_started_at;
+
+-- name: purchase_calls
+-- What the audit log knows about one purchase attempt, oldest first.
+SELECT call_id, endpoint, status_code, is_success, failure_class, response_body, finished_at
+FROM api_calls
+WHERE related_id = %(order_id)s
+  AND service = 'CanadaPost'
+  AND endpoint IN ('CreateShipment', 'CreateNCShipment')
+  AND started_at >= %(since)s
+ORDER BY call_id;
+
+-- name: order_data_hash
+SELECT md5(raw_order_data::text) FROM orders WHERE order_id = %(order_id)s;
+
+-- name: labels_to_download
+-- Bought labels whose PDF is not on file (or, with verify, all of them, to check the files).
+SELECT s.shipment_id, s.order_id, s.tracking_pin, s.cp_api_label_url, s.cp_label_media_type,
+       s.label_pdf_path, s.label_pdf_sha256
+FROM shipments s
+WHERE s.status IN ('label_created', 'tracking_sent', 'tracking_updated', 'tracking_failed', 'order_canceled')
+  AND s.tracking_pin IS NOT NULL
+  AND (%(verify)s OR s.label_pdf_path IS NULL)
+  AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))
+ORDER BY s.shipment_id;
+
+-- name: record_label_file
+UPDATE shipments
+SET label_pdf_path = %(path)s,
+    label_pdf_sha256 = %(sha256)s,
+    label_pdf_bytes = %(size)s,
+    last_error = CASE WHEN last_error_code = 'label-download' THEN NULL ELSE last_error END,
+    last_error_code = CASE WHEN last_error_code = 'label-download' THEN NULL ELSE last_error_code END
+WHERE shipment_id = %(shipment_id)s;
+
+-- name: record_label_download_failed
+-- The label stays bought; only its file is missing. status shows it, download fetches it later.
+UPDATE shipments
+SET last_error_code = 'label-download', last_error = %(error)s
+WHERE shipment_id = %(shipment_id)s AND status = 'label_created';
+
+-- name: make_retryable
+UPDATE shipments
+SET status = 'label_pending',
+    last_error_code = NULL,
+    last_error = NULL,
+    failed_order_data_hash = NULL
+WHERE order_id = ANY (%(order_ids)s::text[])
+  AND status = ANY (%(statuses)s::text[])
+RETURNING order_id;
+
+-- name: shipment_states
+SELECT s.order_id, s.status, s.last_error, o.status AS order_status
+FROM shipments s
+JOIN orders o ON o.order_id = s.order_id
+WHERE s.order_id = ANY (%(order_ids)s::text[]);
+
+-- name: shipment_result
+SELECT order_id, status, tracking_pin, label_pdf_path, last_error_code, last_error, warnings
+FROM shipments
+WHERE shipment_id = %(shipment_id)s;
+
+-- name: count_eligible
+-- How many orders a run would try to buy a label for (the size of the progress bar).
+SELECT count(*)
+FROM orders o
+LEFT JOIN shipments s ON s.order_id = o.order_id
+WHERE o.status = 'accepted'
+  AND (s.shipment_id IS NULL
+       OR s.status = 'label_pending'
+       OR (s.status = 'label_failed' AND s.failed_order_data_hash IS DISTINCT FROM md5(o.raw_order_data::text)))
+  AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]));
+
+-- name: dry_run_candidates
+SELECT o.order_id, o.raw_order_data, s.cp_request_id, coalesce(s.status, 'no shipment yet') AS status
+FROM orders o
+LEFT JOIN shipments s ON s.order_id = o.order_id
+WHERE o.status = 'accepted'
+  AND (s.shipment_id IS NULL
+       OR s.status = 'label_pending'
+       OR (s.status = 'label_failed' AND s.failed_order_data_hash IS DISTINCT FROM md5(o.raw_order_data::text)))
+  AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
+ORDER BY o.created_at, o.order_id
+LIMIT %(limit)s;
+
+-- name: purchase_key
+SELECT cp_mode, cp_request_id, purchase_started_at FROM shipments WHERE shipment_id = %(shipment_id)s;
+
+-- name: shipment_of_order
+SELECT status, tracking_pin, label_pdf_path, last_error FROM shipments WHERE order_id = %(order_id)s;

@@ -1,0 +1,8 @@
+-- Named queries for runs (fulfil/runs.py).
+
+-- name: start_run
+INSERT INTO runs (run_id, command, hostname, pid) VALUES (%(run_id)s, %(command)s, %(hostname)s, %(pid)s);
+
+-- name: finish_run
+UPDATE runs SET finished_at = clock_timestamp(), exit_code = %(exit_code)s, summary = %(summary)s
+WHERE run_id = %(run_id)s;
