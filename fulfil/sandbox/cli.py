@@ -1,0 +1,222 @@
+"""`fulfil sandbox serve`: run the Canada Post + Best Buy sandbox in the foreground.
+
+Only typer and the standard library are imported here; the server (and lxml with it) is imported
+by the command itself, so `fulfil --help` stays light.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+sandbox_app = typer.Typer(
+    help=(
+        "A local Canada Post + Best Buy (Mirakl) server that speaks the real wire formats, with "
+        "fault injection, for tests and demos that must never touch production.\n\n"
+        "Example: fulfil sandbox serve --port 8765 --orders 5"
+    ),
+    no_args_is_help=True,
+)
+
+CP = "Canada Post faults"
+BB = "Best Buy faults"
+RATE = "Probability per request, 0 to 1."
+
+
+@sandbox_app.command(
+    "serve",
+    help=(
+        "Serve both APIs on one port until Ctrl-C or SIGTERM, then exit 0. Point fulfil at the printed "
+        "base URL (FULFIL_CANADAPOST_BASE_URL and FULFIL_BESTBUY_BASE_URL). Credentials are fulfil's own "
+        "FULFIL_CANADAPOST_USERNAME / _PASSWORD / _CUSTOMER_NUMBER and FULFIL_BESTBUY_API_KEY when set, "
+        "fake printed defaults otherwise. GET /_sandbox/state shows what happened; POST /_sandbox/reset "
+        "starts over.\n\n"
+        "Example: fulfil sandbox serve --port 8765 --orders 5 --problem-orders 1 "
+        "--cp-drop-rate 0.2 --bb-rate-limit-rate 0.1 --seed 7"
+    ),
+)
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)
+    ] = 8765,
+    seed: Annotated[
+        int, typer.Option(help="Seed for ids and faults: same seed + same calls = same run.")
+    ] = 0,
+    orders: Annotated[int, typer.Option(help="Best Buy orders to generate at start.", min=0)] = 0,
+    orders_seed: Annotated[int, typer.Option(help="Seed of the generated orders.")] = 1,
+    orders_state: Annotated[
+        str, typer.Option(help="State of generated orders: WAITING_ACCEPTANCE, SHIPPING or SHIPPED.")
+    ] = "SHIPPING",
+    problem_orders: Annotated[
+        int,
+        typer.Option(help="How many generated orders carry an address Canada Post refuses.", min=0),
+    ] = 0,
+    xsd_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FULFIL_SANDBOX_XSD_DIR",
+            help="Directory of Canada Post's XSDs: requests and answers are also checked against them.",
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(help="Simulated tracking seconds per real second (3600: an hour a second).")
+    ] = 3600.0,
+    debit_delay: Annotated[
+        float, typer.Option(help="Seconds an accepted order waits for its debit before SHIPPING.", min=0)
+    ] = 0.0,
+    cp_latency_ms: Annotated[float, typer.Option(help="Added latency, ms.", rich_help_panel=CP)] = 0.0,
+    cp_jitter_ms: Annotated[
+        float, typer.Option(help="Random extra latency up to, ms.", rich_help_panel=CP)
+    ] = 0.0,
+    cp_error_rate: Annotated[
+        float, typer.Option(help=f"500/502/503 answers. {RATE}", rich_help_panel=CP)
+    ] = 0.0,
+    cp_gateway_rate: Annotated[
+        float, typer.Option(help=f"HTML 502/504 gateway pages. {RATE}", rich_help_panel=CP)
+    ] = 0.0,
+    cp_rate_limit_rate: Annotated[
+        float, typer.Option(help=f'"Rejected by SLM Monitor" (HTTP 503). {RATE}', rich_help_panel=CP)
+    ] = 0.0,
+    cp_drop_rate: Annotated[
+        float, typer.Option(help=f"Perform the call, then lose the answer. {RATE}", rich_help_panel=CP)
+    ] = 0.0,
+    cp_drop_mode: Annotated[
+        str,
+        typer.Option(
+            help="close: drop the connection; late: answer after --cp-late-answer-s.", rich_help_panel=CP
+        ),
+    ] = "close",
+    cp_late_answer_s: Annotated[
+        float, typer.Option(help="Delay of a late answer, s.", rich_help_panel=CP)
+    ] = 65.0,
+    cp_truncate_rate: Annotated[
+        float, typer.Option(help=f"Bodies cut short. {RATE}", rich_help_panel=CP)
+    ] = 0.0,
+    cp_garbage_rate: Annotated[float, typer.Option(help=f"Garbage bodies. {RATE}", rich_help_panel=CP)] = 0.0,
+    cp_label_not_ready: Annotated[
+        int,
+        typer.Option(
+            help="First K fetches of every label answer 202 (not ready).", min=0, rich_help_panel=CP
+        ),
+    ] = 0,
+    bb_latency_ms: Annotated[float, typer.Option(help="Added latency, ms.", rich_help_panel=BB)] = 0.0,
+    bb_jitter_ms: Annotated[
+        float, typer.Option(help="Random extra latency up to, ms.", rich_help_panel=BB)
+    ] = 0.0,
+    bb_error_rate: Annotated[
+        float, typer.Option(help=f"500/502/503 answers. {RATE}", rich_help_panel=BB)
+    ] = 0.0,
+    bb_gateway_rate: Annotated[
+        float, typer.Option(help=f"HTML 502/504 gateway pages. {RATE}", rich_help_panel=BB)
+    ] = 0.0,
+    bb_rate_limit_rate: Annotated[
+        float, typer.Option(help=f"429 with Retry-After. {RATE}", rich_help_panel=BB)
+    ] = 0.0,
+    bb_retry_after: Annotated[
+        int, typer.Option(help="Retry-After seconds of a 429.", min=0, rich_help_panel=BB)
+    ] = 2,
+    bb_drop_rate: Annotated[
+        float, typer.Option(help=f"Perform the call, then lose the answer. {RATE}", rich_help_panel=BB)
+    ] = 0.0,
+    bb_drop_mode: Annotated[
+        str,
+        typer.Option(
+            help="close: drop the connection; late: answer after --bb-late-answer-s.", rich_help_panel=BB
+        ),
+    ] = "close",
+    bb_late_answer_s: Annotated[
+        float, typer.Option(help="Delay of a late answer, s.", rich_help_panel=BB)
+    ] = 65.0,
+    bb_truncate_rate: Annotated[
+        float, typer.Option(help=f"Bodies cut short. {RATE}", rich_help_panel=BB)
+    ] = 0.0,
+    bb_garbage_rate: Annotated[float, typer.Option(help=f"Garbage bodies. {RATE}", rich_help_panel=BB)] = 0.0,
+) -> None:
+    from fulfil.sandbox.config import DEFAULT_CREDENTIALS, SandboxConfig
+    from fulfil.sandbox.faults import Faults
+    from fulfil.sandbox.sandbox import Sandbox
+
+    try:
+        canadapost_faults = Faults(
+            latency_ms=cp_latency_ms,
+            jitter_ms=cp_jitter_ms,
+            error_rate=cp_error_rate,
+            gateway_rate=cp_gateway_rate,
+            rate_limit_rate=cp_rate_limit_rate,
+            drop_rate=cp_drop_rate,
+            drop_mode=cp_drop_mode,
+            late_answer_s=cp_late_answer_s,
+            truncate_rate=cp_truncate_rate,
+            garbage_rate=cp_garbage_rate,
+            label_not_ready_fetches=cp_label_not_ready,
+        )
+        bestbuy_faults = Faults(
+            latency_ms=bb_latency_ms,
+            jitter_ms=bb_jitter_ms,
+            error_rate=bb_error_rate,
+            gateway_rate=bb_gateway_rate,
+            rate_limit_rate=bb_rate_limit_rate,
+            retry_after_s=bb_retry_after,
+            drop_rate=bb_drop_rate,
+            drop_mode=bb_drop_mode,
+            late_answer_s=bb_late_answer_s,
+            truncate_rate=bb_truncate_rate,
+            garbage_rate=bb_garbage_rate,
+        )
+        overrides: dict[str, object] = {
+            "seed": seed,
+            "time_scale": time_scale,
+            "debit_delay_s": debit_delay,
+            "canadapost_faults": canadapost_faults,
+            "bestbuy_faults": bestbuy_faults,
+            "generated_orders": orders,
+            "orders_seed": orders_seed,
+            "orders_state": orders_state,
+            "problem_orders": problem_orders,
+        }
+        if xsd_dir is not None:
+            overrides["xsd_dir"] = xsd_dir
+        config = SandboxConfig.from_environment(**overrides)
+        sandbox = Sandbox(config, host=host, port=port)
+    except (ValueError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error)) from None
+    try:
+        sandbox.start()
+    except OSError as error:
+        typer.echo(f"fulfil sandbox: cannot listen on {host}:{port}: {error.strerror or error}", err=True)
+        raise typer.Exit(1) from None
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        url = sandbox.base_url
+        typer.echo(f"fulfil sandbox listening on {url}")
+        typer.echo(f"export FULFIL_CANADAPOST_BASE_URL={url}")
+        typer.echo(f"export FULFIL_BESTBUY_BASE_URL={url}")
+        if config.uses_default_credentials():
+            for name, value in DEFAULT_CREDENTIALS.items():
+                typer.echo(f"export {name}={value}")
+        else:
+            typer.echo(
+                "# credentials: the FULFIL_CANADAPOST_* and FULFIL_BESTBUY_API_KEY of this environment"
+            )
+        if config.xsd_dir is not None:
+            typer.echo(f"# checking requests and answers against the XSDs in {config.xsd_dir}")
+        typer.echo(f"# state: curl {url}/_sandbox/state    stop: Ctrl-C")
+        while not stop.wait(0.2):
+            pass
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        sandbox.stop()
+    typer.echo("fulfil sandbox stopped")
