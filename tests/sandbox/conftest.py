@@ -21,7 +21,10 @@ TRACK_MEDIA = "application/vnd.cpc.track-v2+xml"
 SHIPMENT_NS = "http://www.canadapost.ca/ws/shipment-v8"
 NCSHIPMENT_NS = "http://www.canadapost.ca/ws/ncshipment-v4"
 MESSAGES_NS = "http://www.canadapost.ca/ws/messages"
-CP_AUTH = (DEFAULT_CREDENTIALS["FULFIL_CANADAPOST_USERNAME"], DEFAULT_CREDENTIALS["FULFIL_CANADAPOST_PASSWORD"])
+CP_AUTH = (
+    DEFAULT_CREDENTIALS["FULFIL_CANADAPOST_USERNAME"],
+    DEFAULT_CREDENTIALS["FULFIL_CANADAPOST_PASSWORD"],
+)
 BB_KEY = DEFAULT_CREDENTIALS["FULFIL_BESTBUY_API_KEY"]
 CUSTOMER = DEFAULT_CREDENTIALS["FULFIL_CANADAPOST_CUSTOMER_NUMBER"]
 SCHEMA_FILES = {
@@ -103,7 +106,9 @@ def contract_request(
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def nc_request(*, reference: str | None = "261250893-A", postal: str = "K1N5T5", name: str = "Liam Fraser") -> bytes:
+def nc_request(
+    *, reference: str | None = "261250893-A", postal: str = "K1N5T5", name: str = "Liam Fraser"
+) -> bytes:
     """A valid non-contract Create Non-Contract Shipment body."""
     ns = NCSHIPMENT_NS
 

@@ -88,7 +88,9 @@ def valid_documents() -> dict[str, etree._Element]:
     )
     return {
         "cp-official-sample": etree.fromstring(official),
-        "karrio-nc-sample": etree.fromstring((samples / "ncshipment-create-request.karrio-2023.xml").read_bytes()),
+        "karrio-nc-sample": etree.fromstring(
+            (samples / "ncshipment-create-request.karrio-2023.xml").read_bytes()
+        ),
         "contract": etree.fromstring(contract_request()),
         "rich-contract": rich_contract(),
         "non-contract": etree.fromstring(nc_request()),
@@ -142,7 +144,9 @@ def mutations(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
 
 
 @pytest.mark.parametrize("name", list(valid_documents()))
-def test_own_rules_and_official_schema_agree_on_mutations(name: str, schemas: dict[str, etree.XMLSchema]) -> None:
+def test_own_rules_and_official_schema_agree_on_mutations(
+    name: str, schemas: dict[str, etree.XMLSchema]
+) -> None:
     root = valid_documents()[name]
     schema = schemas[etree.QName(root).namespace]
     assert schema.validate(root), schema.error_log
@@ -157,14 +161,18 @@ def test_own_rules_and_official_schema_agree_on_mutations(name: str, schemas: di
         own = own_verdict(mutant)
         checked += 1
         if official_ok != (own is None):
-            disagreements.append(f"{label}: official={'valid' if official_ok else schema.error_log.last_error} own={own}")
+            disagreements.append(
+                f"{label}: official={'valid' if official_ok else schema.error_log.last_error} own={own}"
+            )
     assert checked > 150
     assert disagreements == []
 
 
 def test_wrong_namespace_is_refused_like_an_undeclared_element() -> None:
     root = etree.fromstring(with_namespace(contract_request(), "http://www.canadapost.ca/ws/shipment-v4"))
-    with pytest.raises(cp_schema.SchemaViolation, match=r"^cvc-elt\.1\.a: Cannot find the declaration of element 'shipment'"):
+    with pytest.raises(
+        cp_schema.SchemaViolation, match=r"^cvc-elt\.1\.a: Cannot find the declaration of element 'shipment'"
+    ):
         cp_schema.validate(root, SHIPMENT_NS, "shipment")
 
 
@@ -174,7 +182,7 @@ def test_wrong_namespace_is_refused_like_an_undeclared_element() -> None:
         (lambda s: s.replace(b"<transmit-shipment>true", b"<transmit-shipment>false"), "cvc-elt.5.2.2.2.2"),
         (lambda s: s.replace(b"<customer-request-id>", b"<group-id>g</group-id><customer-request-id>"), "2.4.a"),
         (lambda s: s.replace(b"<postal-zip-code>L5T2H3", b"<postal-zip-code>L5T2H3"), None),
-        (lambda s: s.replace(b"<name>\xc3\x89milie Tremblay", b"<name>" + b"x" * 45), "cvc-maxLength-valid"),
+        (lambda s: s.replace(b"<name>Shipping Desk", b"<name>" + b"x" * 45), "cvc-maxLength-valid"),
         (lambda s: s.replace(b"L5T2H3</requested-shipping-point>", b"L5T 2H3</requested-shipping-point>"),
          "cvc-pattern-valid"),
         (lambda s: s.replace(b"<intended-method-of-payment>Account</intended-method-of-payment>", b""),
@@ -189,7 +197,8 @@ def test_messages_name_the_rule_that_failed(change: object, expected: str | None
     if expected is None:
         assert verdict is None
     else:
-        assert verdict is not None and expected in verdict, verdict
+        assert verdict is not None
+        assert expected in verdict, verdict
 
 
 def test_xsd_directory_without_schemas_is_refused(tmp_path: Path) -> None:
