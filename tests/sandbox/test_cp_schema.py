@@ -180,7 +180,8 @@ def test_wrong_namespace_is_refused_like_an_undeclared_element() -> None:
     ("change", "expected"),
     [
         (lambda s: s.replace(b"<transmit-shipment>true", b"<transmit-shipment>false"), "cvc-elt.5.2.2.2.2"),
-        (lambda s: s.replace(b"<customer-request-id>", b"<group-id>g</group-id><customer-request-id>"), "2.4.a"),
+        (lambda s: s.replace(b"<customer-request-id>", b"<group-id>g</group-id><customer-request-id>"),
+         "2.4.a"),
         (lambda s: s.replace(b"<postal-zip-code>L5T2H3", b"<postal-zip-code>L5T2H3"), None),
         (lambda s: s.replace(b"<name>Shipping Desk", b"<name>" + b"x" * 45), "cvc-maxLength-valid"),
         (lambda s: s.replace(b"L5T2H3</requested-shipping-point>", b"L5T 2H3</requested-shipping-point>"),
