@@ -236,7 +236,7 @@ class Exchange:
                 status = None
             else:
                 self.handler.close_connection = True
-                self._write(response)
+                self._write_quietly(response)
         else:
             if kind is FaultKind.TRUNCATE and response.body:
                 cut = max(1, int(len(response.body) * (0.25 + 0.5 * decision.variant)))  # type: ignore[union-attr]
@@ -250,7 +250,7 @@ class Exchange:
                 response = ApiResponse(
                     status, noise, response.content_type or "application/octet-stream", response.headers
                 )
-            self._write(response)
+            self._write_quietly(response)
         self.sandbox.sandbox_state.record(
             RequestRecord(
                 service=service,
@@ -263,6 +263,13 @@ class Exchange:
                 fault=kind.value if kind is not None else None,
             )
         )
+
+    def _write_quietly(self, response: ApiResponse) -> None:
+        # A client that gave up (timeout, reset) must not keep the exchange out of the log.
+        try:
+            self._write(response)
+        except OSError:
+            self.handler.close_connection = True
 
     def _read_body(self) -> bytes | None:
         headers = self.handler.headers
