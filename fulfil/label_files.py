@@ -18,11 +18,12 @@ from pathlib import Path
 
 PDF_MAGIC = b"%PDF-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_DOTS = re.compile(r"\.{2,}")
 _MAX_STEM = 80
 
 
 def safe_label_name(order_id: str) -> str:
-    cleaned = _UNSAFE.sub("_", order_id).lstrip(".")[:_MAX_STEM] or "order"
+    cleaned = _DOTS.sub("_", _UNSAFE.sub("_", order_id)).strip("._")[:_MAX_STEM] or "order"
     if cleaned != order_id:
         digest = hashlib.sha256(order_id.encode("utf-8")).hexdigest()[:10]
         cleaned = f"{cleaned}-{digest}"

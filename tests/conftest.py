@@ -129,3 +129,61 @@ def run_fulfil(
         check=False,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+# ------------------------------------------------------------------------------------------------
+# The sandbox (local Canada Post and Best Buy over real sockets) and an environment pointing at it
+# ------------------------------------------------------------------------------------------------
+
+SENDER_ENV = {
+    "FULFIL_SENDER_NAME": "Shipping Desk",
+    "FULFIL_SENDER_COMPANY": "Érable & Fils Électronique",
+    "FULFIL_SENDER_PHONE": "514-555-0100",
+    "FULFIL_SENDER_ADDRESS_LINE_1": "502 Main St N",
+    "FULFIL_SENDER_CITY": "Montréal",
+    "FULFIL_SENDER_PROVINCE": "QC",
+    "FULFIL_SENDER_POSTAL_CODE": "H2B 1A0",
+    "FULFIL_PARCEL_WEIGHT_KG": "1.2",
+    "FULFIL_PARCEL_LENGTH_CM": "30",
+    "FULFIL_PARCEL_WIDTH_CM": "20",
+    "FULFIL_PARCEL_HEIGHT_CM": "10",
+}
+CONTRACT_ID = "0042708517"
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[object]:
+    """One sandbox for the session (reset before each test that uses it)."""
+    from fulfil.sandbox import Sandbox, SandboxConfig
+    from tests.shared_reference import shared_root
+
+    root = shared_root()
+    xsd = root / "reference" / "canadapost" / "xsd" if root else None
+    # With the official XSDs at hand, every body fulfil sends is checked against them too.
+    with Sandbox(SandboxConfig(xsd_dir=xsd), host="127.0.0.1", port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: object) -> object:
+    sandbox_server.reset()  # type: ignore[attr-defined]
+    return sandbox_server
+
+
+@pytest.fixture
+def fulfil_env(cli_env: dict[str, str], database_url: str, sandbox: object) -> dict[str, str]:
+    """Everything `fulfil` needs to run against this test's database and the sandbox (contract)."""
+    from fulfil.sandbox.config import DEFAULT_CREDENTIALS
+
+    base = sandbox.base_url  # type: ignore[attr-defined]
+    return {
+        **cli_env,
+        **DEFAULT_CREDENTIALS,
+        **SENDER_ENV,
+        "FULFIL_DATABASE_URL": database_url,
+        "FULFIL_CANADAPOST_BASE_URL": base,
+        "FULFIL_BESTBUY_BASE_URL": base,
+        "FULFIL_CANADAPOST_CONTRACT_ID": CONTRACT_ID,
+        "FULFIL_HTTP_CONNECT_TIMEOUT": "1",
+        "FULFIL_HTTP_READ_TIMEOUT": "2",
+    }

@@ -208,6 +208,12 @@ class LabelWorkflow:
             if row is None:
                 return None
             claim = LabelWorkflow._Claim(row["shipment_id"], row["order_id"], row["order_data_hash"])
+            request_id = row["cp_request_id"]
+            if request_id is None:
+                assigned = conn.execute(
+                    query("labels", "assign_request_id"), {"shipment_id": claim.shipment_id}
+                ).fetchone()
+                request_id = assigned["cp_request_id"] if assigned else None
             try:
                 request = build_shipment_request(
                     order_id=claim.order_id,
@@ -215,7 +221,7 @@ class LabelWorkflow:
                     canadapost=self.settings.canadapost,
                     sender=self.settings.sender,
                     parcel=self.settings.parcel,
-                    request_id=row["cp_request_id"],
+                    request_id=request_id,
                 )
             except OrderDataError as exc:
                 conn.execute(
@@ -520,11 +526,9 @@ class LabelWorkflow:
         return run
 
     def _download_missing(self, conn: psycopg.Connection, run: LabelRun, order_ids: list[str] | None) -> None:
-        reported = {r.order_id for r in run.results}
-        extra = LabelRun()
-        self._download_all(conn, extra, order_ids, verify=False, exclude=reported)
-        for result in extra.results:
-            self._report(run, result)
+        """After buying: fetch every label still without a file (this run's failures excepted)."""
+        tried = {r.order_id for r in run.results if r.outcome == DOWNLOAD_FAILED}
+        self._download_all(conn, run, order_ids, verify=False, exclude=tried)
 
     def _download_all(
         self,

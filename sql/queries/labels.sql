@@ -263,3 +263,10 @@ SELECT cp_mode, cp_request_id, purchase_started_at FROM shipments WHERE shipment
 
 -- name: shipment_of_order
 SELECT status, tracking_pin, label_pdf_path, last_error FROM shipments WHERE order_id = %(order_id)s;
+
+-- name: assign_request_id
+-- Shipments adopted from the older scripts have no customer-request-id yet.
+UPDATE shipments
+SET cp_request_id = coalesce(cp_request_id, 'F' || replace(gen_random_uuid()::text, '-', ''))
+WHERE shipment_id = %(shipment_id)s
+RETURNING cp_request_id;
