@@ -23,6 +23,16 @@ sandbox_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+@sandbox_app.callback()
+def sandbox_group() -> None:
+    """A local Canada Post + Best Buy (Mirakl) server for tests and demos.
+
+    Example: fulfil sandbox serve --port 8765 --orders 5
+    """
+    # A callback keeps `sandbox` a group, so `serve` is a subcommand even while it is the only one.
+
+
 CP = "Canada Post faults"
 BB = "Best Buy faults"
 RATE = "Probability per request, 0 to 1."
