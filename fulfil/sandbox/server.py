@@ -224,33 +224,34 @@ class Exchange:
         self, service: str, endpoint: str | None, response: ApiResponse, decision: FaultDecision | None
     ) -> None:
         kind = decision.kind if decision is not None else None
-        status: int | None = response.status
         if kind is FaultKind.COMMIT_THEN_DROP:
             # The work is done; the client never hears about it.
             self.handler.close_connection = True
-            status = None
-        elif kind is FaultKind.COMMIT_THEN_LATE:
+            self._record(service, endpoint, None, kind)
+            return
+        if kind is FaultKind.COMMIT_THEN_LATE:
+            self.handler.close_connection = True
             late = self.sandbox.fault_plan.faults(service).late_answer_s
             if self.server.stopping.wait(late):
-                self.handler.close_connection = True
-                status = None
-            else:
-                self.handler.close_connection = True
-                self._write_quietly(response)
-        else:
-            if kind is FaultKind.TRUNCATE and response.body:
-                cut = max(1, int(len(response.body) * (0.25 + 0.5 * decision.variant)))  # type: ignore[union-attr]
-                response = ApiResponse(
-                    response.status, response.body[:cut], response.content_type, response.headers
-                )
-            elif kind is FaultKind.GARBAGE:
-                noise = random.Random(decision.variant).randbytes(32 + int(64 * decision.variant))  # type: ignore[union-attr]
-                # A 204 cannot carry a body, so a garbled "no content" arrives as a garbled 200.
-                status = 200 if response.status == 204 else response.status
-                response = ApiResponse(
-                    status, noise, response.content_type or "application/octet-stream", response.headers
-                )
-            self._write_quietly(response)
+                self._record(service, endpoint, None, kind)
+                return
+        elif kind is FaultKind.TRUNCATE and response.body:
+            cut = max(1, int(len(response.body) * (0.25 + 0.5 * decision.variant)))  # type: ignore[union-attr]
+            response = ApiResponse(
+                response.status, response.body[:cut], response.content_type, response.headers
+            )
+        elif kind is FaultKind.GARBAGE:
+            noise = random.Random(decision.variant).randbytes(32 + int(64 * decision.variant))  # type: ignore[union-attr]
+            # A 204 cannot carry a body, so a garbled "no content" arrives as a garbled 200.
+            status = 200 if response.status == 204 else response.status
+            response = ApiResponse(
+                status, noise, response.content_type or "application/octet-stream", response.headers
+            )
+        # Recorded before the answer leaves, so a client holding the answer finds it in the log.
+        self._record(service, endpoint, response.status, kind)
+        self._write_quietly(response)
+
+    def _record(self, service: str, endpoint: str | None, status: int | None, kind: FaultKind | None) -> None:
         self.sandbox.sandbox_state.record(
             RequestRecord(
                 service=service,
