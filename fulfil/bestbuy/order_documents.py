@@ -1,0 +1,137 @@
+"""Order objects out of whatever a seller has: an OR11 answer, a JSON array, or JSON lines.
+
+Accepted shapes:
+
+* an OR11 answer, ``{"orders": [...], "total_count": N}``;
+* a JSON array of order objects;
+* JSON lines: one order object (or one OR11 answer, e.g. a dump of pages) per line;
+* a single order object.
+
+Each candidate carries where it came from ("item 3", "line 7", "line 2, orders[4]") so a problem
+can be reported precisely. A malformed candidate is kept as a problem and the others go on; only
+input that is none of the shapes above (say, a JSON array cut off in the middle) is refused as a
+whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fulfil.bestbuy.order_states import status_for_state
+from fulfil.errors import UsageError
+
+MAX_ORDER_ID_CHARS = 100
+
+
+@dataclass(frozen=True)
+class OrderCandidate:
+    position: str
+    value: Any  # as read
+    problem: str | None = None  # why it cannot be stored; None when it can
+
+    @property
+    def order(self) -> dict[str, Any] | None:
+        """The order object, when it can be stored."""
+        return self.value if self.problem is None else None
+
+    @property
+    def order_id(self) -> str | None:
+        """The order id, when the object has a usable one (even if it is refused otherwise)."""
+        if isinstance(self.value, dict):
+            order_id = self.value.get("order_id")
+            if isinstance(order_id, str) and order_id.strip() and len(order_id) <= MAX_ORDER_ID_CHARS:
+                return order_id
+        return None
+
+
+def read_order_documents(text: str) -> list[OrderCandidate]:
+    """Every order object in ``text``, each checked (see ``order_problem``)."""
+    body = text.lstrip("\ufeff").strip()
+    if not body:
+        return []
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        if body.startswith("["):
+            raise UsageError(f"the input is not valid JSON: {_describe(exc)}") from None
+        return _json_lines(body)
+    return list(_candidates(document, prefix=""))
+
+
+def _json_lines(body: str) -> list[OrderCandidate]:
+    candidates: list[OrderCandidate] = []
+    parsed_any = False
+    first_error = ""
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        position = f"line {number}"
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            first_error = first_error or f"line {number}: {exc.msg}"
+            candidates.append(OrderCandidate(position, None, f"not valid JSON ({exc.msg})"))
+            continue
+        parsed_any = parsed_any or isinstance(value, dict)
+        if isinstance(value, dict) and "orders" in value and "order_id" not in value:
+            candidates.extend(_candidates(value, prefix=f"{position}, "))
+        else:
+            candidates.append(checked_candidate(position, value))
+    if not parsed_any:
+        raise UsageError(
+            f"the input is neither a JSON document nor JSON lines of order objects ({first_error})"
+        )
+    return candidates
+
+
+def _candidates(document: Any, *, prefix: str) -> Iterator[OrderCandidate]:
+    if isinstance(document, dict) and "orders" in document and "order_id" not in document:
+        orders = document["orders"]
+        if not isinstance(orders, list):
+            raise UsageError(f"{prefix}'orders' is not a list of order objects")
+        for index, value in enumerate(orders):
+            yield checked_candidate(f"{prefix}orders[{index}]", value)
+    elif isinstance(document, list):
+        for index, value in enumerate(document, start=1):
+            yield checked_candidate(f"{prefix}item {index}", value)
+    elif isinstance(document, dict):
+        yield checked_candidate(f"{prefix}item 1", document)
+    else:
+        raise UsageError(
+            f"{prefix}expected an OR11 answer, a JSON array of orders or JSON lines, "
+            f"not a JSON {type(document).__name__}"
+        )
+
+
+def checked_candidate(position: str, value: Any) -> OrderCandidate:
+    return OrderCandidate(position, value, order_problem(value))
+
+
+def order_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be stored as an order, or None when it can.
+
+    Only what fulfil relies on is checked: an order id and an order state it understands. The
+    rest (addresses, lines) is checked when a label is bought, with the order and field named.
+    """
+    if not isinstance(value, dict):
+        return f"not an order object (a JSON {type(value).__name__})"
+    order_id = value.get("order_id")
+    if not isinstance(order_id, str) or not order_id.strip():
+        return "no order_id"
+    if order_id != order_id.strip() or len(order_id) > MAX_ORDER_ID_CHARS or not order_id.isprintable():
+        return f"order_id {order_id[:MAX_ORDER_ID_CHARS]!r} is not a Mirakl order id"
+    state = value.get("order_state")
+    if not isinstance(state, str) or not state:
+        return f"order {order_id}: no order_state"
+    if status_for_state(state) is None:
+        return f"order {order_id}: order_state {state!r} is not one fulfil knows; not imported"
+    return None
+
+
+def _describe(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+    return str(exc)

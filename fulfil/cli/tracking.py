@@ -1,0 +1,177 @@
+"""`fulfil tracking …`: give Best Buy each tracking number and confirm the order shipped, exactly once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fulfil.cli.app import (
+    AppState,
+    DryRunOption,
+    JsonOption,
+    LimitOption,
+    OrderOption,
+    app,
+    order_ids_from,
+    render_results,
+    schema_ready_url,
+    state_of,
+)
+
+if TYPE_CHECKING:
+    from fulfil.services import Session
+    from fulfil.workflows.tracking import TrackingResult, TrackingWorkflow
+
+tracking_app = typer.Typer(
+    help="Best Buy tracking: send each label's tracking number, then confirm the order shipped.",
+    no_args_is_help=True,
+)
+app.add_typer(tracking_app, name="tracking")
+
+TRACKING_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "order_state", "error"]
+
+
+def _tracking_workflow(
+    state: AppState, url: str, session: Session | None, on_result: object = None
+) -> TrackingWorkflow:
+    from fulfil.bestbuy.client import BestBuyClient
+    from fulfil.workflows.tracking import TrackingSettings, TrackingWorkflow
+
+    settings = state.settings
+    http = settings.http()
+    client = None
+    carrier_code = settings.value("FULFIL_BESTBUY_CARRIER_CODE") or "CPCL"
+    if session is not None:
+        bestbuy = settings.bestbuy()
+        carrier_code = bestbuy.carrier_code
+        client = BestBuyClient(bestbuy, session.bestbuy_http())
+    # A claim outlives both calls with all their retries, with a minute to spare.
+    lease_seconds = 2 * 4 * (http.connect_timeout + http.read_timeout) + 60
+    return TrackingWorkflow(
+        database_url=url,
+        settings=TrackingSettings(carrier_code=carrier_code, lease_seconds=lease_seconds),
+        client=client,
+        lease_owner=session.run.lease_owner if session is not None else "dry-run",
+        on_result=on_result,  # type: ignore[arg-type]
+    )
+
+
+@tracking_app.command("push")
+def tracking_push(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    limit: LimitOption = None,
+    dry_run: DryRunOption = False,
+    json_mode: JsonOption = False,
+) -> None:
+    """Send Best Buy the tracking number of every label (OR23), then confirm it shipped (OR24).
+
+    Works on shipments in label_created (and tracking_sent, left by an interrupted run). OR24 is
+    never sent before OR23 succeeded, and never twice blindly: a refused or unclear confirmation
+    is settled by reading the order on Best Buy. Shipped orders end in tracking_updated with the
+    order shipped; an order cancelled on Best Buy ends in order_canceled (void its label).
+
+    Exit 0: all done (or nothing to do); 3: some failed, were cancelled or wait for the next run;
+    2: configuration problem (e.g. the API key was refused: the run stops at the first refusal).
+
+    Examples:
+
+        fulfil tracking push
+
+        fulfil tracking push --order 261250893-A --dry-run
+
+        fulfil labels create --json | jq -r .order_id | fulfil tracking push --order -
+    """
+    order_ids = order_ids_from(order)
+    if dry_run:
+        _push_dry_run(ctx, json_mode, order_ids, limit)
+        return
+    from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
+    from fulfil.services import open_session
+
+    state = state_of(ctx, json_mode)
+    out = state.output
+    url = schema_ready_url(state)
+    settings = state.settings
+    settings.bestbuy()  # configuration errors before anything is claimed
+    with open_session(url, settings, "tracking push") as session:
+        results: list[dict[str, object]] = []
+        total = _tracking_workflow(state, url, session).count_pushable(order_ids)
+        with out.progress(min(total, limit) if limit else total, "Pushing tracking") as tick:
+
+            def on_result(result: TrackingResult) -> None:
+                record = result.as_record()
+                results.append(record)
+                if out.json_mode:
+                    out.record(record)
+                tick()
+
+            run = _tracking_workflow(state, url, session, on_result).push(order_ids, limit)
+        attention = run.needs_attention
+        exit_code = EXIT_USAGE if run.fatal else (EXIT_SOME_FAILED if attention else 0)
+        session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
+    render_results(state, "tracking push", results, TRACKING_COLUMNS, attention=attention)
+    if run.stopped:
+        out.warn(f"fulfil: stopped early: {run.stopped}")
+    if run.fatal:
+        raise run.fatal
+    if not results:
+        out.info("Nothing to do.")
+    elif out.stdout_is_terminal and not out.json_mode:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.counts().items()))
+        out.info(f"{len(results)} orders: {counts}")
+    if attention:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _push_dry_run(
+    ctx: typer.Context, json_mode: bool, order_ids: list[str] | None, limit: int | None
+) -> None:
+    state = state_of(ctx, json_mode)
+    out = state.output
+    url = schema_ready_url(state)
+    run = _tracking_workflow(state, url, None).dry_run(order_ids, limit)
+    for result in run.results:
+        if out.json_mode:
+            out.record(result.as_record())
+            continue
+        out.line(f"# order {result.order_id}: {result.status}, PIN {result.tracking_pin}")
+        for call in result.planned or []:
+            out.line(call)
+    if not run.results:
+        out.info("Nothing to do: no shipment is waiting for its tracking number to reach Best Buy.")
+
+
+@tracking_app.command("retry")
+def tracking_retry(
+    ctx: typer.Context,
+    orders: Annotated[list[str], typer.Argument(help="Order ids (or - to read them from stdin).")],
+    json_mode: JsonOption = False,
+) -> None:
+    """Make refused pushes (tracking_failed) eligible again, once the cause is fixed.
+
+    The shipment goes back to the step Best Buy refused: label_created when the tracking number
+    never got through, tracking_sent when only the ship confirmation was refused. The next
+    `fulfil tracking push` sends it.
+
+    Example:
+
+        fulfil tracking retry 261250893-A && fulfil tracking push --order 261250893-A
+    """
+    from fulfil.errors import EXIT_SOME_FAILED
+
+    state = state_of(ctx, json_mode)
+    out = state.output
+    url = schema_ready_url(state)
+    order_ids = order_ids_from(orders) or []
+    run = _tracking_workflow(state, url, None).retry(order_ids)
+    for result in run.results:
+        if out.json_mode:
+            out.record(result.as_record())
+        elif result.outcome == "retryable":
+            out.line(f"{result.order_id}\t{result.status}")
+        else:
+            out.warn(str(result.error))
+    if any(r.outcome != "retryable" for r in run.results):
+        raise typer.Exit(EXIT_SOME_FAILED)

@@ -1,0 +1,622 @@
+"""The tracking state machine: give Best Buy each tracking number and confirm the order shipped, once.
+
+    label_created ──OR23 204──▶ tracking_sent ──OR24 204──▶ tracking_updated (+ order shipped)
+          │                          │
+          │   a 4xx, or an OR24 whose outcome is unclear: read the order (OR11 by id)
+          ▼                          ▼
+        SHIPPED/TO_COLLECT/RECEIVED/CLOSED ─▶ tracking_updated  (already done)
+        CANCELED/REFUSED                   ─▶ order_canceled    (a label exists: void it)
+        anything else                      ─▶ tracking_failed   (Best Buy's message kept)
+
+Phases, each in its own short transaction (never one held across HTTP):
+
+1. Claim the next shipment (``FOR UPDATE SKIP LOCKED``) with a lease; shipments whose lease
+   expired or whose process died on this host are taken over.
+2. OR23 (tracking number and carrier). Safe to repeat: it sets the same number again. On 204 the
+   shipment becomes ``tracking_sent`` at once, so a crash before OR24 resumes at OR24: Best Buy
+   does not tell the customer about tracking added after the ship confirmation, so OR24 is never
+   sent before OR23 succeeded.
+3. OR24 (ship). On 204: shipment ``tracking_updated`` and order ``shipped``, in one transaction.
+   OR24 has no idempotency key and a second one is answered with a bare 400, so a 400 (or any
+   refusal, or an OR24 whose outcome is unclear) is settled by reading the order, batched up to
+   100 ids per OR11 call.
+4. Every write after a call is a compare-and-set on status and lease owner.
+
+Failures: 429 waits Retry-After, 5xx and connection failures are retried with backoff (the
+client). When they persist, the shipment keeps its status for the next run and the run stops
+(Best Buy is down; hammering it helps nobody). A refused key (401/403) stops the run with one
+configuration error. Canada Post is never called: a Best Buy outage cannot stop labels, and a
+Canada Post outage cannot stop this.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from fulfil.audited_http import FailureClass, HttpOutcome
+from fulfil.bestbuy.client import SHIP, UPDATE_TRACKING, BestBuyClient
+from fulfil.bestbuy.errors import BestBuyError, BestBuyUnavailable, auth_error, interpret_error
+from fulfil.bestbuy.order_states import CANCELED_STATES, SHIPPED_STATES, SHIPPING
+from fulfil.db import query
+from fulfil.errors import ConfigError
+from fulfil.runs import owner_is_dead
+
+# Shipment statuses this workflow reads and writes.
+LABEL_CREATED = "label_created"
+TRACKING_SENT = "tracking_sent"
+TRACKING_UPDATED = "tracking_updated"
+TRACKING_FAILED = "tracking_failed"
+ORDER_CANCELED = "order_canceled"
+
+# Outcomes a result can report.
+SHIPPED = "shipped"  # OR24 answered 204
+ALREADY_SHIPPED = "already_shipped"  # Best Buy shows the order shipped (OR11)
+CANCELED = "order_canceled"
+FAILED = "failed"
+PENDING = "pending"  # nothing settled; the next run carries on from the same status
+SKIPPED = "skipped"
+NOT_PUSHABLE = "not_pushable"  # a named order with nothing this command can do
+WOULD_PUSH = "would_push"
+RETRYABLE = "retryable"
+
+ATTENTION = frozenset({CANCELED, FAILED, PENDING, NOT_PUSHABLE})
+
+STEP_NAMES = {UPDATE_TRACKING: "the tracking number (OR23)", SHIP: "the ship confirmation (OR24)"}
+
+
+@dataclass
+class TrackingResult:
+    order_id: str
+    outcome: str
+    status: str | None = None
+    tracking_pin: str | None = None
+    order_state: str | None = None  # Best Buy's, when it was read
+    error: str | None = None
+    planned: list[str] | None = None  # dry run: the calls a run would make
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "order_id": self.order_id,
+            "outcome": self.outcome,
+            "status": self.status,
+            "tracking_pin": self.tracking_pin,
+            "order_state": self.order_state,
+            "error": self.error,
+        }
+        if self.planned is not None:
+            record["planned"] = self.planned
+        return record
+
+
+@dataclass
+class TrackingRun:
+    results: list[TrackingResult] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped before the end (Best Buy down, throttling)
+    fatal: ConfigError | None = None  # a refused key or similar (exit 2)
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.stopped is not None or any(r.outcome in ATTENTION for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for result in self.results:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        return counts
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    carrier_code: str
+    # How long a claimed shipment is this run's alone: long enough for OR23, OR24 and their
+    # retries; a run that dies on this host is seen at once, on another host after this.
+    lease_seconds: float
+    check_batch: int = 100  # order ids per OR11 read (Mirakl's maximum)
+
+
+# ==============================================================================================
+# What Best Buy's copy of an order says about a push it refused
+# ==============================================================================================
+
+DONE = "done"
+CANCELED_VERDICT = "canceled"
+NOT_YET = "not_yet"
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # DONE, CANCELED_VERDICT, NOT_YET, REFUSED
+    code: str | None = None
+    message: str | None = None
+    order_state: str | None = None
+
+
+def judge(
+    order_id: str,
+    tracking_pin: str,
+    step: str,
+    refusal: BestBuyError,
+    *,
+    unclear: bool,
+    order: dict[str, Any] | None,
+) -> Verdict:
+    """What to record for a shipment whose ``step`` failed, given Best Buy's copy of the order.
+
+    ``unclear``: the step may or may not have happened (no clear answer after the retries).
+    """
+    what = STEP_NAMES[step]
+    if order is None:
+        return Verdict(
+            REFUSED,
+            "order-not-found",
+            f"order {order_id}: {refusal} to {what}, and Best Buy does not return the order when "
+            "asked by id: is it an order of this shop (FULFIL_BESTBUY_SHOP_ID)?",
+        )
+    raw_state = order.get("order_state")
+    state = raw_state if isinstance(raw_state, str) else repr(raw_state)
+    if state in SHIPPED_STATES:
+        tracking = order.get("shipping_tracking")
+        if isinstance(tracking, str) and tracking.strip() and tracking.strip() != tracking_pin:
+            return Verdict(
+                REFUSED,
+                "other-tracking",
+                f"order {order_id} is {state} on Best Buy with tracking number {tracking.strip()}, not "
+                f"PIN {tracking_pin} that fulfil bought. If the parcel left with {tracking.strip()}, void "
+                f"label {tracking_pin} at Canada Post (unused labels are refunded); otherwise have Best "
+                "Buy correct the tracking number",
+                state,
+            )
+        return Verdict(DONE, order_state=state)
+    if state in CANCELED_STATES:
+        return Verdict(
+            CANCELED_VERDICT,
+            "order-canceled",
+            f"order {order_id} is {state} on Best Buy, but a Canada Post label was bought for it "
+            f"(PIN {tracking_pin}): do not ship the parcel; void the label at Canada Post to get "
+            "the postage refunded",
+            state,
+        )
+    if state == SHIPPING and unclear:
+        return Verdict(
+            NOT_YET,
+            "ship-unconfirmed",
+            f"order {order_id}: {what} got no clear answer ({refusal}) and Best Buy still shows the "
+            "order SHIPPING: it did not go through; the next run sends it again",
+            state,
+        )
+    if state == SHIPPING:
+        return Verdict(
+            REFUSED, "refused", f"order {order_id}: {refusal} to {what}; the order is SHIPPING there", state
+        )
+    return Verdict(
+        REFUSED,
+        "not-shippable",
+        f"order {order_id}: {refusal} to {what}; the order is {state} on Best Buy, not SHIPPING",
+        state,
+    )
+
+
+# ==============================================================================================
+# The workflow
+# ==============================================================================================
+
+
+class _StopRun(Exception):
+    """Best Buy cannot take more work now (down, throttling); the rest waits for the next run."""
+
+
+@dataclass
+class _Claim:
+    shipment_id: int
+    order_id: str
+    status: str
+    tracking_pin: str
+
+
+@dataclass
+class _Check:
+    """A shipment whose refused or unclear step is settled by reading the order."""
+
+    claim: _Claim
+    step: str
+    refusal: BestBuyError
+    unclear: bool
+    since: float
+
+
+Listener = Callable[[TrackingResult], None]
+
+
+class TrackingWorkflow:
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        settings: TrackingSettings,
+        client: BestBuyClient | None,
+        lease_owner: str,
+        on_result: Listener | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.database_url = database_url
+        self.settings = settings
+        self._client = client
+        self.owner = lease_owner
+        self.on_result = on_result or (lambda result: None)
+        self.clock = clock
+
+    @property
+    def client(self) -> BestBuyClient:
+        if self._client is None:
+            raise RuntimeError("this workflow was built without a Best Buy client (dry run)")
+        return self._client
+
+    # ==========================================================================================
+    # tracking push
+    # ==========================================================================================
+
+    def push(self, order_ids: list[str] | None = None, limit: int | None = None) -> TrackingRun:
+        run = TrackingRun()
+        checks: list[_Check] = []
+        claimed: list[int] = []
+        seen_orders: set[str] = set()
+        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+            dead = [
+                row["lease_owner"]
+                for row in conn.execute(query("tracking", "owners_of_open_shipments")).fetchall()
+                if owner_is_dead(row["lease_owner"])
+            ]
+            conn.commit()
+            try:
+                while limit is None or len(claimed) < limit:
+                    claim = self._claim(conn, order_ids, claimed, dead)
+                    if claim is None:
+                        break
+                    claimed.append(claim.shipment_id)
+                    seen_orders.add(claim.order_id)
+                    result = self._push_one(conn, run, claim, checks)
+                    if result is not None:
+                        self._report(run, result)
+                    if self._checks_due(checks):
+                        self._settle_checks(conn, run, checks)
+                self._settle_checks(conn, run, checks)
+            except _StopRun as stop:
+                run.stopped = str(stop)
+                self._release_checks(conn, run, checks, str(stop))
+            except ConfigError as exc:
+                run.fatal = exc
+                self._release_checks(conn, None, checks, None)
+            if order_ids and run.stopped is None and run.fatal is None:
+                self._report_untouched(conn, run, order_ids, seen_orders)
+        return run
+
+    def count_pushable(self, order_ids: list[str] | None) -> int:
+        """About how many shipments a run would work on (for a progress bar)."""
+        with psycopg.connect(self.database_url) as conn:
+            row = conn.execute(query("tracking", "count_pushable"), {"order_ids": order_ids}).fetchone()
+        return int(row[0]) if row else 0
+
+    def _claim(
+        self, conn: psycopg.Connection, order_ids: list[str] | None, skip: list[int], dead: list[str]
+    ) -> _Claim | None:
+        with conn.transaction():
+            row = conn.execute(
+                query("tracking", "claim_next_shipment"),
+                {
+                    "owner": self.owner,
+                    "lease_seconds": self.settings.lease_seconds,
+                    "dead_owners": dead,
+                    "order_ids": order_ids,
+                    "skip": skip,
+                },
+            ).fetchone()
+        if row is None:
+            return None
+        return _Claim(row["shipment_id"], row["order_id"], row["status"], row["tracking_pin"])
+
+    def _push_one(
+        self, conn: psycopg.Connection, run: TrackingRun, claim: _Claim, checks: list[_Check]
+    ) -> TrackingResult | None:
+        """OR23 (unless Best Buy has the number already), then OR24. None: settled later by OR11."""
+        if claim.status == LABEL_CREATED:
+            outcome = self.client.update_tracking(
+                claim.order_id, claim.tracking_pin, self.settings.carrier_code
+            )
+            if not outcome.ok:
+                return self._after_failure(conn, run, claim, UPDATE_TRACKING, outcome, checks)
+            if not self._cas(conn, "record_tracking_sent", shipment_id=claim.shipment_id):
+                return self._taken_over(conn, claim)
+            claim.status = TRACKING_SENT
+        outcome = self.client.ship(claim.order_id)
+        if outcome.ok:
+            return self._record_shipped(conn, claim, SHIPPED, None)
+        return self._after_failure(conn, run, claim, SHIP, outcome, checks)
+
+    def _after_failure(
+        self,
+        conn: psycopg.Connection,
+        run: TrackingRun,
+        claim: _Claim,
+        step: str,
+        outcome: HttpOutcome,
+        checks: list[_Check],
+    ) -> TrackingResult | None:
+        refusal = interpret_error(outcome)
+        if refusal.is_auth:
+            self._release(conn, claim, None, None)
+            raise auth_error(refusal)
+        if outcome.failure is FailureClass.DEFINITIVE:
+            checks.append(_Check(claim, step, refusal, unclear=False, since=self.clock()))
+            return None
+        if step == SHIP and outcome.failure is FailureClass.INDETERMINATE:
+            # The ship confirmation may have gone through: find out now, then stop.
+            checks.append(_Check(claim, step, refusal, unclear=True, since=self.clock()))
+            self._settle_checks(conn, run, checks)
+            raise _StopRun(f"Best Buy did not answer {STEP_NAMES[step]} clearly ({refusal})")
+        message = f"order {claim.order_id}: {STEP_NAMES[step]} not sent: {refusal}; the next run sends it"
+        self._release(conn, claim, "bestbuy-unavailable", message)
+        self._report(
+            run, TrackingResult(claim.order_id, PENDING, claim.status, claim.tracking_pin, error=message)
+        )
+        if outcome.failure is FailureClass.RATE_LIMITED:
+            wait = outcome.retry_after()
+            hint = f" (it asks to wait {wait:.0f} s)" if wait is not None else ""
+            raise _StopRun(f"Best Buy is throttling this API key{hint}; the remaining shipments wait")
+        raise _StopRun(f"Best Buy is not answering ({refusal}); the remaining shipments wait")
+
+    # --- settling refused and unclear steps by reading the orders ------------------------------
+
+    def _checks_due(self, checks: list[_Check]) -> bool:
+        if not checks:
+            return False
+        if len(checks) >= self.settings.check_batch:
+            return True
+        # Read before the oldest waiting claim's lease could run out.
+        return self.clock() - checks[0].since >= self.settings.lease_seconds / 4
+
+    def _settle_checks(self, conn: psycopg.Connection, run: TrackingRun, checks: list[_Check]) -> None:
+        while checks:
+            batch = checks[: self.settings.check_batch]
+            try:
+                orders = self.client.orders_by_id([check.claim.order_id for check in batch])
+            except BestBuyUnavailable as exc:
+                raise _StopRun(f"could not read the orders' state on Best Buy: {exc}") from exc
+            del checks[: len(batch)]
+            for check in batch:
+                self._report(run, self._settle(conn, check, orders.get(check.claim.order_id)))
+
+    def _settle(
+        self, conn: psycopg.Connection, check: _Check, order: dict[str, Any] | None
+    ) -> TrackingResult:
+        claim = check.claim
+        verdict = judge(
+            claim.order_id, claim.tracking_pin, check.step, check.refusal, unclear=check.unclear, order=order
+        )
+        if verdict.kind == DONE:
+            return self._record_shipped(conn, claim, ALREADY_SHIPPED, verdict.order_state)
+        if verdict.kind == NOT_YET:
+            self._release(conn, claim, verdict.code, verdict.message)
+            return TrackingResult(
+                claim.order_id,
+                PENDING,
+                claim.status,
+                claim.tracking_pin,
+                verdict.order_state,
+                verdict.message,
+            )
+        if verdict.kind == CANCELED_VERDICT:
+            with conn.transaction():
+                row = conn.execute(
+                    query("tracking", "record_shipment_canceled"),
+                    {
+                        "shipment_id": claim.shipment_id,
+                        "owner": self.owner,
+                        "code": verdict.code,
+                        "error": verdict.message,
+                    },
+                ).fetchone()
+                if row is not None:
+                    conn.execute(query("tracking", "record_order_canceled"), {"order_id": claim.order_id})
+            if row is None:
+                return self._taken_over(conn, claim)
+            return TrackingResult(
+                claim.order_id,
+                CANCELED,
+                ORDER_CANCELED,
+                claim.tracking_pin,
+                verdict.order_state,
+                verdict.message,
+            )
+        if not self._cas(
+            conn,
+            "record_tracking_failed",
+            shipment_id=claim.shipment_id,
+            code=verdict.code,
+            error=verdict.message,
+        ):
+            return self._taken_over(conn, claim)
+        return TrackingResult(
+            claim.order_id, FAILED, TRACKING_FAILED, claim.tracking_pin, verdict.order_state, verdict.message
+        )
+
+    def _release_checks(
+        self, conn: psycopg.Connection, run: TrackingRun | None, checks: list[_Check], why: str | None
+    ) -> None:
+        """The run stops: shipments still waiting for their order to be read keep their status."""
+        for check in checks:
+            message = (
+                f"order {check.claim.order_id}: {STEP_NAMES[check.step]}: {check.refusal}; not settled "
+                f"because the run stopped ({why}); the next run tries again"
+                if why
+                else None
+            )
+            self._release(conn, check.claim, "unsettled" if why else None, message)
+            if run is not None:
+                self._report(
+                    run,
+                    TrackingResult(
+                        check.claim.order_id,
+                        PENDING,
+                        check.claim.status,
+                        check.claim.tracking_pin,
+                        error=message,
+                    ),
+                )
+        checks.clear()
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _record_shipped(
+        self, conn: psycopg.Connection, claim: _Claim, outcome: str, order_state: str | None
+    ) -> TrackingResult:
+        with conn.transaction():
+            row = conn.execute(
+                query("tracking", "record_shipment_shipped"),
+                {"shipment_id": claim.shipment_id, "owner": self.owner},
+            ).fetchone()
+            if row is not None:
+                conn.execute(query("tracking", "record_order_shipped"), {"order_id": claim.order_id})
+        if row is None:
+            return self._taken_over(conn, claim)
+        return TrackingResult(
+            claim.order_id, outcome, TRACKING_UPDATED, claim.tracking_pin, order_state or "SHIPPED"
+        )
+
+    def _release(self, conn: psycopg.Connection, claim: _Claim, code: str | None, error: str | None) -> None:
+        self._cas(conn, "release_shipment", shipment_id=claim.shipment_id, code=code, error=error)
+
+    def _taken_over(self, conn: psycopg.Connection, claim: _Claim) -> TrackingResult:
+        rows = conn.execute(query("tracking", "shipment_states"), {"order_ids": [claim.order_id]}).fetchall()
+        conn.commit()
+        message = (
+            f"order {claim.order_id}: another fulfil run took this shipment over "
+            "(this run's lease had expired)"
+        )
+        return TrackingResult(
+            claim.order_id, SKIPPED, rows[0]["status"] if rows else None, claim.tracking_pin, error=message
+        )
+
+    def _cas(self, conn: psycopg.Connection, name: str, **params: Any) -> bool:
+        """A compare-and-set write in its own transaction; True when the row was still ours."""
+        with conn.transaction():
+            cursor = conn.execute(query("tracking", name), {"owner": self.owner, **params})
+            return cursor.rowcount > 0
+
+    def _report_untouched(
+        self, conn: psycopg.Connection, run: TrackingRun, order_ids: list[str], seen: set[str]
+    ) -> None:
+        """Say why an order named on the command line was not pushed."""
+        rest = [order_id for order_id in order_ids if order_id not in seen]
+        if not rest:
+            return
+        states = {
+            row["order_id"]: row
+            for row in conn.execute(query("tracking", "shipment_states"), {"order_ids": rest}).fetchall()
+        }
+        conn.commit()
+        for order_id in rest:
+            row = states.get(order_id)
+            if row is None:
+                self._report(
+                    run,
+                    TrackingResult(
+                        order_id,
+                        NOT_PUSHABLE,
+                        error=f"order {order_id} has no shipment: no label was bought for it yet",
+                    ),
+                )
+                continue
+            status, pin = row["status"], row["tracking_pin"]
+            if status == TRACKING_UPDATED:
+                self._report(run, TrackingResult(order_id, SKIPPED, status, pin))
+            elif status in (LABEL_CREATED, TRACKING_SENT):
+                why = "another fulfil run is working on it" if row["leased"] else "left for the next run"
+                self._report(
+                    run, TrackingResult(order_id, SKIPPED, status, pin, error=f"order {order_id}: {why}")
+                )
+            elif status == TRACKING_FAILED:
+                error = f"{row['last_error']} (when fixed: fulfil tracking retry {order_id})"
+                self._report(run, TrackingResult(order_id, NOT_PUSHABLE, status, pin, error=error))
+            elif status == ORDER_CANCELED:
+                self._report(
+                    run, TrackingResult(order_id, NOT_PUSHABLE, status, pin, error=row["last_error"])
+                )
+            else:
+                error = f"order {order_id}: its label is not bought yet (shipment {status})"
+                self._report(run, TrackingResult(order_id, NOT_PUSHABLE, status, pin, error=error))
+
+    # ==========================================================================================
+    # tracking retry
+    # ==========================================================================================
+
+    def retry(self, order_ids: list[str]) -> TrackingRun:
+        """Put refused pushes back at the step they failed at, once the cause is fixed."""
+        run = TrackingRun()
+        with psycopg.connect(self.database_url, row_factory=dict_row) as conn, conn.transaction():
+            made = {
+                row["order_id"]: row["status"]
+                for row in conn.execute(query("tracking", "make_pushable"), {"order_ids": order_ids})
+            }
+            states = {
+                row["order_id"]: row
+                for row in conn.execute(query("tracking", "shipment_states"), {"order_ids": order_ids})
+            }
+        for order_id in order_ids:
+            state = states.get(order_id)
+            pin = state["tracking_pin"] if state else None
+            if order_id in made:
+                self._report(run, TrackingResult(order_id, RETRYABLE, made[order_id], pin))
+                continue
+            if state is None:
+                why = "has no shipment (no label bought yet, or an unknown order)"
+            elif state["status"] == ORDER_CANCELED:
+                why = "was cancelled on Best Buy; nothing can be pushed for it"
+            else:
+                why = f"is {state['status']}, not tracking_failed"
+            self._report(
+                run,
+                TrackingResult(
+                    order_id,
+                    SKIPPED,
+                    state["status"] if state else None,
+                    pin,
+                    error=f"order {order_id} {why}",
+                ),
+            )
+        return run
+
+    # ==========================================================================================
+    # Dry run
+    # ==========================================================================================
+
+    def dry_run(self, order_ids: list[str] | None, limit: int | None) -> TrackingRun:
+        """The calls a run would make, shipment by shipment; no HTTP, no writes."""
+        run = TrackingRun()
+        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+            rows = conn.execute(
+                query("tracking", "dry_run_candidates"), {"order_ids": order_ids, "limit": limit}
+            ).fetchall()
+            conn.rollback()
+        for row in rows:
+            order_id, pin = row["order_id"], row["tracking_pin"]
+            planned: list[str] = []
+            if row["status"] == LABEL_CREATED:
+                body = json.dumps({"carrier_code": self.settings.carrier_code, "tracking_number": pin})
+                planned.append(f"OR23 PUT /api/orders/{order_id}/tracking {body}")
+            planned.append(f"OR24 PUT /api/orders/{order_id}/ship")
+            self._report(run, TrackingResult(order_id, WOULD_PUSH, row["status"], pin, planned=planned))
+        return run
+
+    # ==========================================================================================
+
+    def _report(self, run: TrackingRun, result: TrackingResult) -> None:
+        run.results.append(result)
+        self.on_result(result)

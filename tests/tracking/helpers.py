@@ -1,0 +1,141 @@
+"""Seeding labelled shipments, and reading back what fulfil and the sandbox saw, for tracking tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import requests
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from fulfil.runs import HOSTNAME
+from fulfil.sandbox.config import DEFAULT_CREDENTIALS
+from fulfil.sandbox.orders import generate_orders
+
+BB_KEY = DEFAULT_CREDENTIALS["FULFIL_BESTBUY_API_KEY"]
+
+
+def pin_for(seed: int, index: int) -> str:
+    """A 16-digit Canada Post-like tracking number, unique per (seed, index)."""
+    return f"7{seed:03d}{index:012d}"
+
+
+def seed_labelled(
+    db: psycopg.Connection,
+    sandbox: Any,
+    n: int,
+    *,
+    seed: int = 3,
+    status: str = "label_created",
+    lease_owner: str | None = None,
+    lease_left_s: float = 600.0,
+) -> list[dict[str, Any]]:
+    """n SHIPPING orders at Best Buy (the sandbox) with a bought label here, in ``status``.
+
+    A shipment seeded in tracking_sent has its tracking number at Best Buy too (OR23 went out).
+    """
+    orders = generate_orders(n, seed=seed)
+    sandbox.add_orders(orders)
+    for index, order in enumerate(orders):
+        pin = pin_for(seed, index)
+        db.execute(
+            "INSERT INTO orders (order_id, status, raw_order_data, created_at) "
+            "VALUES (%s, 'accepted', %s, %s)",
+            (order["order_id"], Jsonb(order), order.get("created_date") or datetime.now(UTC)),
+        )
+        db.execute(
+            """
+            INSERT INTO shipments (order_id, status, tracking_pin, cp_mode, label_created_at,
+                                   tracking_sent_at, lease_owner, lease_expires_at)
+            VALUES (%(order_id)s, %(status)s, %(pin)s, 'contract', now(),
+                    CASE WHEN %(status)s = 'tracking_sent' THEN now() END,
+                    %(owner)s::text,
+                    CASE WHEN %(owner)s::text IS NULL THEN NULL
+                         ELSE now() + make_interval(secs => %(left)s) END)
+            """,
+            {
+                "order_id": order["order_id"],
+                "status": status,
+                "pin": pin,
+                "owner": lease_owner,
+                "left": lease_left_s,
+            },
+        )
+        if status == "tracking_sent":
+            send_tracking_directly(sandbox, order["order_id"], pin)
+    return orders
+
+
+def send_tracking_directly(sandbox: Any, order_id: str, pin: str) -> None:
+    """OR23 straight to the sandbox, as an earlier run would have sent it."""
+    answer = requests.put(
+        f"{sandbox.base_url}/api/orders/{order_id}/tracking",
+        json={"carrier_code": "CPCL", "tracking_number": pin},
+        headers={"Authorization": BB_KEY},
+        timeout=5,
+    )
+    assert answer.status_code == 204, answer.text
+
+
+def ship_directly(sandbox: Any, order_id: str) -> None:
+    """OR24 straight to the sandbox: the order is shipped on Best Buy without fulfil knowing."""
+    answer = requests.put(
+        f"{sandbox.base_url}/api/orders/{order_id}/ship", headers={"Authorization": BB_KEY}, timeout=5
+    )
+    assert answer.status_code == 204, answer.text
+
+
+def dead_owner() -> str:
+    """A lease owner naming a process of this host that has exited (as a SIGKILLed run leaves)."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return f"{HOSTNAME}/{int(child.stdout)}/1/deadbeef0000"
+
+
+def shipments(db: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    with db.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("SELECT * FROM shipments ORDER BY shipment_id").fetchall()
+    return {row["order_id"]: row for row in rows}
+
+
+def order_statuses(db: psycopg.Connection) -> dict[str, str]:
+    return dict(db.execute("SELECT order_id, status FROM orders").fetchall())  # type: ignore[arg-type]
+
+
+def api_calls(
+    db: psycopg.Connection, *, endpoint: str | None = None, related_id: str | None = None
+) -> list[dict[str, Any]]:
+    with db.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """
+            SELECT * FROM api_calls
+            WHERE (%(endpoint)s::text IS NULL OR endpoint = %(endpoint)s)
+              AND (%(related)s::text IS NULL OR related_id = %(related)s)
+            ORDER BY call_id
+            """,
+            {"endpoint": endpoint, "related": related_id},
+        ).fetchall()
+
+
+def order_requests(sandbox: Any, order_id: str) -> list[tuple[str, int | None]]:
+    """(endpoint, status) of every OR23/OR24 the sandbox received for one order, in order."""
+    prefix = f"/api/orders/{order_id}/"
+    return [
+        (entry["endpoint"], entry["status"])
+        for entry in sandbox.request_log()
+        if entry["service"] == "bestbuy" and entry["path"].startswith(prefix)
+    ]
+
+
+def log_entries(sandbox: Any, endpoint: str) -> list[dict[str, Any]]:
+    return [e for e in sandbox.request_log() if e["service"] == "bestbuy" and e["endpoint"] == endpoint]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
