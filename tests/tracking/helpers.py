@@ -34,10 +34,12 @@ def seed_labelled(
     status: str = "label_created",
     lease_owner: str | None = None,
     lease_left_s: float = 600.0,
+    tracking_at_best_buy: bool = True,
 ) -> list[dict[str, Any]]:
     """n SHIPPING orders at Best Buy (the sandbox) with a bought label here, in ``status``.
 
-    A shipment seeded in tracking_sent has its tracking number at Best Buy too (OR23 went out).
+    A shipment seeded in tracking_sent has its tracking number at Best Buy too (OR23 went out),
+    unless ``tracking_at_best_buy`` is false.
     """
     orders = generate_orders(n, seed=seed)
     sandbox.add_orders(orders)
@@ -66,7 +68,7 @@ def seed_labelled(
                 "left": lease_left_s,
             },
         )
-        if status == "tracking_sent":
+        if status == "tracking_sent" and tracking_at_best_buy:
             send_tracking_directly(sandbox, order["order_id"], pin)
     return orders
 
