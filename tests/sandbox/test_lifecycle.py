@@ -15,8 +15,8 @@ from fulfil.sandbox.config import DEFAULT_CREDENTIALS
 from tests.sandbox.conftest import CUSTOMER, SHIPMENT_MEDIA, BestBuy, CanadaPost, contract_request, parse
 
 
-def sandbox_threads() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name.startswith("fulfil-sandbox")]
+def sandbox_threads(port: int) -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == f"fulfil-sandbox:{port}"]
 
 
 def test_start_stop_frees_the_port_and_leaves_no_thread() -> None:
@@ -32,7 +32,7 @@ def test_start_stop_frees_the_port_and_leaves_no_thread() -> None:
     assert time.monotonic() - started < 3
     session.close()
     assert not sandbox.running
-    assert sandbox_threads() == []
+    assert sandbox_threads(port) == []
     assert set(threading.enumerate()) <= before  # handler threads were joined too
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", port))
