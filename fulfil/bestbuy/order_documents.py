@@ -49,13 +49,14 @@ class OrderCandidate:
 
 def read_order_documents(text: str) -> list[OrderCandidate]:
     """Every order object in ``text``, each checked (see ``order_problem``)."""
-    body = text.lstrip("\ufeff").strip()
-    if not body:
+    # Not stripped: line numbers in messages are the file's own.
+    body = text.removeprefix("\ufeff")
+    if not body.strip():
         return []
     try:
         document = json.loads(body)
     except ValueError as exc:
-        if body.startswith("["):
+        if body.lstrip().startswith("["):
             raise UsageError(f"the input is not valid JSON: {_describe(exc)}") from None
         return _json_lines(body)
     return list(_candidates(document, prefix=""))
@@ -102,7 +103,7 @@ def _candidates(document: Any, *, prefix: str) -> Iterator[OrderCandidate]:
     else:
         raise UsageError(
             f"{prefix}expected an OR11 answer, a JSON array of orders or JSON lines, "
-            f"not a JSON {type(document).__name__}"
+            f"not a JSON {_json_type(document)}"
         )
 
 
@@ -117,9 +118,13 @@ def order_problem(value: Any) -> str | None:
     rest (addresses, lines) is checked when a label is bought, with the order and field named.
     """
     if not isinstance(value, dict):
-        return f"not an order object (a JSON {type(value).__name__})"
+        return f"not an order object (a JSON {_json_type(value)})"
     order_id = value.get("order_id")
-    if not isinstance(order_id, str) or not order_id.strip():
+    if order_id is None or order_id == "":
+        return "no order_id"
+    if not isinstance(order_id, str):
+        return f"order_id is a JSON {_json_type(order_id)}, not Mirakl's text id"
+    if not order_id.strip():
         return "no order_id"
     if order_id != order_id.strip() or len(order_id) > MAX_ORDER_ID_CHARS or not order_id.isprintable():
         return f"order_id {order_id[:MAX_ORDER_ID_CHARS]!r} is not a Mirakl order id"
@@ -129,6 +134,11 @@ def order_problem(value: Any) -> str | None:
     if status_for_state(state) is None:
         return f"order {order_id}: order_state {state!r} is not one fulfil knows; not imported"
     return None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _describe(exc: ValueError) -> str:

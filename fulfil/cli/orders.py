@@ -1,0 +1,203 @@
+"""`fulfil orders …`: bring Best Buy orders in, from a file or straight from Best Buy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fulfil.cli.app import AppState, JsonOption, app, schema_ready_url, state_of
+
+if TYPE_CHECKING:
+    from fulfil.workflows.order_import import OrderResult, OrderRun
+
+orders_app = typer.Typer(
+    help="Orders: import Best Buy order objects from a file, or pull them from Best Buy (OR11).",
+    no_args_is_help=True,
+)
+app.add_typer(orders_app, name="orders")
+
+ORDER_STATE_CODES = (
+    "STAGING",
+    "WAITING_ACCEPTANCE",
+    "WAITING_DEBIT",
+    "WAITING_DEBIT_PAYMENT",
+    "SHIPPING",
+    "SHIPPED",
+    "TO_COLLECT",
+    "RECEIVED",
+    "CLOSED",
+    "REFUSED",
+    "CANCELED",
+)
+
+
+@orders_app.command("import")
+def orders_import(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|-",
+            help='An OR11 answer ({"orders": [...]}), a JSON array of orders, or JSON lines; - for stdin.',
+        ),
+    ],
+    json_mode: JsonOption = False,
+) -> None:
+    """Store Best Buy order objects in the orders table (upsert by order_id); safe to repeat.
+
+    Best Buy's order state becomes the order's status: SHIPPING → accepted (labels are bought for
+    these), SHIPPED/TO_COLLECT/RECEIVED/CLOSED → shipped, CANCELED/REFUSED → canceled, the
+    waiting states → waiting_acceptance or waiting_payment. A status never moves backwards, and a
+    copy older than the stored one changes nothing. A malformed object is reported with its
+    position and skipped; the others are imported.
+
+    Exit 0: all imported (or unchanged); 3: some objects were rejected; 2: unreadable input.
+
+    Examples:
+
+        fulfil orders import orders.json
+
+        curl -s -H "Authorization: $KEY" "$URL/api/orders?order_state_codes=SHIPPING" | fulfil orders import -
+    """
+    from fulfil.bestbuy.order_documents import read_order_documents
+    from fulfil.errors import EXIT_SOME_FAILED
+    from fulfil.services import open_session
+    from fulfil.workflows.order_import import OrderStore
+
+    state = state_of(ctx, json_mode)
+    candidates = read_order_documents(_read_source(source))
+    url = schema_ready_url(state)
+    with open_session(url, state.settings, "orders import") as session:
+        run = OrderStore(url, _streamer(state)).import_candidates(candidates)
+        exit_code = EXIT_SOME_FAILED if run.needs_attention else 0
+        session.run.finish(url, exit_code, {"counts": run.counts()})
+    _summarise(state, "imported", run)
+    if run.needs_attention:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@orders_app.command("pull")
+def orders_pull(
+    ctx: typer.Context,
+    order_state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Best Buy order states to pull (repeatable or comma-separated). Default: SHIPPING.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Poll even if the last poll was less than a minute ago.")
+    ] = False,
+    json_mode: JsonOption = False,
+) -> None:
+    """Pull orders from Best Buy (OR11, 100 a page) and store them exactly as `orders import` does.
+
+    With SHIPPING among the states (the default), orders held here as accepted that Best Buy no
+    longer lists as SHIPPING are read by id too: a cancellation reaches fulfil this way, before a
+    label is bought. Mirakl allows at most one order poll a minute: a pull sooner than that is
+    refused (exit 75) unless --force.
+
+    Exit 0: done; 3: some orders were rejected, or the pull stopped early; 2: configuration
+    problem (e.g. the API key was refused); 75: too soon after the last poll.
+
+    Examples:
+
+        fulfil orders pull
+
+        fulfil orders pull --state WAITING_ACCEPTANCE,SHIPPING --json
+
+        fulfil orders pull && fulfil labels create && fulfil tracking push
+    """
+    from fulfil.bestbuy.client import BestBuyClient
+    from fulfil.bestbuy.errors import PollTooSoon
+    from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
+    from fulfil.services import open_session
+    from fulfil.workflows.order_import import OrderPull
+
+    state = state_of(ctx, json_mode)
+    states = _states_from(order_state)
+    url = schema_ready_url(state)
+    settings = state.settings
+    bestbuy = settings.bestbuy()  # configuration errors before anything is called
+    with open_session(url, settings, "orders pull") as session:
+        client = BestBuyClient(bestbuy, session.bestbuy_http())
+        pull = OrderPull(
+            database_url=url, client=client, run_id=session.run.run_id, on_result=_streamer(state)
+        )
+        try:
+            run = pull.pull(states, force=force)
+        except PollTooSoon as exc:
+            session.run.finish(url, exc.exit_code, {"refused": str(exc)})
+            raise
+        exit_code = EXIT_USAGE if run.fatal else (EXIT_SOME_FAILED if run.needs_attention else 0)
+        session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
+    _summarise(state, "pulled", run)
+    if run.stopped:
+        state.output.warn(f"fulfil: stopped early: {run.stopped}")
+    if run.fatal:
+        raise run.fatal
+    if run.needs_attention:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _states_from(values: list[str] | None) -> list[str]:
+    from fulfil.errors import UsageError
+
+    states: list[str] = []
+    for value in values or ["SHIPPING"]:
+        states.extend(part.strip().upper() for part in value.split(",") if part.strip())
+    unknown = [s for s in states if s not in ORDER_STATE_CODES]
+    if unknown or not states:
+        raise UsageError(
+            f"--state {', '.join(unknown) or '(empty)'}: expected Best Buy order states among "
+            + ", ".join(ORDER_STATE_CODES)
+        )
+    return list(dict.fromkeys(states))
+
+
+def _read_source(source: str) -> str:
+    from fulfil.errors import UsageError
+
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = "stdin" if source == "-" else source
+        raise UsageError(f"{where} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _streamer(state: AppState):  # type: ignore[no-untyped-def]
+    out = state.output
+
+    def on_result(result: OrderResult) -> None:
+        if out.json_mode:
+            out.record(result.as_record())
+
+    return on_result
+
+
+def _summarise(state: AppState, verb: str, run: OrderRun) -> None:
+    """Problems always on stderr; the counts for a person (or -v); nothing else under cron."""
+    out = state.output
+    for result in run.results:
+        if result.outcome in ("rejected", "not_found"):
+            where = f"{result.position}: " if result.position else ""
+            out.warn(f"fulfil: {result.outcome}: {where}{result.reason}")
+    if out.json_mode:
+        return
+    counts = run.counts()
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    if out.stdout_is_terminal:
+        out.table(f"orders {verb}", ["outcome", "orders"], [[o, n] for o, n in counts.items()])
+    elif out.verbose or run.needs_attention:
+        out.line(f"{verb}: {summary}")
+    else:
+        out.info(f"{verb}: {summary}")

@@ -1,0 +1,128 @@
+"""Reading order documents of every accepted shape, and deciding what storing an order does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from fulfil.bestbuy.order_documents import read_order_documents
+from fulfil.bestbuy.order_states import KNOWN_STATES, moves_forward, status_for_state
+from fulfil.errors import UsageError
+from fulfil.workflows.order_import import NEW, UNCHANGED, UPDATED, decide
+
+
+def order(
+    order_id: str = "1-A", state: str = "SHIPPING", updated: str | None = "2025-08-29T03:17:16Z"
+) -> dict[str, Any]:
+    return {"order_id": order_id, "order_state": state, "last_updated_date": updated}
+
+
+def test_every_mirakl_state_has_a_status() -> None:
+    assert {state: status_for_state(state) for state in KNOWN_STATES} == {
+        "STAGING": "waiting_acceptance",
+        "WAITING_ACCEPTANCE": "waiting_acceptance",
+        "WAITING_DEBIT": "waiting_payment",
+        "WAITING_DEBIT_PAYMENT": "waiting_payment",
+        "SHIPPING": "accepted",
+        "SHIPPED": "shipped",
+        "TO_COLLECT": "shipped",
+        "RECEIVED": "shipped",
+        "CLOSED": "shipped",
+        "REFUSED": "canceled",
+        "CANCELED": "canceled",
+    }
+    assert status_for_state("WAITING_REFUND") is None
+
+
+@pytest.mark.parametrize(
+    ("current", "proposed", "allowed"),
+    [
+        ("waiting_acceptance", "waiting_payment", True),
+        ("waiting_payment", "accepted", True),
+        ("waiting_acceptance", "shipped", True),
+        ("accepted", "canceled", True),
+        ("accepted", "waiting_payment", False),
+        ("shipped", "accepted", False),
+        ("shipped", "canceled", False),
+        ("canceled", "shipped", False),
+        ("canceled", "accepted", False),
+        ("shipped", "shipped", True),
+    ],
+)
+def test_statuses_only_move_forward(current: str, proposed: str, allowed: bool) -> None:
+    assert moves_forward(current, proposed) is allowed
+
+
+def test_decisions() -> None:
+    stored = order()
+    new = decide(None, None, stored)
+    assert (new.outcome, new.status, new.write) == (NEW, "accepted", True)
+    same = decide("accepted", stored, order())
+    assert (same.outcome, same.write) == (UNCHANGED, False)
+    newer = decide("accepted", stored, order(updated="2025-08-30T00:00:00Z"))
+    assert (newer.outcome, newer.status, newer.write) == (UPDATED, "accepted", True)
+    shipped = decide("accepted", stored, order(state="SHIPPED", updated="2025-08-30T00:00:00Z"))
+    assert (shipped.outcome, shipped.status, shipped.write) == (UPDATED, "shipped", True)
+    older = decide("accepted", stored, order(state="CANCELED", updated="2025-08-28T00:00:00Z"))
+    assert (older.outcome, older.status, older.write) == (UNCHANGED, "accepted", False)
+    backwards = decide("shipped", stored, order(updated="2025-08-30T00:00:00Z"))
+    assert (backwards.outcome, backwards.status, backwards.write) == (UNCHANGED, "shipped", False)
+    # Without dates to compare, the status rule alone decides.
+    undated = decide("waiting_payment", order(updated=None), order(updated=None))
+    assert (undated.outcome, undated.status, undated.write) == (UPDATED, "accepted", True)
+    # A status an earlier tool wrote is kept; only the data is refreshed.
+    foreign = decide("label_printed", stored, order(state="SHIPPED", updated="2025-08-30T00:00:00Z"))
+    assert (foreign.outcome, foreign.status, foreign.write) == (UPDATED, "label_printed", True)
+    assert foreign.reason == "status 'label_printed' was not set by fulfil and is kept"
+
+
+def positions(text: str) -> list[tuple[str, str | None, str | None]]:
+    return [(c.position, c.order_id, c.problem) for c in read_order_documents(text)]
+
+
+def test_document_shapes() -> None:
+    one, two = order("1-A"), order("2-A")
+    assert positions(json.dumps({"orders": [one, two], "total_count": 2})) == [
+        ("orders[0]", "1-A", None),
+        ("orders[1]", "2-A", None),
+    ]
+    assert positions(json.dumps([one, two])) == [("item 1", "1-A", None), ("item 2", "2-A", None)]
+    assert positions(json.dumps(one)) == [("item 1", "1-A", None)]
+    assert positions(f"{json.dumps(one)}\n\n{json.dumps(two)}\n") == [
+        ("line 1", "1-A", None),
+        ("line 3", "2-A", None),
+    ]
+    # JSON lines of OR11 pages, as a dump of a paged listing looks.
+    pages = "\n".join(json.dumps({"orders": [o], "total_count": 2}) for o in (one, two))
+    assert positions(pages) == [("line 1, orders[0]", "1-A", None), ("line 2, orders[0]", "2-A", None)]
+    assert positions("\ufeff" + json.dumps([one])) == [("item 1", "1-A", None)]
+    assert positions("  \n ") == []
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"order_state": "SHIPPING"}, "no order_id"),
+        ({"order_id": "", "order_state": "SHIPPING"}, "no order_id"),
+        ({"order_id": 7, "order_state": "SHIPPING"}, "order_id is a JSON number, not Mirakl's text id"),
+        ({"order_id": " 1-A", "order_state": "SHIPPING"}, "order_id ' 1-A' is not a Mirakl order id"),
+        (
+            {"order_id": "1-A\n2-A", "order_state": "SHIPPING"},
+            "order_id '1-A\\n2-A' is not a Mirakl order id",
+        ),
+        ({"order_id": "1-A"}, "order 1-A: no order_state"),
+        ({"order_id": "1-A", "order_state": 3}, "order 1-A: no order_state"),
+        ("1-A", "not an order object (a JSON string)"),
+        (None, "not an order object (a JSON null)"),
+    ],
+)
+def test_malformed_objects_are_named(value: Any, problem: str) -> None:
+    [candidate] = read_order_documents(json.dumps([value]))
+    assert (candidate.position, candidate.order, candidate.problem) == ("item 1", None, problem)
+
+
+def test_a_document_of_no_known_shape_is_refused() -> None:
+    with pytest.raises(UsageError, match="neither a JSON document nor JSON lines"):
+        read_order_documents("order_id,order_state\n1-A,SHIPPING\n")
