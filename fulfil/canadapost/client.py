@@ -207,6 +207,25 @@ class CanadaPostClient:
         except ResponseFormatError as exc:
             raise CanadaPostUnavailable(f"unusable answer from Canada Post ({outcome.url}): {exc}") from None
 
+    def probe(self, since: datetime) -> HttpOutcome:
+        """A cheap authenticated read that changes nothing: a credentials check."""
+        if self.contract:
+            return self.http.send(
+                "GET",
+                self._contract_base,
+                endpoint="GetShipments",
+                headers=self._headers(SHIPMENT_MEDIA_TYPE),
+                params={"requestId": "fulfil-config-check"},
+            )
+        start = since.astimezone(EASTERN).strftime("%Y%m%d%H%M")
+        return self.http.send(
+            "GET",
+            self._noncontract_base,
+            endpoint="GetNCShipments",
+            headers=self._headers(NCSHIPMENT_MEDIA_TYPE),
+            params={"from": start},
+        )
+
     # --- the label ------------------------------------------------------------------------
 
     def fetch_label(self, order_id: str, href: str, media_type: str | None) -> HttpOutcome:

@@ -5,7 +5,10 @@ HTTP and XML libraries are imported by the commands that use them, so `fulfil --
 under cron and in pipelines. Each command group registers itself on ``app`` when imported.
 """
 
-from fulfil.cli import db, labels, orders, tracking
+from fulfil.cli import db, demo, labels, orders, reports, tracking
 from fulfil.cli.app import app, main
+from fulfil.sandbox.cli import sandbox_app
 
-__all__ = ["app", "db", "labels", "main", "orders", "tracking"]
+app.add_typer(sandbox_app, name="sandbox")
+
+__all__ = ["app", "db", "demo", "labels", "main", "orders", "reports", "tracking"]

@@ -37,10 +37,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-db_app = typer.Typer(
-    help="The database: migrations, schema status, the embedded server.", no_args_is_help=True
-)
-app.add_typer(db_app, name="db")
 
 
 @dataclass

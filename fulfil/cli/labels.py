@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,10 @@ from fulfil.cli.app import (
     state_of,
 )
 
+if TYPE_CHECKING:
+    from fulfil.services import Session
+    from fulfil.workflows.labels import LabelWorkflow
+
 # --------------------------------------------------------------------------------------------
 # fulfil labels …
 # --------------------------------------------------------------------------------------------
@@ -32,27 +36,12 @@ app.add_typer(labels_app, name="labels")
 LABEL_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "label_pdf_path", "error"]
 
 
-def _label_workflow(state: AppState, session: object | None, url: str, on_result: object = None):  # type: ignore[no-untyped-def]
-    from fulfil.canadapost.client import CanadaPostClient
-    from fulfil.workflows.labels import LabelSettings, LabelWorkflow
+def _label_workflow(
+    state: AppState, session: Session | None, url: str, on_result: Any = None
+) -> LabelWorkflow:
+    from fulfil.services import label_workflow
 
-    settings = state.settings
-    label_settings = LabelSettings(
-        canadapost=settings.canadapost(),
-        sender=settings.sender(),
-        parcel=settings.parcel(),
-        labels_dir=settings.labels_dir,
-        settle_seconds=settings.http().connect_timeout + 2 * settings.http().read_timeout,
-    )
-    client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None  # type: ignore[attr-defined]
-    owner = session.run.lease_owner if session else "dry-run"  # type: ignore[attr-defined]
-    return LabelWorkflow(
-        database_url=url,
-        settings=label_settings,
-        client=client,  # type: ignore[arg-type]
-        lease_owner=owner,
-        on_result=on_result,  # type: ignore[arg-type]
-    )
+    return label_workflow(url, state.settings, session, on_result)
 
 
 def _run_label_command(
@@ -79,6 +68,9 @@ def _run_label_command(
         if action == "create":
             probe = _label_workflow(state, session, url)
             progress_total = probe.count_eligible(order_ids)
+            limit = kwargs.get("limit")
+            if isinstance(limit, int):
+                progress_total = min(progress_total, limit)
         with out.progress(progress_total, "Buying labels") as tick:
 
             def on_result(result) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,280 @@
+"""`fulfil status`, `fulfil calls` and `fulfil config check`: looking, never changing."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from fulfil.cli.app import JsonOption, app, database_url, schema_ready_url, state_of
+from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
+
+# --------------------------------------------------------------------------------------------
+# fulfil status
+# --------------------------------------------------------------------------------------------
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    stale_hours: Annotated[
+        int,
+        typer.Option("--stale-hours", min=1, help="Flag labels whose tracking Best Buy lacks after N hours."),
+    ] = 24,
+    json_mode: JsonOption = False,
+) -> None:
+    """Orders and shipments per state, what needs attention (with the command that fixes it), and
+    when each command last ran. Exit 0 when nothing needs attention, 3 when something does.
+
+    Examples:
+
+        fulfil status
+
+        fulfil status --json | jq 'select(.type == "attention")'
+    """
+    from fulfil.status_report import build_report
+
+    state = state_of(ctx, json_mode)
+    out = state.output
+    report = build_report(schema_ready_url(state), stale_hours=stale_hours)
+    if out.json_mode:
+        for record in report.records():
+            out.record(record)
+    else:
+        out.table(
+            "Orders",
+            ["status", "count"],
+            [[s, n] for s, n in report.orders.items()] or [["(none)", 0]],
+        )
+        out.table(
+            "Shipments",
+            ["status", "count"],
+            [[s, n] for s, n in report.shipments.items()] or [["(none)", 0]],
+        )
+        if report.attention:
+            out.table(
+                "Needs attention",
+                ["problem", "order_id", "reason", "fix"],
+                [[a.problem, a.order_id, a.reason, a.fix] for a in report.attention],
+            )
+        else:
+            out.line("Nothing needs attention.")
+        if report.runs:
+            out.table(
+                "Last runs",
+                ["command", "started_at", "state", "summary"],
+                [
+                    [
+                        r["command"],
+                        f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+                        r["state"],
+                        _summary_text(r.get("summary")),
+                    ]
+                    for r in report.runs
+                ],
+            )
+    if report.needs_attention:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _summary_text(summary: Any) -> str:
+    if not isinstance(summary, dict):
+        return ""
+    counts = summary.get("counts") or {}
+    text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if isinstance(counts, dict) else ""
+    if summary.get("stopped"):
+        text = f"{text}; stopped: {summary['stopped']}" if text else f"stopped: {summary['stopped']}"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# fulfil calls
+# --------------------------------------------------------------------------------------------
+
+calls_app = typer.Typer(invoke_without_command=True)
+app.add_typer(calls_app, name="calls")
+
+
+@calls_app.callback()
+def calls(
+    ctx: typer.Context,
+    service: Annotated[str | None, typer.Option("--service", help="canadapost or bestbuy.")] = None,
+    order: Annotated[str | None, typer.Option("--order", help="Calls about this order id.")] = None,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", help="e.g. CreateShipment, OR24.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only calls that did not succeed.")] = False,
+    since: Annotated[str | None, typer.Option("--since", help="30m, 2h, 7d or an ISO date/time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N calls.")] = 50,
+    json_mode: JsonOption = False,
+) -> None:
+    """The audit log of every request to Canada Post and Best Buy: list it (newest first), or
+    show one call with `fulfil calls show ID`.
+
+    Examples:
+
+        fulfil calls --order 261250893-A
+
+        fulfil calls --service canadapost --failed --since 1d
+
+        fulfil calls show 42
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from fulfil.call_log import CallFilter, list_calls, normalise_service, outcome_of, parse_since
+
+    state = state_of(ctx, json_mode)
+    out = state.output
+    filters = CallFilter(
+        service=normalise_service(service),
+        order_id=order,
+        failed=failed,
+        since=parse_since(since) if since else None,
+        endpoint=endpoint,
+        limit=limit,
+    )
+    rows = list_calls(schema_ready_url(state), filters)
+    if out.json_mode:
+        for row in rows:
+            out.record({**row, "outcome": outcome_of(row)})
+        return
+    if not rows:
+        out.info("No calls match.")
+        return
+    out.table(
+        "API calls (newest first)",
+        ["call_id", "started_at", "service", "endpoint", "order", "status", "ms", "outcome", "error"],
+        [
+            [
+                r["call_id"],
+                f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r["started_at"] else "",
+                r["service"],
+                r["endpoint"],
+                r["related_id"],
+                r["status_code"],
+                r["duration_ms"],
+                outcome_of(r),
+                r["error"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@calls_app.command("show")
+def calls_show(
+    ctx: typer.Context,
+    call_id: Annotated[int, typer.Argument(help="The call_id from `fulfil calls`.")],
+    json_mode: JsonOption = False,
+) -> None:
+    """Print one call: method, URL, status, duration, request and response, readably.
+
+    Example:
+
+        fulfil calls show 42
+    """
+    from fulfil.call_log import get_call, outcome_of, pretty_body
+    from fulfil.errors import UsageError
+
+    state = state_of(ctx, json_mode)
+    out = state.output
+    call = get_call(schema_ready_url(state), call_id)
+    if call is None:
+        raise UsageError(f"there is no api call {call_id}")
+    if out.json_mode:
+        out.record({**call, "outcome": outcome_of(call)})
+        return
+    request_text, request_lang = pretty_body(call["request_payload"])
+    response_text, response_lang = pretty_body(call["response_body"])
+    header = [
+        f"call {call['call_id']}  {call['service']} {call['endpoint']}  order {call['related_id'] or '-'}",
+        f"{call['method'] or ''} {call['url'] or ''}",
+        f"status {call['status_code'] if call['status_code'] is not None else '-'}  "
+        f"{outcome_of(call)}  {call['duration_ms'] if call['duration_ms'] is not None else '-'} ms  "
+        f"started {call['started_at']}  run {call['run_id'] or '-'}",
+    ]
+    if call["error"]:
+        header.append(f"error: {call['error']}")
+    for line in header:
+        out.line(line)
+    _section(out, "request headers", _headers_text(call["request_headers"]), "text")
+    _section(out, "request", request_text, request_lang)
+    _section(out, "response headers", _headers_text(call["response_headers"]), "text")
+    cut = " (cut at the storage cap)" if call["response_truncated"] else ""
+    _section(out, f"response{cut}", response_text, response_lang)
+
+
+def _headers_text(headers: Any) -> str:
+    if not isinstance(headers, dict):
+        return ""
+    return "\n".join(f"{name}: {value}" for name, value in headers.items())
+
+
+def _section(out: Any, title: str, text: str, language: str) -> None:
+    out.line("")
+    out.line(f"--- {title} ---")
+    if not text:
+        out.line("(none)")
+        return
+    if out.stdout_is_terminal and out.color and language != "text":
+        from rich.console import Console
+        from rich.syntax import Syntax
+
+        Console(file=out.stdout).print(Syntax(text, language, word_wrap=True, background_color="default"))
+    else:
+        out.line(text)
+
+
+# --------------------------------------------------------------------------------------------
+# fulfil config check
+# --------------------------------------------------------------------------------------------
+
+config_app = typer.Typer(
+    help="Configuration: what is set, where from, and whether it works.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    online: Annotated[
+        bool, typer.Option("--online", help="Also make one cheap authenticated call to each service.")
+    ] = False,
+    json_mode: JsonOption = False,
+) -> None:
+    """Every setting, where it came from (environment, file, default), secrets masked; what each
+    command still lacks; with --online, whether Canada Post and Best Buy accept the credentials.
+    Exit 2 when something is missing or refused.
+
+    Examples:
+
+        fulfil config check
+
+        fulfil config check --online --json
+    """
+    from fulfil.config_check import offline_checks, online_checks, setting_records
+
+    state = state_of(ctx, json_mode)
+    out = state.output
+    settings = state.settings
+    settings_rows = setting_records(settings)
+    checks = offline_checks(settings)
+    if online:
+        checks += online_checks(settings, database_url(state))
+    if out.json_mode:
+        for record in settings_rows:
+            out.record(record)
+        for check in checks:
+            out.record(check.as_record())
+    else:
+        out.table(
+            "Settings",
+            ["name", "value", "source", "file key"],
+            [[r["name"], r["value"] or "", r["source"], r["file_key"] or ""] for r in settings_rows],
+        )
+        out.table(
+            "Checks",
+            ["check", "ok", "message"],
+            [[c.check, "yes" if c.ok else "NO", c.message] for c in checks],
+        )
+    if not all(check.ok for check in checks):
+        raise typer.Exit(EXIT_USAGE)

@@ -1,0 +1,148 @@
+"""`fulfil config check`: every setting, where it came from, what each command still lacks, and
+(online) whether Canada Post and Best Buy accept the credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fulfil.config import Settings
+from fulfil.errors import ConfigError, FulfilError
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A command (or group of commands) and what it needs from the settings."""
+
+    commands: str
+    checks: tuple[Callable[[Settings], object], ...]
+
+
+REQUIREMENTS = (
+    Requirement(
+        "labels create / reconcile / download",
+        (Settings.canadapost, Settings.sender, Settings.parcel, Settings.http),
+    ),
+    Requirement("tracking push, orders pull", (Settings.bestbuy, Settings.http)),
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    ok: bool
+    message: str
+
+    def as_record(self) -> dict[str, Any]:
+        return {"type": "check", "check": self.check, "ok": self.ok, "message": self.message}
+
+
+def setting_records(settings: Settings) -> list[dict[str, Any]]:
+    records = []
+    for setting in settings.all():
+        records.append(
+            {
+                "type": "setting",
+                "name": setting.spec.env,
+                "file_key": setting.spec.file_key,
+                "value": setting.display() if setting.value is not None else None,
+                "source": setting.source,
+                "secret": setting.spec.secret,
+            }
+        )
+    return records
+
+
+def offline_checks(settings: Settings) -> list[CheckResult]:
+    results = []
+    for requirement in REQUIREMENTS:
+        problems = []
+        for check in requirement.checks:
+            try:
+                check(settings)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            results.append(CheckResult(requirement.commands, False, "; ".join(problems)))
+        else:
+            results.append(CheckResult(requirement.commands, True, "configured"))
+    if settings.config_file:
+        results.append(CheckResult("config file", True, f"read {settings.config_file}"))
+    return results
+
+
+def online_checks(settings: Settings, database_url: str) -> list[CheckResult]:
+    """One cheap authenticated call to each configured service, logged in api_calls like any other."""
+    from fulfil.services import open_session
+
+    results: list[CheckResult] = []
+    with open_session(database_url, settings, "config check") as session:
+        results.append(_check_canadapost(settings, session))
+        results.append(_check_bestbuy(settings, session))
+        failed = sum(not r.ok for r in results)
+        session.run.finish(database_url, 2 if failed else 0, {"failed_checks": failed})
+    return results
+
+
+def _check_canadapost(settings: Settings, session: Any) -> CheckResult:
+    from fulfil.canadapost.client import CanadaPostClient, interpret_error
+    from fulfil.canadapost.responses import ErrorKind
+
+    name = "Canada Post credentials"
+    try:
+        cp = settings.canadapost()
+    except ConfigError as exc:
+        return CheckResult(name, False, f"not checked: {exc}")
+    client = CanadaPostClient(cp, session.canadapost_http())
+    outcome = client.probe(datetime.now(UTC) - timedelta(minutes=1))
+    if outcome.ok:
+        mode = "contract" if cp.contract else "non-contract"
+        return CheckResult(
+            name, True, f"accepted by {cp.base_url} ({cp.env}, customer {cp.customer_number}, {mode})"
+        )
+    error = interpret_error(outcome)
+    explanations = {
+        "E002": "FULFIL_CANADAPOST_USERNAME or FULFIL_CANADAPOST_PASSWORD is wrong (E002 AAA Authentication "
+        "Failure)",
+        "AA001": "the API key pair is deactivated (AA001): make a new one in Canada Post's developer program",
+        "AA002": f"the key pair is not a {cp.env} key (AA002): development and production keys differ; "
+        "check FULFIL_CANADAPOST_ENV",
+        "AA003": f"the key pair does not belong to customer {cp.customer_number} (AA003): check "
+        "FULFIL_CANADAPOST_CUSTOMER_NUMBER",
+        "AA004": f"the key cannot mail on behalf of customer {cp.customer_number} (AA004)",
+    }
+    if error.code in explanations:
+        message = explanations[error.code]
+    elif error.kind is ErrorKind.NOT_FOUND:
+        message = f"{outcome.url} was not found: check FULFIL_CANADAPOST_BASE_URL and the customer number"
+    else:
+        message = f"could not be checked: {error.description}"
+    return CheckResult(name, False, message)
+
+
+def _check_bestbuy(settings: Settings, session: Any) -> CheckResult:
+    from fulfil.bestbuy.client import BestBuyClient
+    from fulfil.bestbuy.errors import BestBuyUnavailable
+
+    name = "Best Buy API key"
+    try:
+        bb = settings.bestbuy()
+    except ConfigError as exc:
+        return CheckResult(name, False, f"not checked: {exc}")
+    client = BestBuyClient(bb, session.bestbuy_http())
+    try:
+        account = client.account()
+    except ConfigError as exc:
+        return CheckResult(name, False, str(exc))
+    except (BestBuyUnavailable, FulfilError) as exc:
+        return CheckResult(name, False, f"could not be checked: {exc}")
+    shop = f"shop {account.get('shop_id')} ({account.get('shop_name')}, {account.get('shop_state')})"
+    if bb.shop_id and str(account.get("shop_id")) != bb.shop_id:
+        return CheckResult(
+            name,
+            True,
+            f"accepted; the key's default shop is {shop}, and FULFIL_BESTBUY_SHOP_ID selects {bb.shop_id}",
+        )
+    return CheckResult(name, True, f"accepted by {bb.base_url}: {shop}")

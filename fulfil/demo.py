@@ -1,0 +1,202 @@
+"""`fulfil demo`: the whole pipeline, end to end, with nothing configured and nothing real touched.
+
+A database of its own (``fulfil_demo`` on the embedded PostgreSQL, made afresh each time, never
+FULFIL_DATABASE_URL), the sandbox on a free port standing in for Canada Post and Best Buy, and
+sample orders generated from a seed. Then the same code paths a seller runs: ``orders pull``,
+``labels create``, ``tracking push``. With ``faults``, some orders cannot ship and the sandbox
+misbehaves the way the real services do, so ``fulfil status`` has something to show.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from fulfil.config import Settings, load_settings
+from fulfil.db import query
+from fulfil.embedded_db import start_server
+from fulfil.migrations import migrate
+from fulfil.output import Output
+from fulfil.sandbox import Faults, Sandbox, SandboxConfig
+from fulfil.sandbox.config import DEFAULT_CREDENTIALS
+from fulfil.sandbox.orders import generate_orders
+from fulfil.services import label_workflow, open_session, tracking_workflow
+
+DEMO_DATABASE = "fulfil_demo"
+DEMO_SENDER = {
+    "FULFIL_SENDER_NAME": "Shipping Desk",
+    "FULFIL_SENDER_COMPANY": "Demo Electronics Inc.",
+    "FULFIL_SENDER_PHONE": "613-555-0100",
+    "FULFIL_SENDER_ADDRESS_LINE_1": "111 Wellington St",
+    "FULFIL_SENDER_CITY": "Ottawa",
+    "FULFIL_SENDER_PROVINCE": "ON",
+    "FULFIL_SENDER_POSTAL_CODE": "K1A0A9",
+    "FULFIL_PARCEL_WEIGHT_KG": "1.4",
+    "FULFIL_PARCEL_LENGTH_CM": "35",
+    "FULFIL_PARCEL_WIDTH_CM": "25",
+    "FULFIL_PARCEL_HEIGHT_CM": "12",
+}
+
+
+@dataclass
+class DemoReport:
+    database_url: str
+    sandbox_url: str
+    labels_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    api_calls: int = 0
+    seconds: float = 0.0
+    phases: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def shipped(self) -> int:
+        return sum(1 for row in self.rows if row["order_status"] == "shipped")
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.shipped < len(self.rows)
+
+
+def demo_settings(sandbox_url: str, labels_dir: Path) -> Settings:
+    """Settings for the sandbox only: the user's own credentials and database are never read."""
+    environ = {
+        **DEFAULT_CREDENTIALS,
+        **DEMO_SENDER,
+        "FULFIL_CANADAPOST_BASE_URL": sandbox_url,
+        "FULFIL_BESTBUY_BASE_URL": sandbox_url,
+        "FULFIL_CANADAPOST_CONTRACT_ID": "0042708517",
+        "FULFIL_LABELS_DIR": str(labels_dir),
+        "FULFIL_HTTP_CONNECT_TIMEOUT": "2",
+        "FULFIL_HTTP_READ_TIMEOUT": "5",
+    }
+    return load_settings(environ, cwd=labels_dir)
+
+
+def fresh_demo_database(data_dir: Path) -> str:
+    """Drop and re-create the demo database on the embedded server; returns its URL."""
+    server = start_server(data_dir)
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        name = sql.Identifier(DEMO_DATABASE)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    return server.get_uri(database=DEMO_DATABASE)
+
+
+def run_demo(
+    *, orders: int, faults: bool, data_dir: Path, labels_dir: Path, output: Output, seed: int = 2026
+) -> DemoReport:
+    started = time.monotonic()
+    url = fresh_demo_database(data_dir)
+    migrate(url)
+    problems = min(3, orders // 5) if faults else 0
+    _clear_old_labels(labels_dir)
+    with Sandbox(SandboxConfig(seed=seed), host="127.0.0.1", port=0) as sandbox:
+        # Orders placed over the last hours, so their shipping deadlines lie ahead as in real life.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8)
+        sandbox.add_orders(generate_orders(orders, seed=seed, problems=problems, start=start))
+        if faults:
+            _misbehave(sandbox)
+        settings = demo_settings(sandbox.base_url, labels_dir)
+        report = DemoReport(database_url=url, sandbox_url=sandbox.base_url, labels_dir=labels_dir)
+        output.info(
+            f"fulfil demo: {orders} sample orders, Canada Post and Best Buy played by the sandbox at "
+            f"{sandbox.base_url}, database {DEMO_DATABASE} on the embedded PostgreSQL"
+        )
+        report.phases["orders pull"] = _pull(url, settings, output)
+        if faults and orders:
+            # A customer cancels after the label was bought: Best Buy must not be told it shipped.
+            _cancel_after_labels(sandbox, url, settings, output, report)
+        else:
+            report.phases["labels create"] = _labels(url, settings, output, orders)
+        report.phases["tracking push"] = _tracking(url, settings, output)
+    report.rows = _results(url)
+    report.api_calls = _count_calls(url)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _misbehave(sandbox: Sandbox) -> None:
+    # The second purchase is made but its answer is lost: fulfil must find it, not buy it again.
+    sandbox.script_faults("canadapost", "CreateShipment", ["none", "commit_then_drop"])
+    # The first label is not ready on the first fetch.
+    sandbox.script_faults("canadapost", "GetArtifact", ["label_not_ready"])
+    # Best Buy throttles once and fails a ship confirmation once.
+    sandbox.set_faults("bestbuy", Faults(retry_after_s=1))
+    sandbox.script_faults("bestbuy", "OR23", ["none", "rate_limit"])
+    sandbox.script_faults("bestbuy", "OR24", ["none", "none", "http_503"])
+
+
+def _cancel_after_labels(
+    sandbox: Sandbox, url: str, settings: Settings, output: Output, report: DemoReport
+) -> None:
+    report.phases["labels create"] = _labels(url, settings, output, None)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query("demo", "newest_label")).fetchone()
+    if row:
+        sandbox.set_order_state(row[0], "CANCELED")
+
+
+def _pull(url: str, settings: Settings, output: Output) -> dict[str, int]:
+    from fulfil.bestbuy.client import BestBuyClient
+    from fulfil.workflows.order_import import OrderPull
+
+    with open_session(url, settings, "orders pull") as session:
+        client = BestBuyClient(settings.bestbuy(), session.bestbuy_http())
+        run = OrderPull(database_url=url, client=client, run_id=session.run.run_id).pull(
+            ["SHIPPING"], force=True
+        )
+        counts = run.counts()
+        session.run.finish(url, 0 if not run.needs_attention else 3, {"counts": counts})
+    output.info(f"  orders pull:    {_describe(counts)}")
+    return counts
+
+
+def _labels(url: str, settings: Settings, output: Output, total: int | None) -> dict[str, int]:
+    with open_session(url, settings, "labels create") as session:
+        count = label_workflow(url, settings, session).count_eligible(None)
+        with output.progress(count, "Buying labels") as tick:
+            run = label_workflow(url, settings, session, lambda result: tick()).create()
+        counts = run.counts()
+        session.run.finish(url, 3 if run.needs_attention else 0, {"counts": counts, "stopped": run.stopped})
+    output.info(f"  labels create:  {_describe(counts)}")
+    return counts
+
+
+def _tracking(url: str, settings: Settings, output: Output) -> dict[str, int]:
+    with open_session(url, settings, "tracking push") as session:
+        count = tracking_workflow(url, settings, session).count_pushable(None)
+        with output.progress(count, "Pushing tracking") as tick:
+            run = tracking_workflow(url, settings, session, lambda result: tick()).push()
+        counts = run.counts()
+        session.run.finish(url, 3 if run.needs_attention else 0, {"counts": counts, "stopped": run.stopped})
+    output.info(f"  tracking push:  {_describe(counts)}")
+    return counts
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to do"
+
+
+def _results(url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute(query("demo", "demo_results")).fetchall()
+
+
+def _count_calls(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query("demo", "count_calls")).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _clear_old_labels(labels_dir: Path) -> None:
+    """Labels of an earlier demo belong to orders that no longer exist in the fresh database."""
+    if labels_dir.is_dir():
+        for old in labels_dir.glob("*.pdf"):
+            old.unlink()

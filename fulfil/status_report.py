@@ -1,0 +1,151 @@
+"""`fulfil status`: what is where, what needs attention and why, and the command that fixes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from fulfil.db import query
+from fulfil.runs import owner_is_dead
+
+
+@dataclass(frozen=True)
+class AttentionItem:
+    problem: str
+    order_id: str
+    reason: str
+    fix: str
+
+    def as_record(self) -> dict[str, Any]:
+        return {"type": "attention", "problem": self.problem, "order_id": self.order_id,
+                "reason": self.reason, "fix": self.fix}  # fmt: skip
+
+
+@dataclass
+class StatusReport:
+    orders: dict[str, int] = field(default_factory=dict)
+    shipments: dict[str, int] = field(default_factory=dict)
+    attention: list[AttentionItem] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.attention)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The report as JSON lines (README, "fulfil status")."""
+        lines: list[dict[str, Any]] = []
+        lines += [{"type": "orders", "status": s, "count": n} for s, n in self.orders.items()]
+        lines += [{"type": "shipments", "status": s, "count": n} for s, n in self.shipments.items()]
+        lines += [item.as_record() for item in self.attention]
+        lines += [{"type": "run", **run} for run in self.runs]
+        return lines
+
+
+_FIXES = {
+    "label_failed": "fix the order or the settings, then `fulfil labels retry {order}`",
+    "needs_review": (
+        "check Canada Post for labels of this order (void extras); if none was bought: "
+        "`fulfil labels retry --not-bought {order}`"
+    ),
+    "tracking_failed": "see the error, then `fulfil tracking push --order {order}`",
+    "order_canceled": "the order was canceled on Best Buy: void or refund its label at Canada Post",
+}
+
+
+def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
+    report = StatusReport()
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        report.orders = {r["status"]: r["count"] for r in conn.execute(query("status", "order_counts"))}
+        report.shipments = {r["status"]: r["count"] for r in conn.execute(query("status", "shipment_counts"))}
+
+        for row in conn.execute(query("status", "failed_and_review")):
+            report.attention.append(
+                AttentionItem(
+                    row["status"],
+                    row["order_id"],
+                    row["last_error"] or row["status"],
+                    _FIXES[row["status"]].format(order=row["order_id"]),
+                )
+            )
+        for row in conn.execute(query("status", "open_purchases")):
+            if row["lease_owner"] is None or row["lease_expired"] or owner_is_dead(row["lease_owner"]):
+                reason = "a label purchase was interrupted (crashed or killed run) and is not settled yet"
+                if row["last_error"]:
+                    reason = row["last_error"]
+                report.attention.append(
+                    AttentionItem(
+                        "interrupted_purchase", row["order_id"], reason, "`fulfil labels reconcile`"
+                    )
+                )
+        for row in conn.execute(query("status", "labels_without_pdf")):
+            report.attention.append(
+                AttentionItem(
+                    "label_without_pdf",
+                    row["order_id"],
+                    row["last_error"] or f"label {row['tracking_pin']} is bought but its PDF is not on disk",
+                    f"`fulfil labels download --order {row['order_id']}`",
+                )
+            )
+        for row in conn.execute(query("status", "tracking_not_pushed"), {"hours": stale_hours}):
+            report.attention.append(
+                AttentionItem(
+                    "tracking_not_pushed",
+                    row["order_id"],
+                    f"label bought {_ago(row['since'])} and Best Buy has not confirmed the shipment "
+                    f"({row['status']})",
+                    f"`fulfil tracking push --order {row['order_id']}`",
+                )
+            )
+        for row in conn.execute(query("status", "past_shipping_deadline")):
+            order_id = row["order_id"]
+            where = row["shipment_status"] or "no label yet"
+            report.attention.append(
+                AttentionItem(
+                    "past_shipping_deadline",
+                    order_id,
+                    f"Best Buy's shipping deadline was {row['deadline']:%Y-%m-%d %H:%M} UTC ({where}); "
+                    "late orders may be canceled by Best Buy",
+                    _ship_now(order_id, row["shipment_status"]),
+                )
+            )
+        for row in conn.execute(query("status", "last_runs")):
+            run = {
+                "command": row["command"],
+                "started_at": row["started_at"],
+                "finished_at": row["finished_at"],
+                "exit_code": row["exit_code"],
+                "host": row["hostname"],
+                "summary": row["summary"],
+            }
+            if row["finished_at"] is None:
+                owner = f"{row['hostname']}/{row['pid']}/?/{row['run_id'][:12]}"
+                run["state"] = (
+                    "ended without finishing" if owner_is_dead(owner) else "running (or on another host)"
+                )
+            else:
+                run["state"] = "ok" if row["exit_code"] == 0 else f"exit {row['exit_code']}"
+            report.runs.append(run)
+    return report
+
+
+def _ship_now(order_id: str, shipment_status: str | None) -> str:
+    """The next step for a late order, from where its shipment stands."""
+    if shipment_status in ("label_created", "tracking_sent", "tracking_failed"):
+        return f"`fulfil tracking push --order {order_id}`"
+    if shipment_status in ("label_failed", "needs_review"):
+        return f"resolve its {shipment_status} first (above), then `fulfil labels create --order {order_id}`"
+    return f"`fulfil labels create --order {order_id}` then `fulfil tracking push --order {order_id}`"
+
+
+def _ago(moment: datetime) -> str:
+    from datetime import UTC
+
+    hours = (datetime.now(UTC) - moment).total_seconds() / 3600
+    if hours < 48:
+        return f"{hours:.0f} hours ago"
+    return f"{hours / 24:.0f} days ago"

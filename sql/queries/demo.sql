@@ -1,0 +1,20 @@
+-- Named queries for `fulfil demo` (fulfil/demo.py).
+
+-- name: demo_results
+SELECT o.order_id,
+       o.status AS order_status,
+       o.raw_order_data #>> '{customer,shipping_address,city}' AS city,
+       o.raw_order_data #>> '{customer,shipping_address,state}' AS province,
+       s.status AS shipment_status,
+       s.tracking_pin,
+       s.label_pdf_path,
+       s.last_error
+FROM orders o
+LEFT JOIN shipments s ON s.order_id = o.order_id
+ORDER BY o.created_at, o.order_id;
+
+-- name: newest_label
+SELECT order_id FROM shipments WHERE status = 'label_created' ORDER BY shipment_id DESC LIMIT 1;
+
+-- name: count_calls
+SELECT count(*) FROM api_calls;
