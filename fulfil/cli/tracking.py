@@ -36,7 +36,7 @@ def _tracking_workflow(
     state: AppState, url: str, session: Session | None, on_result: object = None
 ) -> TrackingWorkflow:
     from fulfil.bestbuy.client import BestBuyClient
-    from fulfil.workflows.tracking import TrackingSettings, TrackingWorkflow
+    from fulfil.workflows.tracking import TrackingSettings, TrackingWorkflow, lease_seconds_for
 
     settings = state.settings
     http = settings.http()
@@ -46,8 +46,7 @@ def _tracking_workflow(
         bestbuy = settings.bestbuy()
         carrier_code = bestbuy.carrier_code
         client = BestBuyClient(bestbuy, session.bestbuy_http())
-    # A claim outlives both calls with all their retries, with a minute to spare.
-    lease_seconds = 2 * 4 * (http.connect_timeout + http.read_timeout) + 60
+    lease_seconds = lease_seconds_for(http.connect_timeout, http.read_timeout)
     return TrackingWorkflow(
         database_url=url,
         settings=TrackingSettings(carrier_code=carrier_code, lease_seconds=lease_seconds),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from fulfil.bestbuy.order_documents import read_order_documents
 from fulfil.bestbuy.order_states import KNOWN_STATES, moves_forward, status_for_state
 from fulfil.errors import UsageError
 from fulfil.workflows.order_import import NEW, UNCHANGED, UPDATED, decide
+from tests.orders.helpers import OTHER_SAMPLES, sample_path
 
 
 def order(
@@ -123,6 +125,25 @@ def test_malformed_objects_are_named(value: Any, problem: str) -> None:
     assert (candidate.position, candidate.order, candidate.problem) == ("item 1", None, problem)
 
 
-def test_a_document_of_no_known_shape_is_refused() -> None:
-    with pytest.raises(UsageError, match="neither a JSON document nor JSON lines"):
-        read_order_documents("order_id,order_state\n1-A,SHIPPING\n")
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("order_id,order_state\n1-A,SHIPPING\n", "neither a JSON document nor JSON lines"),
+        ("{\n  broken", "lines of order objects (line 1: Expecting property name"),
+        ('\n\n[{"order_id": "1-A"},\n {"order_id": ', "not valid JSON: line 4 column 15: Expecting value"),
+        ('"just a string"', "not a JSON string"),
+        ('{"orders": {"order_id": "1-A"}}', "'orders' is not a list"),
+    ],
+    ids=["csv", "broken-object", "cut-off-array", "scalar", "orders-not-a-list"],
+)
+def test_a_document_of_no_known_shape_is_refused_whole(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        read_order_documents(text)
+
+
+@pytest.mark.parametrize("name", OTHER_SAMPLES)
+def test_samples_of_other_calls_hold_no_order(name: str) -> None:
+    candidates = read_order_documents(sample_path(name).read_text(encoding="utf-8"))
+    assert candidates
+    assert [c.order for c in candidates] == [None] * len(candidates)
+    assert all(c.problem for c in candidates)

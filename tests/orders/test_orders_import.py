@@ -58,16 +58,6 @@ def test_each_real_sample_file_imports_and_reimports_as_unchanged(
     assert orders_table(db) == table
 
 
-@pytest.mark.parametrize("name", OTHER_SAMPLES)
-def test_a_file_of_something_else_is_rejected_without_harm(
-    env: dict[str, str], db: psycopg.Connection, name: str
-) -> None:
-    result = run_fulfil("orders", "import", str(sample_path(name)), env=env)
-    assert result.returncode == 3
-    assert "rejected: item 1" in result.stderr
-    assert orders_table(db) == {}
-
-
 def test_an_order_only_moves_forward_through_its_life(env: dict[str, str], db: psycopg.Connection) -> None:
     # The same three real orders, before acceptance and after shipping.
     before = str(sample_path("bestbuy-ca.OR11-orders.WAITING_ACCEPTANCE.redacted.json"))
@@ -200,23 +190,13 @@ def test_quiet_on_success_when_not_on_a_terminal(env: dict[str, str], db: psycop
     assert verbose.stdout == "imported: 0 new, 0 updated, 4 unchanged, 0 rejected\n"
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('[{"order_id": "1-A", "order_state": "SHIPPING"},\n {"order_id": ', "line 2 column 15"),
-        ("{\n  broken", "neither a JSON document nor JSON lines"),
-        ('"just a string"', "not a JSON string"),
-        ('{"orders": {"order_id": "1-A"}}', "'orders' is not a list"),
-    ],
-    ids=["cut-off-array", "broken-object", "scalar", "orders-not-a-list"],
-)
 def test_input_that_is_no_order_document_is_refused_whole(
-    env: dict[str, str], db: psycopg.Connection, text: str, message: str
+    env: dict[str, str], db: psycopg.Connection
 ) -> None:
+    text = '[{"order_id": "1-A", "order_state": "SHIPPING"},\n {"order_id": '
     result = run_fulfil("orders", "import", "-", env=env, input_text=text)
     assert result.returncode == 2
-    assert result.stderr.startswith("fulfil: error: ")
-    assert message in result.stderr
+    assert result.stderr == "fulfil: error: the input is not valid JSON: line 2 column 15: Expecting value\n"
     assert orders_table(db) == {}
 
 

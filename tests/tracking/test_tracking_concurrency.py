@@ -83,7 +83,7 @@ def test_a_run_killed_mid_call_is_finished_by_the_next_with_one_ship(
     order_id = order["order_id"]
     # Slow answers: the process is killed while its request is at Best Buy, which goes on to
     # carry it out (the answer is what is lost).
-    sandbox.set_faults("bestbuy", Faults(latency_ms=1500))
+    sandbox.set_faults("bestbuy", Faults(latency_ms=800))
     process = start_push(fulfil_env)
     _wait_for_call(db, killed_during, order_id)  # the api_calls row is written just before sending
     process.send_signal(signal.SIGKILL)

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from fulfil.sandbox import Faults
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
 from tests.conftest import run_fulfil
 from tests.tracking.helpers import (
@@ -203,55 +204,28 @@ def test_rate_limited_ship_waits_retry_after_before_trying_again(
     assert shipments(db)[order["order_id"]]["status"] == "tracking_updated"
 
 
-def test_ship_answered_503_twice_then_204_is_done_after_three_attempts(
-    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
-) -> None:
-    [order] = seed_labelled(db, sandbox, 1)
-    sandbox.script_faults("bestbuy", "OR24", ["http_503", "http_503"])
-
-    result = run_fulfil("tracking", "push", "--json", env=fulfil_env)
-
-    assert result.returncode == 0, result.stderr
-    assert [r["outcome"] for r in json_lines(result.stdout)] == ["shipped"]
-    assert [c["status_code"] for c in api_calls(db, endpoint="OR24")] == [503, 503, 204]
-    assert order_requests(sandbox, order["order_id"]) == [
-        ("OR23", 204),
-        ("OR24", 503),
-        ("OR24", 503),
-        ("OR24", 204),
-    ]
-
-
-def test_best_buy_failing_throughout_leaves_the_shipment_for_the_next_run(
+def test_throttled_for_longer_than_a_run_should_wait_stops_with_exit_3(
     fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
 ) -> None:
     orders = seed_labelled(db, sandbox, 2)
-    first = orders[0]["order_id"]
-    sandbox.script_faults("bestbuy", "OR24", ["http_503"] * 4)
+    sandbox.set_faults("bestbuy", Faults(retry_after_s=900))
+    sandbox.script_faults("bestbuy", "OR23", ["rate_limit"])
 
     result = run_fulfil("tracking", "push", "--json", env=fulfil_env)
 
-    # Four attempts, then the order is read: still SHIPPING, so nothing shipped; the run stops
-    # rather than hammer a failing Best Buy with the other order.
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 3
     [record] = json_lines(result.stdout)
-    assert (record["order_id"], record["outcome"], record["status"]) == (first, "pending", "tracking_sent")
-    assert "stopped early" in result.stderr
-    assert [c["status_code"] for c in api_calls(db, endpoint="OR24")] == [503] * 4
-    assert len(api_calls(db, endpoint="OR11")) == 1
-    row = shipments(db)[first]
-    assert (row["status"], row["last_error_code"], row["lease_owner"]) == (
-        "tracking_sent",
-        "ship-unconfirmed",
-        None,
+    assert (record["order_id"], record["outcome"], record["status"]) == (
+        orders[0]["order_id"],
+        "pending",
+        "label_created",
     )
-    assert shipments(db)[orders[1]["order_id"]]["status"] == "label_created"
-
-    again = run_fulfil("tracking", "push", "--json", env=fulfil_env)
-    assert again.returncode == 0, again.stderr
-    assert {r["outcome"] for r in json_lines(again.stdout)} == {"shipped"}
-    # The resumed shipment was not sent its tracking number again.
-    assert [e for e, _ in order_requests(sandbox, first)] == ["OR23"] + ["OR24"] * 5
+    assert result.stderr == (
+        "fulfil: stopped early: Best Buy is throttling this API key (it asks to wait 900 s); "
+        "the remaining shipments wait\n"
+    )
+    assert [c["status_code"] for c in api_calls(db)] == [429]
+    assert {(r["status"], r["lease_owner"]) for r in shipments(db).values()} == {("label_created", None)}
 
 
 def test_a_refused_key_stops_the_run_with_one_call_and_one_message(

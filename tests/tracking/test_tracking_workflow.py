@@ -143,3 +143,63 @@ def test_best_buy_unreachable_stops_the_run_and_claims_nothing_more(
     assert {r["lease_owner"] for r in shipments(db).values()} == {None}
     assert len(run.results) == 1
     assert run.results[0].order_id == orders[0]["order_id"]
+
+
+def test_ship_answered_503_twice_then_204_is_done_after_three_attempts(
+    session: Session, client: BestBuyClient, sleeps: list[float], db: psycopg.Connection, sandbox: Any
+) -> None:
+    [order] = seed_labelled(db, sandbox, 1, seed=41)
+    sandbox.script_faults("bestbuy", "OR24", ["http_503", "http_503"])
+
+    run = workflow(session, client).push()
+
+    assert [r.outcome for r in run.results] == ["shipped"]
+    assert sleeps == [0.5, 1.0]
+    assert [c["status_code"] for c in api_calls(db, endpoint="OR24")] == [503, 503, 204]
+    assert order_requests(sandbox, order["order_id"]) == [
+        ("OR23", 204),
+        ("OR24", 503),
+        ("OR24", 503),
+        ("OR24", 204),
+    ]
+    assert shipments(db)[order["order_id"]]["status"] == "tracking_updated"
+
+
+def test_best_buy_failing_throughout_leaves_the_shipment_for_the_next_run(
+    session: Session, client: BestBuyClient, sleeps: list[float], db: psycopg.Connection, sandbox: Any
+) -> None:
+    orders = seed_labelled(db, sandbox, 2, seed=43)
+    first = orders[0]["order_id"]
+    sandbox.script_faults("bestbuy", "OR24", ["http_503"] * 4)
+
+    run = workflow(session, client).push()
+
+    # Four attempts, then the order is read: still SHIPPING, so nothing shipped; the run stops
+    # rather than hammer a failing Best Buy with the other order.
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert run.stopped == (
+        "Best Buy did not answer the ship confirmation (OR24) clearly "
+        "(Best Buy HTTP 503: Service Unavailable)"
+    )
+    [result] = run.results
+    assert (result.order_id, result.outcome, result.status, result.order_state) == (
+        first,
+        "pending",
+        "tracking_sent",
+        "SHIPPING",
+    )
+    assert [c["status_code"] for c in api_calls(db, endpoint="OR24")] == [503] * 4
+    assert len(api_calls(db, endpoint="OR11")) == 1
+    rows = shipments(db)
+    assert (rows[first]["status"], rows[first]["last_error_code"], rows[first]["lease_owner"]) == (
+        "tracking_sent",
+        "ship-unconfirmed",
+        None,
+    )
+    assert rows[orders[1]["order_id"]]["status"] == "label_created"
+
+    again = workflow(session, client).push()
+
+    assert [r.outcome for r in again.results] == ["shipped", "shipped"]
+    # The resumed shipment was not sent its tracking number again.
+    assert [e for e, _ in order_requests(sandbox, first)] == ["OR23"] + ["OR24"] * 5
