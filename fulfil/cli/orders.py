@@ -91,7 +91,10 @@ def orders_pull(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Poll even if the last poll was less than a minute ago.")
+        bool,
+        typer.Option(
+            "--force", help="Poll even if the last poll was less than a minute ago, or another pull runs."
+        ),
     ] = False,
     json_mode: JsonOption = False,
 ) -> None:

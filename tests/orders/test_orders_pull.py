@@ -219,3 +219,42 @@ def test_a_failing_best_buy_stops_the_pull_and_keeps_the_pages_already_read(
     assert len(json_lines(result.stdout)) == 100
     assert "fulfil: stopped early: could not read orders (OR11): Best Buy HTTP 429" in result.stderr
     assert len(orders_table(db)) == 100
+
+
+def test_the_shop_id_is_sent_on_every_call_and_a_wrong_one_is_a_configuration_error(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    sandbox.generate_orders(2, seed=51)
+    fulfil_env["FULFIL_BESTBUY_SHOP_ID"] = "2004"  # the sandbox shop's id
+
+    result = run_fulfil("orders", "pull", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    assert len(json_lines(result.stdout)) == 2
+    assert {q["shop_id"][0] for q in listing_queries(sandbox)} == {"2004"}
+
+    fulfil_env["FULFIL_BESTBUY_SHOP_ID"] = "2005"
+    wrong = run_fulfil("orders", "pull", "--force", env=fulfil_env)
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith(
+        "fulfil: error: Best Buy refused access (Best Buy HTTP 403: You are not allowed"
+    )
+    assert "check FULFIL_BESTBUY_SHOP_ID" in wrong.stderr
+
+
+def test_a_pull_while_another_runs_is_refused(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    sandbox.generate_orders(1, seed=52)
+    db.execute("SELECT pg_advisory_lock(hashtext('fulfil orders pull'))")  # held as a running pull holds it
+    try:
+        refused = run_fulfil("orders", "pull", env=fulfil_env)
+        forced = run_fulfil("orders", "pull", "--force", "--json", env=fulfil_env)
+    finally:
+        db.execute("SELECT pg_advisory_unlock(hashtext('fulfil orders pull'))")
+
+    assert refused.returncode == 75
+    assert refused.stderr.startswith("fulfil: error: another `fulfil orders pull` is running")
+    assert forced.returncode == 0, forced.stderr
+    assert [r["outcome"] for r in json_lines(forced.stdout)] == ["new"]
+    assert len(listing_queries(sandbox)) == 1

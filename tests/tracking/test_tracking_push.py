@@ -249,6 +249,18 @@ def test_a_refused_key_stops_the_run_with_one_call_and_one_message(
     assert {(r["status"], r["lease_owner"]) for r in shipments(db).values()} == {("label_created", None)}
 
 
+def test_no_api_key_is_a_configuration_error_before_anything_is_claimed(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    seed_labelled(db, sandbox, 1)
+    del fulfil_env["FULFIL_BESTBUY_API_KEY"]
+    result = run_fulfil("tracking", "push", env=fulfil_env)
+    assert result.returncode == 2
+    assert result.stderr == "fulfil: error: Best Buy is not configured: set FULFIL_BESTBUY_API_KEY\n"
+    assert {r["lease_owner"] for r in shipments(db).values()} == {None}
+    assert sandbox.request_log() == []
+
+
 def test_a_refused_tracking_number_is_failed_with_best_buys_message_and_can_be_retried(
     fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
 ) -> None:

@@ -80,6 +80,12 @@ def test_orders_are_read_a_hundred_ids_at_a_time(
     assert all(call["url"].count("order_ids=") == 1 for call in reads)
 
 
+def test_the_account_names_the_shop_the_key_belongs_to(client: BestBuyClient, db: psycopg.Connection) -> None:
+    account = client.account()
+    assert (account["shop_id"], account["shop_state"]) == (2004, "OPEN")
+    assert [(c["endpoint"], c["method"], c["status_code"]) for c in api_calls(db)] == [("A01", "GET", 200)]
+
+
 def test_failures_that_waiting_cures_are_retried_with_growing_waits(
     session: Session, client: BestBuyClient, sleeps: list[float], db: psycopg.Connection, sandbox: Any
 ) -> None:
