@@ -42,13 +42,17 @@ class CheckResult:
 def setting_records(settings: Settings) -> list[dict[str, Any]]:
     records = []
     for setting in settings.all():
+        value = setting.display() if setting.value is not None else None
+        source = setting.source
+        if setting.spec.env == "FULFIL_CONFIG" and value is None and settings.config_file:
+            value, source = str(settings.config_file), "default"  # ./fulfil.toml, found
         records.append(
             {
                 "type": "setting",
                 "name": setting.spec.env,
                 "file_key": setting.spec.file_key,
-                "value": setting.display() if setting.value is not None else None,
-                "source": setting.source,
+                "value": value,
+                "source": source,
                 "secret": setting.spec.secret,
             }
         )

@@ -87,6 +87,9 @@ def _run_label_command(
         attention = run.needs_attention
         exit_code = 2 if run.fatal else (EXIT_SOME_FAILED if attention else 0)
         session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
+    if out.stdout_is_terminal:
+        # A person reads the table: show the warnings (a shortened name, a moved address line) too.
+        results = [{**r, "error": r["error"] or "; ".join(r["warnings"]) or None} for r in results]  # type: ignore[call-overload]
     render_results(state, f"labels {action}", results, LABEL_COLUMNS, attention=attention)
     if run.stopped:
         out.warn(f"fulfil: stopped early: {run.stopped}")
@@ -154,7 +157,7 @@ def _labels_dry_run(
             out.line(body.decode("utf-8").rstrip())
     if not run.results:
         out.info("Nothing to do: no accepted order needs a label.")
-    if any(r.outcome == "failed" for r in run.results):
+    if run.needs_attention:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

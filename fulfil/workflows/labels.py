@@ -67,9 +67,10 @@ DOWNLOAD_FAILED = "download_failed"
 SKIPPED = "skipped"
 WOULD_BUY = "would_buy"
 RETRYABLE = "retryable"
+NOT_ELIGIBLE = "not_eligible"
 
 # Outcomes that need someone's attention (exit code 3).
-ATTENTION = frozenset({FAILED, PENDING, REVIEW, UNSETTLED, DOWNLOAD_FAILED})
+ATTENTION = frozenset({FAILED, PENDING, REVIEW, UNSETTLED, DOWNLOAD_FAILED, NOT_ELIGIBLE})
 
 
 @dataclass
@@ -179,6 +180,7 @@ class LabelWorkflow:
                 run.fatal = exc
             if run.stopped is None and run.fatal is None:
                 self._download_missing(conn, run, order_ids)
+                self._report_untouched(conn, run, order_ids)
         return run
 
     def count_eligible(self, order_ids: list[str] | None) -> int:
@@ -678,9 +680,24 @@ class LabelWorkflow:
             self._report(
                 run, LabelResult(order_id, WOULD_BUY, row["status"], warnings=list(request.warnings))
             )
+        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+            self._report_untouched(conn, run, order_ids)
         return run, bodies
 
     # ==========================================================================================
+
+    def _report_untouched(self, conn: psycopg.Connection, run: LabelRun, order_ids: list[str] | None) -> None:
+        """Say why an order asked for by id was left alone, rather than staying silent about it."""
+        if not order_ids:
+            return
+        seen = {result.order_id for result in run.results}
+        missing = [order_id for order_id in order_ids if order_id not in seen]
+        if not missing:
+            return
+        rows = conn.execute(query("labels", "requested_order_states"), {"order_ids": missing}).fetchall()
+        conn.commit()
+        for row in rows:
+            self._report(run, _untouched_result(row))
 
     def _report(self, run: LabelRun, result: LabelResult) -> None:
         run.results.append(result)
@@ -693,6 +710,32 @@ class LabelWorkflow:
         return LabelResult(
             order_id, outcome, row["status"], row["tracking_pin"], row["label_pdf_path"], row["last_error"]
         )
+
+
+def _untouched_result(row: dict[str, Any]) -> LabelResult:
+    order_id, shipment = row["order_id"], row["shipment_status"]
+    if row["order_status"] is None:
+        why = "is not in the orders table: `fulfil orders pull` or `fulfil orders import` it first"
+        return LabelResult(order_id, NOT_ELIGIBLE, None, error=f"order {order_id} {why}")
+    if shipment in (
+        "label_created",
+        "tracking_sent",
+        "tracking_updated",
+        "tracking_failed",
+        "order_canceled",
+    ):
+        return LabelResult(order_id, SKIPPED, shipment, row["tracking_pin"], row["label_pdf_path"])
+    if row["order_status"] != "accepted":
+        why = f"is {row['order_status']}, not accepted: no label is bought for it"
+    elif shipment == "label_failed":
+        why = f"failed before and its data has not changed: fix it, or `fulfil labels retry {order_id}`"
+    elif shipment == "needs_review":
+        why = "needs review (see `fulfil status`)"
+    elif shipment == "label_creation_initiated":
+        why = "has a purchase in progress, or waiting to be settled (`fulfil labels reconcile`)"
+    else:
+        why = f"was not reached ({shipment or 'no shipment'})"
+    return LabelResult(order_id, NOT_ELIGIBLE, shipment, error=f"order {order_id} {why}")
 
 
 def _distinct(found: list[ShipmentInfo]) -> list[ShipmentInfo]:

@@ -270,3 +270,10 @@ UPDATE shipments
 SET cp_request_id = coalesce(cp_request_id, 'F' || replace(gen_random_uuid()::text, '-', ''))
 WHERE shipment_id = %(shipment_id)s
 RETURNING cp_request_id;
+
+-- name: requested_order_states
+-- Where each order asked for by id stands, to say why a run did not touch it.
+SELECT r.order_id, o.status AS order_status, s.status AS shipment_status, s.tracking_pin, s.label_pdf_path
+FROM unnest(%(order_ids)s::text[]) AS r(order_id)
+LEFT JOIN orders o ON o.order_id = r.order_id
+LEFT JOIN shipments s ON s.order_id = r.order_id;

@@ -276,3 +276,31 @@ def test_selection_is_an_index_lookup(db: psycopg.Connection) -> None:
     )
     assert "orders_accepted_created_idx" in plan, plan
     assert "Seq Scan on orders" not in plan, plan
+
+
+def test_orders_asked_for_by_id_are_never_passed_over_in_silence(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    order_ids = seed_orders(db, 3)
+    db.execute("UPDATE orders SET status = 'canceled' WHERE order_id = %s", (order_ids[2],))
+    assert run_fulfil("labels", "create", "--order", order_ids[0], env=fulfil_env).returncode == 0
+
+    result = run_fulfil(
+        "labels",
+        "create",
+        "--json",
+        "--order",
+        "-",
+        env=fulfil_env,
+        input_text="\n".join([*order_ids, "nope-1"]),
+    )
+
+    assert result.returncode == 3
+    records = {r["order_id"]: r for r in json_lines(result.stdout)}
+    assert records[order_ids[0]]["outcome"] == "skipped"  # already has its label: nothing to do
+    assert records[order_ids[1]]["outcome"] == "bought"
+    assert records[order_ids[2]]["outcome"] == "not_eligible"
+    assert "is canceled, not accepted" in records[order_ids[2]]["error"]
+    assert records["nope-1"]["outcome"] == "not_eligible"
+    assert "not in the orders table" in records["nope-1"]["error"]
+    assert bought_per_order(sandbox) == {order_ids[0]: 1, order_ids[1]: 1}
