@@ -150,9 +150,8 @@ def tracking_retry(
 ) -> None:
     """Make refused pushes (tracking_failed) eligible again, once the cause is fixed.
 
-    The shipment goes back to the step Best Buy refused: label_created when the tracking number
-    never got through, tracking_sent when only the ship confirmation was refused. The next
-    `fulfil tracking push` sends it.
+    The shipment goes back to label_created: the next `fulfil tracking push` sends the tracking
+    number again (harmless if Best Buy has it already), then the ship confirmation.
 
     Example:
 

@@ -167,8 +167,8 @@ def judge(
         return Verdict(
             REFUSED,
             "order-not-found",
-            f"order {order_id}: {refusal} to {what}, and Best Buy does not return the order when "
-            "asked by id: is it an order of this shop (FULFIL_BESTBUY_SHOP_ID)?",
+            f"order {order_id}: {what} was refused ({refusal}), and Best Buy does not return the order "
+            "when asked by id: is it an order of this shop (FULFIL_BESTBUY_SHOP_ID)?",
         )
     raw_state = order.get("order_state")
     state = raw_state if isinstance(raw_state, str) else repr(raw_state)
@@ -204,12 +204,15 @@ def judge(
         )
     if state == SHIPPING:
         return Verdict(
-            REFUSED, "refused", f"order {order_id}: {refusal} to {what}; the order is SHIPPING there", state
+            REFUSED,
+            "refused",
+            f"order {order_id}: {what} was refused ({refusal}); the order is SHIPPING on Best Buy",
+            state,
         )
     return Verdict(
         REFUSED,
         "not-shippable",
-        f"order {order_id}: {refusal} to {what}; the order is {state} on Best Buy, not SHIPPING",
+        f"order {order_id}: {what} was refused ({refusal}); the order is {state} on Best Buy, not SHIPPING",
         state,
     )
 
@@ -568,7 +571,7 @@ class TrackingWorkflow:
     # ==========================================================================================
 
     def retry(self, order_ids: list[str]) -> TrackingRun:
-        """Put refused pushes back at the step they failed at, once the cause is fixed."""
+        """Put refused pushes back to label_created (OR23 first again), once the cause is fixed."""
         run = TrackingRun()
         with psycopg.connect(self.database_url, row_factory=dict_row) as conn, conn.transaction():
             made = {

@@ -133,10 +133,10 @@ ORDER BY status = 'tracking_sent' DESC, label_created_at NULLS FIRST, shipment_i
 LIMIT %(limit)s;
 
 -- name: make_pushable
--- `tracking retry`: a refused push goes back to the step it failed at (tracking_sent_at says
--- whether Best Buy already accepted the tracking number).
+-- `tracking retry`: a refused push starts again from OR23, which is safe to repeat and makes sure
+-- Best Buy has the tracking number before the ship confirmation.
 UPDATE shipments
-SET status = CASE WHEN tracking_sent_at IS NULL THEN 'label_created' ELSE 'tracking_sent' END,
+SET status = 'label_created',
     last_error = NULL,
     last_error_code = NULL
 WHERE order_id = ANY (%(order_ids)s::text[])

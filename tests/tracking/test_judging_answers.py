@@ -122,8 +122,8 @@ def test_still_shipping_after_a_refusal_keeps_best_buys_message() -> None:
     verdict = judge("1-A", "7", "OR24", REFUSAL, unclear=False, order=order("SHIPPING"))
     assert (verdict.kind, verdict.code) == (REFUSED, "refused")
     assert verdict.message == (
-        "order 1-A: Best Buy HTTP 400: Order 1-A is not SHIPPING to the ship confirmation (OR24); "
-        "the order is SHIPPING there"
+        "order 1-A: the ship confirmation (OR24) was refused (Best Buy HTTP 400: Order 1-A is not "
+        "SHIPPING); the order is SHIPPING on Best Buy"
     )
 
 

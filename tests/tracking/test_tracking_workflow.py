@@ -209,3 +209,31 @@ def test_best_buy_failing_throughout_leaves_the_shipment_for_the_next_run(
     assert [r.outcome for r in again.results] == ["shipped", "shipped"]
     # The resumed shipment was not sent its tracking number again.
     assert [e for e, _ in order_requests(sandbox, first)] == ["OR23"] + ["OR24"] * 5
+
+
+def test_a_refused_ship_is_failed_and_a_retry_starts_again_from_the_tracking_number(
+    session: Session, client: BestBuyClient, db: psycopg.Connection, sandbox: Any
+) -> None:
+    # fulfil recorded tracking_sent, but Best Buy has no tracking number for the order.
+    [order] = seed_labelled(db, sandbox, 1, seed=45, status="tracking_sent", tracking_at_best_buy=False)
+    order_id = order["order_id"]
+
+    run = workflow(session, client).push()
+
+    [result] = run.results
+    assert (result.outcome, result.status, result.order_state) == ("failed", "tracking_failed", "SHIPPING")
+    assert result.error == (
+        f"order {order_id}: the ship confirmation (OR24) was refused (Best Buy HTTP 400: Order {order_id} "
+        "has no tracking information; call OR23 first); the order is SHIPPING on Best Buy"
+    )
+    assert shipments(db)[order_id]["last_error_code"] == "refused"
+
+    retried = workflow(session, client).retry([order_id, "000000000-A"])
+
+    assert [(r.order_id, r.outcome, r.status) for r in retried.results] == [
+        (order_id, "retryable", "label_created"),
+        ("000000000-A", "skipped", None),
+    ]
+    done = workflow(session, client).push()
+    assert [r.outcome for r in done.results] == ["shipped"]
+    assert order_requests(sandbox, order_id) == [("OR24", 400), ("OR23", 204), ("OR24", 204)]
