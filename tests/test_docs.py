@@ -39,7 +39,15 @@ ALL = sorted(commands(), key=lambda item: item[0])
 
 def test_the_command_tree_is_what_the_readme_promises() -> None:
     names = {path for path, _ in ALL}
-    assert {"db migrate", "labels create", "tracking push", "orders import", "demo", "status", "calls"} <= names
+    assert {
+        "db migrate",
+        "labels create",
+        "tracking push",
+        "orders import",
+        "demo",
+        "status",
+        "calls",
+    } <= names
 
 
 @pytest.mark.parametrize(("path", "command"), ALL, ids=[path for path, _ in ALL])
@@ -62,7 +70,9 @@ def test_every_command_and_option_is_in_the_readme(path: str, command: object) -
 @pytest.mark.parametrize("spec", SETTINGS, ids=[spec.env for spec in SETTINGS])
 def test_every_setting_is_in_the_configuration_table(spec: object) -> None:
     env = spec.env  # type: ignore[attr-defined]
-    assert re.search(rf"^\| `{env}` \|", README, re.M), f"{env} is missing from the README's configuration table"
+    assert re.search(rf"^\| `{env}` \|", README, re.M), (
+        f"{env} is missing from the README's configuration table"
+    )
 
 
 @pytest.mark.parametrize("code", ["0", "1", "2", "3", "75"])
