@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -33,27 +34,14 @@ TRACKING_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "order_stat
 
 
 def _tracking_workflow(
-    state: AppState, url: str, session: Session | None, on_result: object = None
+    state: AppState,
+    url: str,
+    session: Session | None,
+    on_result: Callable[[TrackingResult], None] | None = None,
 ) -> TrackingWorkflow:
-    from fulfil.bestbuy.client import BestBuyClient
-    from fulfil.workflows.tracking import TrackingSettings, TrackingWorkflow, lease_seconds_for
+    from fulfil.services import tracking_workflow
 
-    settings = state.settings
-    http = settings.http()
-    client = None
-    carrier_code = settings.value("FULFIL_BESTBUY_CARRIER_CODE") or "CPCL"
-    if session is not None:
-        bestbuy = settings.bestbuy()
-        carrier_code = bestbuy.carrier_code
-        client = BestBuyClient(bestbuy, session.bestbuy_http())
-    lease_seconds = lease_seconds_for(http.connect_timeout, http.read_timeout)
-    return TrackingWorkflow(
-        database_url=url,
-        settings=TrackingSettings(carrier_code=carrier_code, lease_seconds=lease_seconds),
-        client=client,
-        lease_owner=session.run.lease_owner if session is not None else "dry-run",
-        on_result=on_result,  # type: ignore[arg-type]
-    )
+    return tracking_workflow(url, state.settings, session, on_result)
 
 
 @tracking_app.command("push")

@@ -41,7 +41,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from fulfil.audited_http import FailureClass, HttpOutcome
-from fulfil.bestbuy.client import SHIP, UPDATE_TRACKING, BestBuyClient, RetryRules
+from fulfil.bestbuy.client import SHIP, UPDATE_TRACKING, BestBuyClient
 from fulfil.bestbuy.errors import BestBuyError, BestBuyUnavailable, auth_error, interpret_error
 from fulfil.bestbuy.order_states import CANCELED_STATES, SHIPPED_STATES, SHIPPING
 from fulfil.db import query
@@ -119,16 +119,6 @@ class TrackingSettings:
     # retries; a run that dies on this host is seen at once, on another host after this.
     lease_seconds: float
     check_batch: int = 100  # order ids per OR11 read (Mirakl's maximum)
-
-
-def lease_seconds_for(connect_timeout: float, read_timeout: float, retry: RetryRules | None = None) -> float:
-    """A claim that outlives OR23 and OR24 with every retry and wait, with a minute to spare."""
-    rules = retry or RetryRules()
-    waits = sum(
-        max(rules.backoff(attempt), rules.max_retry_after) for attempt in range(1, rules.max_attempts)
-    )
-    per_call = rules.max_attempts * (connect_timeout + read_timeout) + waits
-    return 2 * per_call + 60
 
 
 # ==============================================================================================
