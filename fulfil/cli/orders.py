@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -177,7 +178,7 @@ def _read_source(source: str) -> str:
         raise UsageError(f"{where} is not UTF-8 text (byte {exc.start})") from None
 
 
-def _streamer(state: AppState):  # type: ignore[no-untyped-def]
+def _streamer(state: AppState) -> Callable[[OrderResult], None]:
     out = state.output
 
     def on_result(result: OrderResult) -> None:
