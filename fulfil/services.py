@@ -103,7 +103,7 @@ def tracking_workflow(
     on_result: Callable[[Any], None] | None = None,
 ) -> TrackingWorkflow:
     """The tracking workflow for these settings; without a session (dry run) it cannot call out."""
-    from fulfil.bestbuy.client import BestBuyClient
+    from fulfil.bestbuy.client import BestBuyClient, RetryRules
     from fulfil.workflows.tracking import TrackingSettings, TrackingWorkflow
 
     http = settings.http()
@@ -113,8 +113,12 @@ def tracking_workflow(
         bestbuy = settings.bestbuy()
         carrier_code = bestbuy.carrier_code
         client = BestBuyClient(bestbuy, session.bestbuy_http())
-    # A claim outlives both calls with all their retries, with a minute to spare.
-    lease_seconds = 2 * 4 * (http.connect_timeout + http.read_timeout) + 60
+    # A claim outlives both calls (OR23, OR24) with all their retries and waits, and a minute more.
+    rules = RetryRules()
+    per_call = rules.max_attempts * (http.connect_timeout + http.read_timeout) + (
+        rules.max_attempts - 1
+    ) * max(rules.max_retry_after, rules.backoff_max)
+    lease_seconds = 2 * per_call + 60
     return TrackingWorkflow(
         database_url=database_url,
         settings=TrackingSettings(carrier_code=carrier_code, lease_seconds=lease_seconds),
