@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fulfil.bestbuy.order_states import KNOWN_STATES
 from fulfil.cli.app import AppState, JsonOption, app, schema_ready_url, state_of
 
 if TYPE_CHECKING:
@@ -20,19 +21,7 @@ orders_app = typer.Typer(
 )
 app.add_typer(orders_app, name="orders")
 
-ORDER_STATE_CODES = (
-    "STAGING",
-    "WAITING_ACCEPTANCE",
-    "WAITING_DEBIT",
-    "WAITING_DEBIT_PAYMENT",
-    "SHIPPING",
-    "SHIPPED",
-    "TO_COLLECT",
-    "RECEIVED",
-    "CLOSED",
-    "REFUSED",
-    "CANCELED",
-)
+ORDER_STATE_CODES = KNOWN_STATES  # Mirakl's order states (fulfil.bestbuy.order_states is light)
 
 
 @orders_app.command("import")

@@ -54,6 +54,7 @@ from fulfil.db import query
 from fulfil.errors import ConfigError
 from fulfil.label_files import file_matches, looks_like_pdf, write_label
 from fulfil.runs import owner_is_dead
+from fulfil.workflows.run_results import RunResults
 
 # Outcomes a result can report, besides a shipment status.
 BOUGHT = "bought"
@@ -95,21 +96,8 @@ class LabelResult:
         }
 
 
-@dataclass
-class LabelRun:
-    results: list[LabelResult] = field(default_factory=list)
-    stopped: str | None = None  # why the run stopped before the end (throttled, unreachable)
-    fatal: ConfigError | None = None  # a configuration problem that stopped the run (exit 2)
-
-    @property
-    def needs_attention(self) -> bool:
-        return self.stopped is not None or any(r.outcome in ATTENTION for r in self.results)
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for result in self.results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        return counts
+class LabelRun(RunResults[LabelResult]):
+    attention = ATTENTION
 
 
 @dataclass(frozen=True)

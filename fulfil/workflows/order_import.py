@@ -20,7 +20,7 @@ the previous one is refused unless forced.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ from fulfil.bestbuy.order_states import (
 )
 from fulfil.db import query
 from fulfil.errors import ConfigError
+from fulfil.workflows.run_results import RunResults
 
 NEW = "new"
 UPDATED = "updated"
@@ -75,21 +76,9 @@ class OrderResult:
         }
 
 
-@dataclass
-class OrderRun:
-    results: list[OrderResult] = field(default_factory=list)
-    stopped: str | None = None  # why a pull stopped before the end
-    fatal: ConfigError | None = None
-
-    @property
-    def needs_attention(self) -> bool:
-        return self.stopped is not None or any(r.outcome in ATTENTION for r in self.results)
-
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys((NEW, UPDATED, UNCHANGED, REJECTED), 0)
-        for result in self.results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        return counts
+class OrderRun(RunResults[OrderResult]):
+    attention = ATTENTION
+    always_counted = (NEW, UPDATED, UNCHANGED, REJECTED)
 
 
 @dataclass(frozen=True)

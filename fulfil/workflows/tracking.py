@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -47,6 +47,7 @@ from fulfil.bestbuy.order_states import CANCELED_STATES, SHIPPED_STATES, SHIPPIN
 from fulfil.db import query
 from fulfil.errors import ConfigError
 from fulfil.runs import owner_is_dead
+from fulfil.workflows.run_results import RunResults
 
 # Shipment statuses this workflow reads and writes.
 LABEL_CREATED = "label_created"
@@ -95,21 +96,8 @@ class TrackingResult:
         return record
 
 
-@dataclass
-class TrackingRun:
-    results: list[TrackingResult] = field(default_factory=list)
-    stopped: str | None = None  # why the run stopped before the end (Best Buy down, throttling)
-    fatal: ConfigError | None = None  # a refused key or similar (exit 2)
-
-    @property
-    def needs_attention(self) -> bool:
-        return self.stopped is not None or any(r.outcome in ATTENTION for r in self.results)
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for result in self.results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        return counts
+class TrackingRun(RunResults[TrackingResult]):
+    attention = ATTENTION
 
 
 @dataclass(frozen=True)
