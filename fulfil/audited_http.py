@@ -95,15 +95,22 @@ class RetryPolicy:
     retry_on: frozenset[FailureClass] = frozenset()
     backoff_base: float = 1.0
     backoff_max: float = 30.0
-    max_retry_after: float = 120.0
+    # A Retry-After longer than this is not slept through: the caller gets the 429 and stops
+    # (cron comes back later) rather than sleeping past what a run should.
+    max_retry_after: float = 60.0
     sleep: Callable[[float], None] = field(default=time.sleep)
 
-    def delay(self, outcome: HttpOutcome, attempt: int) -> float:
+    def delay(self, outcome: HttpOutcome, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt; None when waiting is not worth it."""
         if outcome.failure is FailureClass.RATE_LIMITED:
             hinted = outcome.retry_after()
             if hinted is not None:
-                return min(hinted, self.max_retry_after)
+                return hinted if hinted <= self.max_retry_after else None
         return min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
+
+    def longest_wait(self) -> float:
+        """The most this policy can sleep in all, for sizing a lease around a call."""
+        return (self.max_attempts - 1) * max(self.max_retry_after, self.backoff_max)
 
 
 NO_RETRY = RetryPolicy()
@@ -180,6 +187,8 @@ class AuditedHttp:
             ):
                 return outcome
             wait = retry.delay(outcome, attempt)
+            if wait is None:
+                return outcome
             log.info(
                 "%s %s: %s; attempt %d of %d in %.1fs",
                 self.service,

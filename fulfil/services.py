@@ -115,9 +115,7 @@ def tracking_workflow(
         client = BestBuyClient(bestbuy, session.bestbuy_http())
     # A claim outlives both calls (OR23, OR24) with all their retries and waits, and a minute more.
     rules = RetryRules()
-    per_call = rules.max_attempts * (http.connect_timeout + http.read_timeout) + (
-        rules.max_attempts - 1
-    ) * max(rules.max_retry_after, rules.backoff_max)
+    per_call = rules.max_attempts * (http.connect_timeout + http.read_timeout) + rules.policy().longest_wait()
     lease_seconds = 2 * per_call + 60
     return TrackingWorkflow(
         database_url=database_url,

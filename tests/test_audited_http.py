@@ -305,3 +305,21 @@ def test_tls_certificates_are_verified(audit: ApiCallLog, self_signed_https: str
     )
     assert outcome.failure is FailureClass.NOT_SENT
     assert "TLS" in (outcome.error or "")
+
+
+def test_a_retry_after_longer_than_the_policy_allows_is_not_slept_through(
+    audit: ApiCallLog, db: psycopg.Connection
+) -> None:
+    waits: list[float] = []
+    policy = RetryPolicy(
+        max_attempts=3,
+        retry_on=frozenset({FailureClass.RATE_LIMITED}),
+        max_retry_after=60,
+        sleep=waits.append,
+    )
+    with scripted(Reply(429, b"{}", {"Retry-After": "3600"}), Reply(204)) as server:
+        outcome = bestbuy(audit).send("PUT", f"{server.url}/api/orders/1/ship", endpoint="OR24", retry=policy)
+    assert outcome.failure is FailureClass.RATE_LIMITED
+    assert outcome.retry_after() == 3600
+    assert waits == []
+    assert len(rows(db)) == 1

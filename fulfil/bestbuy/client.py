@@ -13,18 +13,15 @@ order), so both are retried like reads. A 4xx other than 429 is never retried he
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome
+from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RetryPolicy
 from fulfil.bestbuy.errors import BestBuyUnavailable, auth_error, interpret_error
 from fulfil.config import BestBuySettings
-
-log = logging.getLogger("fulfil.bestbuy")
 
 SERVICE = "BestBuy"
 JSON_TYPE = "application/json"
@@ -48,6 +45,21 @@ class RetryRules:
 
     def backoff(self, attempt: int) -> float:
         return min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
+
+    def policy(self, sleep: Callable[[float], None] = time.sleep) -> RetryPolicy:
+        """The audited HTTP layer's retry policy for these rules: every failure but a 4xx."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            retry_on=RETRYABLE,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            max_retry_after=self.max_retry_after,
+            sleep=sleep,
+        )
+
+
+# Repeating OR23 or OR24 is harmless (see above); a definitive 4xx is never sent again.
+RETRYABLE = frozenset({FailureClass.NOT_SENT, FailureClass.INDETERMINATE, FailureClass.RATE_LIMITED})
 
 
 @dataclass(frozen=True)
@@ -190,39 +202,16 @@ class BestBuyClient:
         query = dict(params or {})
         if self.settings.shop_id:
             query["shop_id"] = self.settings.shop_id
-        attempt = 1
-        while True:
-            outcome = self.http.send(
-                method,
-                url,
-                endpoint=endpoint,
-                related_id=related_id,
-                headers=headers,
-                params=query,
-                data=data,
-            )
-            if outcome.ok or outcome.failure is FailureClass.DEFINITIVE:
-                return outcome
-            if attempt >= self.retry.max_attempts:
-                return outcome
-            wait = self.retry.backoff(attempt)
-            if outcome.failure is FailureClass.RATE_LIMITED:
-                hinted = outcome.retry_after()
-                if hinted is not None:
-                    if hinted > self.retry.max_retry_after:
-                        return outcome
-                    wait = hinted
-            log.info(
-                "Best Buy %s %s: %s; attempt %d of %d in %.1fs",
-                endpoint,
-                related_id or "",
-                outcome.describe(),
-                attempt + 1,
-                self.retry.max_attempts,
-                wait,
-            )
-            self.sleep(wait)
-            attempt += 1
+        return self.http.send(
+            method,
+            url,
+            endpoint=endpoint,
+            related_id=related_id,
+            headers=headers,
+            params=query,
+            data=data,
+            retry=self.retry.policy(self.sleep),
+        )
 
 
 def _json_object(outcome: HttpOutcome) -> dict[str, Any] | None:
