@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +20,9 @@ from fulfil import __version__
 from fulfil.config import Settings, load_settings
 from fulfil.errors import EXIT_UNEXPECTED, EXIT_USAGE, FulfilError
 from fulfil.output import Output
+
+if TYPE_CHECKING:
+    from fulfil.services import Session
 
 ENVIRONMENT_HELP = (
     "Configuration comes from FULFIL_* environment variables (FULFIL_DATABASE_URL, "
@@ -169,6 +173,55 @@ def render_results(
         for record in results:
             if not record.get("error"):
                 out.line("\t".join("" if record.get(c) is None else str(record.get(c)) for c in columns))
+
+
+def run_order_workflow(
+    state: AppState,
+    *,
+    command: str,
+    progress_label: str,
+    columns: list[str],
+    count: Callable[[Session], int],
+    work: Callable[[Session, Callable[[Any], None]], Any],
+    display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
+    """One run of a workflow that works order by order: its run row, a progress bar on a terminal,
+    each result streamed as a JSON line (with --json) as it happens, then the table or, under
+    cron, the problems; exit 3 when something needs attention, 2 on a configuration problem."""
+    from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
+    from fulfil.services import open_session
+
+    out = state.output
+    url = schema_ready_url(state)
+    with open_session(url, state.settings, command) as session:
+        results: list[dict[str, Any]] = []
+        with out.progress(count(session), progress_label) as tick:
+
+            def on_result(result: Any) -> None:
+                record = result.as_record()
+                results.append(record)
+                if out.json_mode:
+                    out.record(record)
+                tick()
+
+            run = work(session, on_result)
+        attention = run.needs_attention
+        exit_code = EXIT_USAGE if run.fatal else (EXIT_SOME_FAILED if attention else 0)
+        session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
+    if display is not None and out.stdout_is_terminal:
+        results = [display(record) for record in results]
+    render_results(state, command, results, columns, attention=attention)
+    if run.stopped:
+        out.warn(f"fulfil: stopped early: {run.stopped}")
+    if run.fatal:
+        raise run.fatal
+    if not results:
+        out.info("Nothing to do.")
+    elif out.stdout_is_terminal and not out.json_mode:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.counts().items()))
+        out.info(f"{len(results)} orders: {counts}")
+    if attention:
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 # --------------------------------------------------------------------------------------------

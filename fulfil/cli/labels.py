@@ -14,7 +14,7 @@ from fulfil.cli.app import (
     OrderOption,
     app,
     order_ids_from,
-    render_results,
+    run_order_workflow,
     schema_ready_url,
     state_of,
 )
@@ -45,63 +45,34 @@ def _label_workflow(
 
 
 def _run_label_command(
-    ctx: typer.Context,
-    json_mode: bool,
-    command: str,
-    action: str,
-    order_ids: list[str] | None,
-    **kwargs: object,
+    ctx: typer.Context, json_mode: bool, action: str, order_ids: list[str] | None, limit: int | None = None
 ) -> None:
-    """Shared by create, reconcile and download: one run, results streamed and rendered."""
-    from fulfil.errors import EXIT_SOME_FAILED
-    from fulfil.services import open_session
-
+    """Shared by create, reconcile and download."""
     state = state_of(ctx, json_mode)
-    out = state.output
-    url = schema_ready_url(state)
-    settings = state.settings
-    settings.canadapost()  # configuration errors before anything is claimed
-    with open_session(url, settings, command) as session:
-        results: list[dict[str, object]] = []
-        total = 0
-        progress_total = 0
+    state.settings.canadapost()  # configuration errors before anything is claimed
+
+    def count(session: Session) -> int:
+        if action != "create":
+            return 0
+        eligible = _label_workflow(state, session, session.database_url).count_eligible(order_ids)
+        return min(eligible, limit) if limit else eligible
+
+    def work(session: Session, on_result: Any) -> Any:
+        workflow = _label_workflow(state, session, session.database_url, on_result)
         if action == "create":
-            probe = _label_workflow(state, session, url)
-            progress_total = probe.count_eligible(order_ids)
-            limit = kwargs.get("limit")
-            if isinstance(limit, int):
-                progress_total = min(progress_total, limit)
-        with out.progress(progress_total, "Buying labels") as tick:
+            return workflow.create(order_ids, limit)
+        return getattr(workflow, action)(order_ids)
 
-            def on_result(result) -> None:  # type: ignore[no-untyped-def]
-                nonlocal total
-                record = result.as_record()
-                results.append(record)
-                total += 1
-                if out.json_mode:
-                    out.record(record)
-                tick()
-
-            workflow = _label_workflow(state, session, url, on_result)
-            run = getattr(workflow, action)(order_ids, **kwargs)
-        attention = run.needs_attention
-        exit_code = 2 if run.fatal else (EXIT_SOME_FAILED if attention else 0)
-        session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
-    if out.stdout_is_terminal:
-        # A person reads the table: show the warnings (a shortened name, a moved address line) too.
-        results = [{**r, "error": r["error"] or "; ".join(r["warnings"]) or None} for r in results]  # type: ignore[call-overload]
-    render_results(state, f"labels {action}", results, LABEL_COLUMNS, attention=attention)
-    if run.stopped:
-        out.warn(f"fulfil: stopped early: {run.stopped}")
-    if run.fatal:
-        raise run.fatal
-    if total == 0:
-        out.info("Nothing to do.")
-    elif out.stdout_is_terminal and not out.json_mode:
-        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.counts().items()))
-        out.info(f"{total} orders: {counts}")
-    if attention:
-        raise typer.Exit(EXIT_SOME_FAILED)
+    run_order_workflow(
+        state,
+        command=f"labels {action}",
+        progress_label="Buying labels",
+        columns=LABEL_COLUMNS,
+        count=count,
+        work=work,
+        # A person reads the table: show the warnings (a shortened name, a moved line) too.
+        display=lambda r: {**r, "error": r["error"] or "; ".join(r["warnings"]) or None},
+    )
 
 
 @labels_app.command("create")
@@ -130,7 +101,7 @@ def labels_create(
     if dry_run:
         _labels_dry_run(ctx, json_mode, order_ids, limit)
         return
-    _run_label_command(ctx, json_mode, "labels create", "create", order_ids, limit=limit)
+    _run_label_command(ctx, json_mode, "create", order_ids, limit)
 
 
 def _labels_dry_run(
@@ -175,7 +146,7 @@ def labels_reconcile(ctx: typer.Context, order: OrderOption = None, json_mode: J
 
         fulfil labels reconcile --json
     """
-    _run_label_command(ctx, json_mode, "labels reconcile", "reconcile", order_ids_from(order))
+    _run_label_command(ctx, json_mode, "reconcile", order_ids_from(order))
 
 
 @labels_app.command("download")
@@ -189,7 +160,7 @@ def labels_download(ctx: typer.Context, order: OrderOption = None, json_mode: Js
 
         fulfil labels download --order 261250893-A
     """
-    _run_label_command(ctx, json_mode, "labels download", "download", order_ids_from(order))
+    _run_label_command(ctx, json_mode, "download", order_ids_from(order))
 
 
 @labels_app.command("retry")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,7 +15,7 @@ from fulfil.cli.app import (
     OrderOption,
     app,
     order_ids_from,
-    render_results,
+    run_order_workflow,
     schema_ready_url,
     state_of,
 )
@@ -74,42 +74,24 @@ def tracking_push(
     if dry_run:
         _push_dry_run(ctx, json_mode, order_ids, limit)
         return
-    from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
-    from fulfil.services import open_session
-
     state = state_of(ctx, json_mode)
-    out = state.output
-    url = schema_ready_url(state)
-    settings = state.settings
-    settings.bestbuy()  # configuration errors before anything is claimed
-    with open_session(url, settings, "tracking push") as session:
-        results: list[dict[str, object]] = []
-        total = _tracking_workflow(state, url, session).count_pushable(order_ids)
-        with out.progress(min(total, limit) if limit else total, "Pushing tracking") as tick:
+    state.settings.bestbuy()  # configuration errors before anything is claimed
 
-            def on_result(result: TrackingResult) -> None:
-                record = result.as_record()
-                results.append(record)
-                if out.json_mode:
-                    out.record(record)
-                tick()
+    def count(session: Session) -> int:
+        pushable = _tracking_workflow(state, session.database_url, session).count_pushable(order_ids)
+        return min(pushable, limit) if limit else pushable
 
-            run = _tracking_workflow(state, url, session, on_result).push(order_ids, limit)
-        attention = run.needs_attention
-        exit_code = EXIT_USAGE if run.fatal else (EXIT_SOME_FAILED if attention else 0)
-        session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
-    render_results(state, "tracking push", results, TRACKING_COLUMNS, attention=attention)
-    if run.stopped:
-        out.warn(f"fulfil: stopped early: {run.stopped}")
-    if run.fatal:
-        raise run.fatal
-    if not results:
-        out.info("Nothing to do.")
-    elif out.stdout_is_terminal and not out.json_mode:
-        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.counts().items()))
-        out.info(f"{len(results)} orders: {counts}")
-    if attention:
-        raise typer.Exit(EXIT_SOME_FAILED)
+    def work(session: Session, on_result: Any) -> Any:
+        return _tracking_workflow(state, session.database_url, session, on_result).push(order_ids, limit)
+
+    run_order_workflow(
+        state,
+        command="tracking push",
+        progress_label="Pushing tracking",
+        columns=TRACKING_COLUMNS,
+        count=count,
+        work=work,
+    )
 
 
 def _push_dry_run(
