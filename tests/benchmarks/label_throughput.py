@@ -116,9 +116,7 @@ def main() -> None:
     server.cleanup()
 
     base = args.orders / results[0][1]
-    print(
-        f"{args.orders} orders, sandbox latency {args.latency_ms:.0f} ms a request, one label per order each time"
-    )
+    print(f"{args.orders} orders, sandbox latency {args.latency_ms:.0f} ms a request, one label each")
     print("processes  seconds  labels/s  throughput vs 1 process")
     for count, seconds in results:
         rate = args.orders / seconds
