@@ -108,6 +108,14 @@ def _sub(parent: etree._Element, name: str, text: str | None = None, **attribute
     return element
 
 
+def _link(parent: etree._Element, rel: str, href: str, media_type: str, index: int | None = None) -> None:
+    """A ``<link rel href media-type [index]/>`` as Canada Post writes them in every answer."""
+    attributes = {"rel": rel, "href": href, "media-type": media_type}
+    if index is not None:
+        attributes["index"] = str(index)
+    _sub(parent, "link", **attributes)
+
+
 def _root(namespace: str, name: str) -> etree._Element:
     return etree.Element(f"{{{namespace}}}{name}", nsmap={None: namespace})
 
@@ -409,40 +417,17 @@ class CanadaPostService:
         if priced:
             self._add_price(root, shipment)
         links = _sub(root, "links")
-        _sub(
-            links,
-            "link",
-            rel="self",
-            href=self._contract_href(request, shipment),
-            **{"media-type": SHIPMENT_MEDIA},
-        )
-        _sub(
-            links,
-            "link",
-            rel="details",
-            href=self._contract_href(request, shipment, "/details"),
-            **{"media-type": SHIPMENT_MEDIA},
-        )
+        _link(links, "self", self._contract_href(request, shipment), SHIPMENT_MEDIA)
+        _link(links, "details", self._contract_href(request, shipment, "/details"), SHIPMENT_MEDIA)
         if shipment.group_id:
             customer = self.padded_customer
             group_href = (
                 f"{self._links_base(request)}/rs/{customer}/{customer}/shipment?groupId={shipment.group_id}"
             )
-            _sub(links, "link", rel="group", href=group_href, **{"media-type": SHIPMENT_MEDIA})
-        _sub(
-            links,
-            "link",
-            rel="refund",
-            href=self._contract_href(request, shipment, "/refund"),
-            **{"media-type": SHIPMENT_MEDIA},
-        )
-        _sub(
-            links,
-            "link",
-            rel="label",
-            href=self._label_href(request, shipment),
-            **{"media-type": LABEL_MEDIA.get(shipment.encoding, "application/pdf"), "index": "0"},
-        )
+            _link(links, "group", group_href, SHIPMENT_MEDIA)
+        _link(links, "refund", self._contract_href(request, shipment, "/refund"), SHIPMENT_MEDIA)
+        label_media = LABEL_MEDIA.get(shipment.encoding, "application/pdf")
+        _link(links, "label", self._label_href(request, shipment), label_media, index=0)
         return _serialize(root)
 
     def _add_price(self, root: etree._Element, shipment: Shipment) -> None:
@@ -503,13 +488,7 @@ class CanadaPostService:
             ]
         root = _root(SHIPMENT_NS, "shipments")
         for shipment in found:
-            _sub(
-                root,
-                "link",
-                rel="shipment",
-                href=self._contract_href(request, shipment),
-                **{"media-type": SHIPMENT_MEDIA},
-            )
+            _link(root, "shipment", self._contract_href(request, shipment), SHIPMENT_MEDIA)
         return ApiResponse(200, _serialize(root), SHIPMENT_MEDIA)
 
     def get_shipment(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
@@ -589,34 +568,10 @@ class CanadaPostService:
         _sub(root, "shipment-id", shipment.shipment_id)
         _sub(root, "tracking-pin", shipment.tracking_pin)
         links = _sub(root, "links")
-        _sub(
-            links,
-            "link",
-            rel="self",
-            href=self._nc_href(request, shipment),
-            **{"media-type": NCSHIPMENT_MEDIA},
-        )
-        _sub(
-            links,
-            "link",
-            rel="details",
-            href=self._nc_href(request, shipment, "/details"),
-            **{"media-type": NCSHIPMENT_MEDIA},
-        )
-        _sub(
-            links,
-            "link",
-            rel="refund",
-            href=self._nc_href(request, shipment, "/refund"),
-            **{"media-type": NCSHIPMENT_MEDIA},
-        )
-        _sub(
-            links,
-            "link",
-            rel="label",
-            href=self._label_href(request, shipment),
-            **{"media-type": "application/pdf", "index": "0"},
-        )
+        _link(links, "self", self._nc_href(request, shipment), NCSHIPMENT_MEDIA)
+        _link(links, "details", self._nc_href(request, shipment, "/details"), NCSHIPMENT_MEDIA)
+        _link(links, "refund", self._nc_href(request, shipment, "/refund"), NCSHIPMENT_MEDIA)
+        _link(links, "label", self._label_href(request, shipment), "application/pdf", index=0)
         return _serialize(root)
 
     def get_nc_shipments(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
@@ -644,13 +599,7 @@ class CanadaPostService:
                     found.append(shipment)
         root = _root(NCSHIPMENT_NS, "non-contract-shipments")
         for shipment in found:
-            _sub(
-                root,
-                "link",
-                rel="shipment",
-                href=self._nc_href(request, shipment),
-                **{"media-type": NCSHIPMENT_MEDIA},
-            )
+            _link(root, "shipment", self._nc_href(request, shipment), NCSHIPMENT_MEDIA)
         return ApiResponse(200, _serialize(root), NCSHIPMENT_MEDIA)
 
     def _eastern_minute(self, request: ApiRequest, name: str, value: str, media: str) -> datetime:
