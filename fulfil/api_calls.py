@@ -3,35 +3,66 @@
 The log writes on its own autocommit connection, so nothing a workflow rolls back can erase it,
 and a crash between sending and recording leaves the request in the table with no answer (never
 an answer-less request with no row). Everything stored is redacted first: credential headers are
-kept as a marker that they were present, known secret values are scrubbed from every text column,
-binary bodies are stored as a summary and long bodies are cut at a cap.
+kept as a marker that they were present, every form of a known secret (and of every credential
+the log saw go out in a request) is scrubbed from every column, binary bodies are stored as a
+summary and long bodies are cut at a cap.
+
+Everything stored is made storable whatever came from outside: PostgreSQL's text and jsonb cannot
+hold U+0000, and jsonb refuses lone surrogates and NaN. A body with NUL bytes is stored as a
+summary; in any other value those characters are written as visible escapes.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+import math
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fulfil.db import connect, query
+from fulfil.redaction import REDACTED, SENSITIVE_NAME, Redactor
 
 if TYPE_CHECKING:
     import psycopg
 
-REDACTED = "[redacted]"
-DEFAULT_BODY_CAP = 64 * 1024
+# Re-exported: Redactor lived here before fulfil.redaction.
+__all__ = [
+    "DEFAULT_BODY_CAP",
+    "REDACTED",
+    "ApiCallLog",
+    "LeaseLost",
+    "Redactor",
+    "SendGuard",
+    "StoredBody",
+    "binary_summary",
+    "request_payload",
+    "response_text",
+    "storable_json",
+    "storable_text",
+]
 
-# Header and query-parameter names whose values are credentials, whatever their case.
-_SENSITIVE_NAME = re.compile(
-    r"authorization|cookie|api[-_]?key|token|secret|password|passwd|credential", re.I
-)
+DEFAULT_BODY_CAP = 64 * 1024
+# How much of an unreadable (NUL-bearing) body its summary shows.
+UNREADABLE_START_CHARS = 1000
+LEASE_LOST_MESSAGE = "the lease on this work was taken over before the request was sent"
+
 _BINARY_TYPES = re.compile(r"^(application/(pdf|zpl|octet-stream|zip)|image/|audio/|video/)", re.I)
+# What PostgreSQL text and jsonb cannot hold: U+0000 and (UTF-8 cannot encode them) lone surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+# Run on the audit connection, in the transaction that inserts the request row and before it:
+# False means the work was taken over, and nothing is recorded or sent.
+SendGuard = Callable[["psycopg.Connection[Any]"], bool]
+
+
+class LeaseLost(Exception):
+    """The guard given to ``ApiCallLog.begin`` refused: another run owns the work now."""
 
 
 @dataclass(frozen=True)
@@ -40,47 +71,31 @@ class StoredBody:
     truncated: bool
 
 
-class Redactor:
-    """Removes credentials from anything about to be stored or printed."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = {s for s in secrets if s and len(s) >= 4}
-        self._secrets = sorted(values, key=len, reverse=True)
-
-    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
-        return Redactor([*self._secrets, *secrets])
-
-    @staticmethod
-    def basic_auth_forms(username: str, password: str) -> list[str]:
-        """The ways a user/password pair can appear on the wire, so each can be scrubbed."""
-        token = base64.b64encode(f"{username}:{password}".encode()).decode()
-        return [password, token, f"{username}:{password}"]
-
-    def text(self, value: str | None) -> str | None:
-        if value is None:
-            return None
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
+def storable_text(value: str) -> str:
+    """The text with NUL and lone surrogates written as visible escapes (\\x00, \\udc80)."""
+    if not _UNSTORABLE.search(value):
         return value
+    return _UNSTORABLE.sub(lambda m: "\\x00" if m.group() == "\x00" else f"\\u{ord(m.group()):04x}", value)
 
-    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        return {
-            name: (REDACTED if _SENSITIVE_NAME.search(name) else (self.text(value) or ""))
-            for name, value in headers.items()
-        }
 
-    def url(self, url: str) -> str:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:  # user:password@host
-            netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(_SENSITIVE_NAME.search(name) for name, _ in pairs):
-            query_string = urlencode([(n, REDACTED if _SENSITIVE_NAME.search(n) else v) for n, v in pairs])
-        else:
-            query_string = parts.query
-        return self.text(urlunsplit((parts.scheme, netloc, parts.path, query_string, parts.fragment))) or ""
+def storable_json(value: Any) -> Any:
+    """The value with every string (keys too) storable, and non-finite numbers (which jsonb
+    refuses) as strings."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {storable_text(str(key)): storable_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(item) for item in value]
+    return storable_text(str(value))
+
+
+def _optional_text(value: str | None) -> str | None:
+    return None if value is None else storable_text(value)
 
 
 def request_payload(body: bytes | str | None, content_type: str | None, cap: int, redactor: Redactor) -> Any:
@@ -90,26 +105,47 @@ def request_payload(body: bytes | str | None, content_type: str | None, cap: int
     if isinstance(body, bytes):
         if content_type and _BINARY_TYPES.match(content_type):
             return binary_summary(body, content_type)
-        text = body.decode("utf-8", errors="replace")
+        text = redactor.bytes(body).decode("utf-8", errors="replace")
     else:
-        text = body
-    text = redactor.text(text) or ""
+        text = redactor.text(body) or ""
     if content_type and "json" in content_type.lower() and len(text) <= cap:
         try:
-            return json.loads(text)
-        except ValueError:
-            pass
+            return storable_json(json.loads(text))
+        except (ValueError, RecursionError):
+            pass  # not JSON after all (or nested beyond reason): kept as text
     if len(text) > cap:
-        return text[:cap] + f"\n[truncated: {len(text)} characters in all]"
-    return text
+        text = text[:cap] + f"\n[truncated: {len(text)} characters in all]"
+    return storable_text(text)
 
 
 def binary_summary(body: bytes, content_type: str | None) -> dict[str, Any]:
     return {
         "binary": True,
-        "content_type": content_type,
+        "content_type": _optional_text(content_type),
         "length": len(body),
         "sha256": hashlib.sha256(body).hexdigest(),
+    }
+
+
+def _redacted_start(body: bytes, chars: int, redactor: Redactor) -> tuple[str, bool]:
+    """The first ``chars`` characters of the body, redacted; True when there is more. Only the
+    bytes that can reach into those characters are scrubbed (a UTF-8 character is at most 4 bytes,
+    and a secret starting inside them ends within its longest form), not a 20 MB answer again."""
+    window = body[: chars * 4 + redactor.longest_form]
+    text = redactor.bytes(window).decode("utf-8", errors="replace")
+    return text[:chars], len(text) > chars or len(window) < len(body)
+
+
+def unreadable_summary(body: bytes, content_type: str | None, redactor: Redactor) -> dict[str, Any]:
+    """A body no text column can hold (NUL bytes): what it was, and how it began."""
+    start, _ = _redacted_start(body, UNREADABLE_START_CHARS, redactor)
+    return {
+        "unreadable": "contains NUL bytes",
+        "content_type": _optional_text(content_type),
+        "length": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "nul_bytes": body.count(b"\x00"),
+        "start": storable_text(start),
     }
 
 
@@ -119,10 +155,44 @@ def response_text(body: bytes, content_type: str | None, cap: int, redactor: Red
         return StoredBody("", False)
     if (content_type and _BINARY_TYPES.match(content_type)) or body[:5] == b"%PDF-":
         return StoredBody(json.dumps(binary_summary(body, content_type)), False)
-    text = redactor.text(body.decode("utf-8", errors="replace")) or ""
-    if len(text) > cap:
-        return StoredBody(text[:cap], True)
-    return StoredBody(text, False)
+    if b"\x00" in body:
+        summary = unreadable_summary(body, content_type, redactor)
+        return StoredBody(json.dumps(summary, ensure_ascii=False), False)
+    text, truncated = _redacted_start(body, cap, redactor)
+    return StoredBody(storable_text(text), truncated)
+
+
+def _credentials_sent(headers: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The credentials in a request's headers: Basic auth's pair, a bearer token, a raw key."""
+    secrets: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        if not SENSITIVE_NAME.search(name) or not isinstance(value, str) or not value.strip():
+            continue
+        value = value.strip()
+        secrets.append(value)
+        scheme, _, credentials = value.partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "basic" and credentials:
+            try:
+                decoded = base64.b64decode(credentials, validate=True)
+            except (binascii.Error, ValueError):
+                decoded = b""
+            # requests encodes a str user and password as Latin-1; UTF-8 is tried first.
+            for encoding in ("utf-8", "latin-1"):
+                try:
+                    user, colon, password = decoded.decode(encoding).partition(":")
+                except UnicodeDecodeError:
+                    continue
+                if colon:
+                    pairs.append((user, password))
+                break
+            secrets.append(credentials)
+        elif credentials and "cookie" not in name.lower():
+            # Bearer <token>, Token <key>. (A cookie's values are not split out: "consent=true"
+            # would have every "true" scrubbed from the bodies stored.)
+            secrets.append(credentials)
+    return secrets, pairs
 
 
 class ApiCallLog:
@@ -137,13 +207,20 @@ class ApiCallLog:
         body_cap: int = DEFAULT_BODY_CAP,
     ) -> None:
         self._url = url
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self.run_id = run_id
+        # Should know every secret in every form (fulfil.services builds it from the settings).
         self.redactor = redactor or Redactor()
         self.body_cap = body_cap
+        # Credentials seen going out in requests: scrubbed from what is stored, even if the
+        # redactor above was never told them (defence in depth for an echoed Authorization).
+        self._seen_credentials: set[str] = set()
+        self._learned_secrets: list[str] = []
+        self._learned_pairs: list[tuple[str, str]] = []
+        self._storage: tuple[Redactor, Redactor] | None = None  # (built from, built)
 
-    def _connection(self) -> psycopg.Connection:
+    def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._url, autocommit=True, application_name="fulfil-audit")
         return self._conn
@@ -153,6 +230,33 @@ class ApiCallLog:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        """Called with the lock held."""
+        fresh = {
+            value
+            for name, value in headers.items()
+            if SENSITIVE_NAME.search(name) and isinstance(value, str) and value not in self._seen_credentials
+        }
+        if not fresh:
+            return
+        self._seen_credentials |= fresh
+        secrets, pairs = _credentials_sent({name: value for name, value in headers.items() if value in fresh})
+        self._learned_secrets += secrets
+        self._learned_pairs += pairs
+        self._storage = None
+
+    def _storage_redactor(self) -> Redactor:
+        """The redactor plus what was learnt from requests. Called with the lock held."""
+        if self._storage is None or self._storage[0] is not self.redactor:
+            built = self.redactor
+            if self._learned_secrets or self._learned_pairs:
+                built = Redactor(
+                    [*built.secrets, *self._learned_secrets],
+                    credential_pairs=[*built.credential_pairs, *self._learned_pairs],
+                )
+            self._storage = (self.redactor, built)
+        return self._storage[1]
 
     def begin(
         self,
@@ -165,29 +269,42 @@ class ApiCallLog:
         headers: Mapping[str, str],
         body: bytes | str | None,
         content_type: str | None,
+        guard: SendGuard | None = None,
+        deadline_seconds: float | None = None,
     ) -> int:
-        """Record a request about to be sent; returns its call_id. Raises if it cannot be recorded."""
+        """Record a request about to be sent; returns its call_id. Raises if it cannot be recorded.
+
+        ``guard`` runs on the audit connection inside the transaction that inserts the row, before
+        the insert (it may lock rows: ``SELECT … FOR UPDATE``). When it returns False nothing is
+        inserted and ``LeaseLost`` is raised, with the guard's ``description`` attribute as its
+        message if it has one. ``deadline_seconds``: when the attempt will have been cut off,
+        stored as ``deadline_at`` (NULL when None).
+        """
         from psycopg.types.json import Jsonb
 
-        payload = request_payload(body, content_type, self.body_cap, self.redactor)
         with self._lock:
-            row = (
-                self._connection()
-                .execute(
-                    query("api_calls", "insert_request"),
-                    {
-                        "service": service,
-                        "endpoint": endpoint,
-                        "related_id": related_id,
-                        "method": method,
-                        "url": self.redactor.url(url),
-                        "request_headers": Jsonb(self.redactor.headers(headers)),
-                        "request_payload": Jsonb(payload) if payload is not None else None,
-                        "run_id": self.run_id,
-                    },
-                )
-                .fetchone()
-            )
+            self._learn(headers)
+            redactor = self._storage_redactor()
+            payload = request_payload(body, content_type, self.body_cap, redactor)
+            parameters = {
+                "service": storable_text(service),
+                "endpoint": storable_text(endpoint),
+                "related_id": _optional_text(redactor.text(related_id)),
+                "method": storable_text(method),
+                "url": storable_text(redactor.url(url)),
+                "request_headers": Jsonb(storable_json(redactor.headers(headers))),
+                "request_payload": Jsonb(payload) if payload is not None else None,
+                "run_id": self.run_id,
+                "deadline_seconds": deadline_seconds,
+            }
+            conn = self._connection()
+            if guard is None:
+                row = conn.execute(query("api_calls", "insert_request"), parameters).fetchone()
+            else:
+                with conn.transaction():
+                    if not guard(conn):
+                        raise LeaseLost(getattr(guard, "description", None) or LEASE_LOST_MESSAGE)
+                    row = conn.execute(query("api_calls", "insert_request"), parameters).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -206,21 +323,23 @@ class ApiCallLog:
     ) -> None:
         from psycopg.types.json import Jsonb
 
-        stored = response_text(body, content_type, self.body_cap, self.redactor) if body is not None else None
         with self._lock:
+            redactor = self._storage_redactor()
+            stored = response_text(body, content_type, self.body_cap, redactor) if body is not None else None
+            headers = (
+                storable_json(redactor.headers(response_headers)) if response_headers is not None else None
+            )
             self._connection().execute(
                 query("api_calls", "record_response"),
                 {
                     "call_id": call_id,
                     "status_code": status_code,
-                    "response_headers": Jsonb(self.redactor.headers(response_headers))
-                    if response_headers is not None
-                    else None,
+                    "response_headers": Jsonb(headers) if headers is not None else None,
                     "response_body": stored.text if stored else None,
                     "response_truncated": stored.truncated if stored else None,
                     "is_success": is_success,
-                    "error": self.redactor.text(error),
-                    "failure_class": failure_class,
+                    "error": _optional_text(redactor.text(error)),
+                    "failure_class": _optional_text(failure_class),
                     "duration_ms": duration_ms,
                 },
             )

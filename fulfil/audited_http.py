@@ -1,34 +1,46 @@
 """The one way fulfil talks to the outside world.
 
 Every request goes through ``AuditedHttp.send``: a ``requests`` session with mandatory connect and
-read timeouts and TLS verification on, redirects never followed, the answer read with a size cap,
-and an api_calls row written before sending and completed after. The outcome carries a failure
-class every caller can act on:
+read timeouts, an overall deadline per call, TLS verification on (trusting the CA bundle the
+environment names), redirects never followed, credentials only ever sent to the configured
+service's scheme, host and port, the answer read with a size cap, and an api_calls row written
+before sending and completed after. The outcome carries a failure class every caller can act on:
 
 * ``definitive``: the service answered and refused (a 4xx). Retrying the same request will not help.
-* ``not_sent``: provably never reached the service (connection refused, connect timeout, DNS, TLS
-  handshake). Safe to retry, even for a purchase.
-* ``indeterminate``: it may have been acted on (read timeout, connection reset, 5xx, a garbled or
-  oversized answer). Never blindly repeat a purchase: look it up first.
+* ``not_sent``: provably never reached the service: the error came before the first byte of the
+  request was written (name resolution, connection refused, connect timeout, a failed handshake on
+  a fresh connection, a deadline that passed while connecting, a link to another host refused).
+  Safe to retry, even for a purchase.
+* ``indeterminate``: it may have been acted on: anything after the first byte was written (read
+  timeout, reset, a TLS error while reading, the deadline passing mid-answer), a 5xx, a garbled,
+  oversized or unexpected answer. Never blindly repeat a purchase: look it up first.
 * ``rate_limited``: a 429; wait (``retry_after``) and send again.
+
+A status code received is kept even when reading the body fails afterwards.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-import urllib3.exceptions
 from requests.auth import AuthBase
 
 from fulfil import __version__
 from fulfil.api_calls import ApiCallLog
+from fulfil.config import TRUST_VARIABLES
+from fulfil.url_origin import origin_of, same_origin
+from fulfil.wire_probe import ProbedAdapter, WireProbe, probing
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("fulfil.http")
 
@@ -53,6 +65,9 @@ class HttpOutcome:
     failure: FailureClass | None
     error: str | None
     duration_ms: int
+    # False when sending the same request again cannot give another answer (an answer over the
+    # size cap, a link refused for naming another host): retry policies leave it alone.
+    repeatable: bool = True
 
     @property
     def ok(self) -> bool:
@@ -82,6 +97,8 @@ class HttpOutcome:
 
     def describe(self) -> str:
         """One line for messages: what happened, never a credential."""
+        if self.status_code is not None and self.error and self.error != f"HTTP {self.status_code}":
+            return f"HTTP {self.status_code}, then {self.error}"
         if self.status_code is not None:
             return f"HTTP {self.status_code}"
         return self.error or "no answer"
@@ -100,20 +117,50 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     sleep: Callable[[float], None] = field(default=time.sleep)
 
+    def backoff(self, attempt: int) -> float:
+        return min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
+
     def delay(self, outcome: HttpOutcome, attempt: int) -> float | None:
         """Seconds to wait before the next attempt; None when waiting is not worth it."""
         if outcome.failure is FailureClass.RATE_LIMITED:
             hinted = outcome.retry_after()
             if hinted is not None:
                 return hinted if hinted <= self.max_retry_after else None
-        return min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
+        return self.backoff(attempt)
 
     def longest_wait(self) -> float:
-        """The most this policy can sleep in all, for sizing a lease around a call."""
-        return (self.max_attempts - 1) * max(self.max_retry_after, self.backoff_max)
+        """The most this policy can sleep in all between its attempts."""
+        total = 0.0
+        for attempt in range(1, self.max_attempts):
+            wait = self.backoff(attempt)
+            if FailureClass.RATE_LIMITED in self.retry_on:
+                wait = max(wait, self.max_retry_after)
+            total += wait
+        return total
+
+    def longest_call(self, deadline: float) -> float:
+        """The longest one call under this policy can take: every attempt to its deadline, every
+        wait at its longest."""
+        return self.max_attempts * deadline + self.longest_wait()
 
 
 NO_RETRY = RetryPolicy()
+# What a lease adds to the longest its calls can take: the database writes around them.
+LEASE_MARGIN_SECONDS = 30.0
+
+
+def lease_seconds(deadline: float, *calls: RetryPolicy) -> float:
+    """How long a claim on a piece of work must last so that every call made under it, each with
+    all its attempts and waits, has ended before anyone else may take the work over. Both
+    workflows size their leases here."""
+    return sum(policy.longest_call(deadline) for policy in calls) + LEASE_MARGIN_SECONDS
+
+
+def settle_seconds(deadline: float, service_allowance: float) -> float:
+    """How long after the start of a purchase's last attempt the seller's absence at the carrier
+    proves nothing was bought: the attempt cannot be on the wire after its deadline, and the
+    carrier is given ``service_allowance`` more to finish what it received."""
+    return deadline + service_allowance
 
 
 class RawKeyAuth(AuthBase):
@@ -127,28 +174,57 @@ class RawKeyAuth(AuthBase):
         return request
 
 
+# An answer judged by its caller: None when a 2xx is what the service answers, else what is wrong.
+AnswerCheck = Callable[[int, Mapping[str, str], bytes], str | None]
+# Run in the transaction that records the request, before it is sent: False = the work was taken
+# over by another run, so nothing is sent (see ApiCallLog.begin).
+SendGuard = Callable[["psycopg.Connection"], bool]
+
+
+def trust_store(ca_bundle: str | None, environ: Mapping[str, str] | None = None) -> str | bool:
+    """What to verify server certificates against: FULFIL_CA_BUNDLE, else the bundle the
+    environment names (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE, SSL_CERT_DIR), else the
+    certifi bundle. Verification itself is never off."""
+    if ca_bundle:
+        return ca_bundle
+    environ = os.environ if environ is None else environ
+    for name in TRUST_VARIABLES:
+        value = (environ.get(name) or "").strip()
+        if value:
+            return value
+    return True
+
+
 class AuditedHttp:
-    """Audited, timed, redacted HTTP for one service."""
+    """Audited, timed, redacted HTTP for one service, whose credentials go to its origin only."""
 
     def __init__(
         self,
         audit: ApiCallLog,
         *,
         service: str,
+        origin: str,
         auth: AuthBase,
         connect_timeout: float,
         read_timeout: float,
-        secrets: list[str] | None = None,
+        deadline: float | None = None,
+        ca_bundle: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        if connect_timeout <= 0 or read_timeout <= 0:
+        if connect_timeout <= 0 or read_timeout <= 0 or (deadline is not None and deadline <= 0):
             raise ValueError("timeouts are mandatory and must be positive")
         self.audit = audit
         self.service = service
+        self.origin = origin_of(origin)
         self.timeout = (connect_timeout, read_timeout)
+        # A whole call (connect, answer and body) ends by this many seconds, however it trickles.
+        self.deadline = deadline if deadline is not None else connect_timeout + read_timeout
         self.max_response_bytes = max_response_bytes
-        self.redactor = audit.redactor.with_secrets(secrets or [])
+        self.verify = trust_store(ca_bundle)
+        self.redactor = audit.redactor
         self.session = requests.Session()
+        self.session.mount("https://", ProbedAdapter())
+        self.session.mount("http://", ProbedAdapter())
         self.session.auth = auth
         self.session.headers["User-Agent"] = f"fulfil/{__version__}"
 
@@ -166,9 +242,11 @@ class AuditedHttp:
         params: Mapping[str, Any] | None = None,
         data: bytes | str | None = None,
         retry: RetryPolicy = NO_RETRY,
+        expect: AnswerCheck | None = None,
+        guard: SendGuard | None = None,
     ) -> HttpOutcome:
         """Send with the retry policy; returns the last attempt's outcome. Raises only if the audit
-        row cannot be written (then nothing is sent)."""
+        row cannot be written, or ``guard`` refuses (``LeaseLost``): then nothing is sent."""
         attempt = 1
         while True:
             outcome = self._send_once(
@@ -179,10 +257,13 @@ class AuditedHttp:
                 headers=headers,
                 params=params,
                 data=data,
+                expect=expect,
+                guard=guard,
             )
             if (
                 outcome.failure is None
                 or outcome.failure not in retry.retry_on
+                or not outcome.repeatable
                 or attempt >= retry.max_attempts
             ):
                 return outcome
@@ -211,26 +292,37 @@ class AuditedHttp:
         headers: Mapping[str, str] | None,
         params: Mapping[str, Any] | None,
         data: bytes | str | None,
+        expect: AnswerCheck | None,
+        guard: SendGuard | None,
     ) -> HttpOutcome:
         body = data.encode("utf-8") if isinstance(data, str) else data
         prepared = self.session.prepare_request(
             requests.Request(method, url, headers=dict(headers or {}), params=params, data=body)
         )
-        content_type = prepared.headers.get("Content-Type")
+        full_url = prepared.url or url
+        foreign = None if same_origin(full_url, self.origin) else full_url
+        if foreign is not None:
+            # Never let an answer's link carry the credentials elsewhere: the request is recorded
+            # as refused, and nothing is sent.
+            prepared.headers.pop("Authorization", None)
         call_id = self.audit.begin(
             service=self.service,
             endpoint=endpoint,
             related_id=related_id,
             method=method,
-            url=prepared.url or url,
+            url=full_url,
             headers=dict(prepared.headers),
             body=body,
-            content_type=content_type,
+            content_type=prepared.headers.get("Content-Type"),
+            guard=guard if foreign is None else None,
+            deadline_seconds=self.deadline,
         )
+        if foreign is not None:
+            return self._refuse_foreign(call_id, method, foreign, endpoint)
         log.debug(
             "→ %s %s [%s] headers=%s",
             method,
-            self.redactor.url(prepared.url or url),
+            self.redactor.url(full_url),
             endpoint,
             self.redactor.headers(prepared.headers),
         )
@@ -240,24 +332,52 @@ class AuditedHttp:
         received: bytes | None = None
         failure: FailureClass | None = None
         error: str | None = None
-        try:
-            settings = self.session.merge_environment_settings(prepared.url, {}, True, True, None)
-            settings["verify"] = True  # never let an environment variable turn TLS checks off
-            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
+        repeatable = True
+        probe = WireProbe(self.deadline)
+        with probing(probe):
             try:
-                status_code = response.status_code
-                response_headers = dict(response.headers)
-                received = self._read_capped(response)
-            finally:
-                response.close()
+                settings = self.session.merge_environment_settings(full_url, {}, True, True, None)
+                # Our trust store, never one an environment variable weakens.
+                settings["verify"] = self.verify
+                response = self.session.send(
+                    prepared, timeout=self.timeout, allow_redirects=False, **settings
+                )
+                try:
+                    status_code = response.status_code
+                    response_headers = dict(response.headers)
+                    received = self._read_capped(response)
+                finally:
+                    response.close()
+            except ResponseTooLarge as exc:
+                failure, error, repeatable = FailureClass.INDETERMINATE, str(exc), False
+            except requests.RequestException as exc:
+                # Before the first byte of the request was written nothing can have happened,
+                # whatever the error; after it, anything may have.
+                failure = FailureClass.INDETERMINATE if probe.sent else FailureClass.NOT_SENT
+                error = describe_exception(exc, sent=probe.sent)
+            except (ValueError, OSError, LookupError) as exc:
+                # Whatever else the HTTP stack lets through (a header it cannot decode, say) is
+                # judged by the same rule, instead of leaving the request without an outcome.
+                failure = FailureClass.INDETERMINATE if probe.sent else FailureClass.NOT_SENT
+                error = f"{type(exc).__name__} ({_innermost(exc)})"
+        if probe.expired and failure is None and not _framed(response_headers):
+            # The watchdog cut a body that ends when the connection does: it may be incomplete.
+            failure = FailureClass.INDETERMINATE
+        if probe.expired and failure is not None:
+            error = f"no complete answer within the {self.deadline:g} s deadline ({error})"
+        if failure is None and status_code is not None:
             failure = classify_status(status_code)
             if failure is not None:
                 error = f"HTTP {status_code}"
-        except ResponseTooLarge as exc:
-            failure, error = FailureClass.INDETERMINATE, str(exc)
-        except requests.RequestException as exc:
-            failure, error = classify_exception(exc), describe_exception(exc)
+            elif expect is not None:
+                problem = expect(status_code, response_headers or {}, received or b"")
+                if problem is not None:
+                    failure, error = FailureClass.INDETERMINATE, problem
         duration_ms = int((time.monotonic() - started) * 1000)
+        # Nothing downstream (parsers, messages, shipments.last_error) ever sees a credential the
+        # service echoed back.
+        received = self.redactor.bytes(received) if received is not None else None
+        response_headers = self.redactor.headers(response_headers) if response_headers is not None else None
         error = self.redactor.text(error)
         self.audit.finish(
             call_id,
@@ -282,13 +402,45 @@ class AuditedHttp:
         return HttpOutcome(
             call_id=call_id,
             method=method,
-            url=prepared.url or url,
+            url=full_url,
             status_code=status_code,
             headers=requests.structures.CaseInsensitiveDict(response_headers or {}),
             body=received or b"",
             failure=failure,
             error=error,
             duration_ms=duration_ms,
+            repeatable=repeatable,
+        )
+
+    def _refuse_foreign(self, call_id: int, method: str, url: str, endpoint: str) -> HttpOutcome:
+        host = _host_for_message(url)
+        error = (
+            f"refused: the link points to {host}, not to the configured {self.service} host "
+            f"({self.origin}); nothing was sent there"
+        )
+        self.audit.finish(
+            call_id,
+            status_code=None,
+            response_headers=None,
+            body=None,
+            content_type=None,
+            is_success=False,
+            error=error,
+            failure_class=FailureClass.NOT_SENT.value,
+            duration_ms=0,
+        )
+        log.warning("%s %s: %s", self.service, endpoint, error)
+        return HttpOutcome(
+            call_id=call_id,
+            method=method,
+            url=self.redactor.url(url),
+            status_code=None,
+            headers={},
+            body=b"",
+            failure=FailureClass.NOT_SENT,
+            error=error,
+            duration_ms=0,
+            repeatable=False,
         )
 
     def _read_capped(self, response: requests.Response) -> bytes:
@@ -297,9 +449,28 @@ class AuditedHttp:
         for chunk in response.iter_content(chunk_size=64 * 1024):
             total += len(chunk)
             if total > self.max_response_bytes:
-                raise ResponseTooLarge(f"answer larger than {self.max_response_bytes} bytes; not read")
+                raise ResponseTooLarge(
+                    f"the answer is larger than the {self.max_response_bytes:,} bytes fulfil reads; "
+                    "it was not read (sending again would not change it)"
+                )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _framed(headers: Mapping[str, str] | None) -> bool:
+    """True when the answer says where its body ends (so a cut-off body is an error, not an end)."""
+    if not headers:
+        return False
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return "content-length" in lowered or "chunked" in lowered.get("transfer-encoding", "").lower()
+
+
+def _host_for_message(url: str) -> str:
+    try:
+        return origin_of(url)
+    except ValueError:
+        printable = "".join(ch if ch.isprintable() and not ch.isspace() else "?" for ch in url[:80])
+        return repr(printable)
 
 
 class ResponseTooLarge(Exception):
@@ -317,41 +488,24 @@ def classify_status(status: int) -> FailureClass | None:
     return FailureClass.DEFINITIVE
 
 
-def classify_exception(exc: requests.RequestException) -> FailureClass:
+def describe_exception(exc: requests.RequestException, *, sent: bool) -> str:
+    """What went wrong, in a few words, and whether it was before or after the request went out."""
+    detail = _innermost(exc)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return FailureClass.NOT_SENT
+        return f"connect timeout ({detail})"
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return FailureClass.INDETERMINATE
+        return f"read timeout: no answer in time ({detail})"
     if isinstance(exc, requests.exceptions.SSLError):
-        return FailureClass.NOT_SENT  # the handshake fails before a byte of the request is sent
+        if sent:
+            return f"TLS error after the request was sent ({detail})"
+        return f"TLS error before anything was sent ({detail})"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return f"answer cut off ({detail})"
     if isinstance(exc, requests.exceptions.ConnectionError):
-        for cause in _causes(exc):
-            if isinstance(
-                cause,
-                urllib3.exceptions.NewConnectionError
-                | urllib3.exceptions.ConnectTimeoutError
-                | urllib3.exceptions.NameResolutionError
-                | ConnectionRefusedError,
-            ):
-                return FailureClass.NOT_SENT
-    return FailureClass.INDETERMINATE
-
-
-def describe_exception(exc: requests.RequestException) -> str:
-    kinds: list[tuple[type[BaseException], str]] = [
-        (requests.exceptions.ConnectTimeout, "connect timeout"),
-        (requests.exceptions.ReadTimeout, "read timeout: no answer in time"),
-        (requests.exceptions.SSLError, "TLS error"),
-        (requests.exceptions.ChunkedEncodingError, "answer cut off"),
-    ]
-    for kind, label in kinds:
-        if isinstance(exc, kind):
-            return f"{label} ({_innermost(exc)})"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        if classify_exception(exc) is FailureClass.NOT_SENT:
-            return f"connection refused or unreachable ({_innermost(exc)})"
-        return f"connection lost before an answer ({_innermost(exc)})"
-    return f"{type(exc).__name__} ({_innermost(exc)})"
+        if sent:
+            return f"connection lost after the request was sent ({detail})"
+        return f"connection refused or unreachable, nothing sent ({detail})"
+    return f"{type(exc).__name__} ({detail})"
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

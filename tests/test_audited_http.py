@@ -18,7 +18,7 @@ import pytest
 from requests.auth import HTTPBasicAuth
 
 from fulfil.api_calls import ApiCallLog, Redactor
-from fulfil.audited_http import AuditedHttp, FailureClass, RawKeyAuth, RetryPolicy
+from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RawKeyAuth, RetryPolicy
 from tests.local_http import (
     Received,
     Reply,
@@ -41,20 +41,34 @@ def audit(database_url: str) -> Iterator[ApiCallLog]:
     log.close()
 
 
-def canadapost(audit: ApiCallLog, read_timeout: float = 2.0) -> AuditedHttp:
-    return AuditedHttp(
-        audit,
-        service="CanadaPost",
-        auth=HTTPBasicAuth(USER, PASSWORD),
-        connect_timeout=1.0,
-        read_timeout=read_timeout,
-    )
+class ToTheServerAsked:
+    """An AuditedHttp configured for whichever local server a test sends to (these tests are not
+    about origins; tests/test_http_faults.py is)."""
+
+    def __init__(self, audit: ApiCallLog, service: str, auth: object, read_timeout: float) -> None:
+        self.audit, self.service, self.auth, self.read_timeout = audit, service, auth, read_timeout
+
+    def send(self, method: str, url: str, **kwargs: object) -> HttpOutcome:
+        http = AuditedHttp(
+            self.audit,
+            service=self.service,
+            origin=url,
+            auth=self.auth,  # type: ignore[arg-type]
+            connect_timeout=1.0,
+            read_timeout=self.read_timeout,
+        )
+        try:
+            return http.send(method, url, **kwargs)  # type: ignore[arg-type]
+        finally:
+            http.close()
 
 
-def bestbuy(audit: ApiCallLog) -> AuditedHttp:
-    return AuditedHttp(
-        audit, service="BestBuy", auth=RawKeyAuth(API_KEY), connect_timeout=1.0, read_timeout=2.0
-    )
+def canadapost(audit: ApiCallLog, read_timeout: float = 2.0) -> ToTheServerAsked:
+    return ToTheServerAsked(audit, "CanadaPost", HTTPBasicAuth(USER, PASSWORD), read_timeout)
+
+
+def bestbuy(audit: ApiCallLog) -> ToTheServerAsked:
+    return ToTheServerAsked(audit, "BestBuy", RawKeyAuth(API_KEY), 2.0)
 
 
 def rows(db: psycopg.Connection) -> list[dict[str, object]]:
@@ -234,9 +248,16 @@ def test_json_bodies_are_stored_as_json_and_pdfs_as_a_summary(
 
 def test_stored_bodies_are_capped(database_url: str, db: psycopg.Connection) -> None:
     log = ApiCallLog(database_url, body_cap=1000)
-    http = AuditedHttp(log, service="BestBuy", auth=RawKeyAuth(API_KEY), connect_timeout=1, read_timeout=2)
     big = json.dumps({"orders": ["x" * 100] * 100}).encode()
     with scripted(Reply(200, big, {"Content-Type": "application/json"})) as server:
+        http = AuditedHttp(
+            log,
+            service="BestBuy",
+            origin=server.url,
+            auth=RawKeyAuth(API_KEY),
+            connect_timeout=1,
+            read_timeout=2,
+        )
         outcome = http.send("GET", f"{server.url}/api/orders", endpoint="OR11")
     log.close()
     assert outcome.body == big
@@ -246,23 +267,41 @@ def test_stored_bodies_are_capped(database_url: str, db: psycopg.Connection) -> 
 
 
 def test_an_oversized_answer_is_refused_not_read_into_memory(audit: ApiCallLog) -> None:
-    http = AuditedHttp(
-        audit,
-        service="BestBuy",
-        auth=RawKeyAuth(API_KEY),
-        connect_timeout=1,
-        read_timeout=2,
-        max_response_bytes=10_000,
-    )
     with scripted(Reply(200, b"x" * 50_000)) as server:
-        outcome = http.send("GET", f"{server.url}/big", endpoint="OR11")
+        http = AuditedHttp(
+            audit,
+            service="BestBuy",
+            origin=server.url,
+            auth=RawKeyAuth(API_KEY),
+            connect_timeout=1,
+            read_timeout=2,
+            max_response_bytes=10_000,
+        )
+        outcome = http.send(
+            "GET",
+            f"{server.url}/big",
+            endpoint="OR11",
+            retry=RetryPolicy(
+                max_attempts=5, retry_on=frozenset({FailureClass.INDETERMINATE}), sleep=lambda _: None
+            ),
+        )
+        assert len(server.received) == 1  # sending it again cannot make it smaller
     assert outcome.failure is FailureClass.INDETERMINATE
+    assert outcome.status_code == 200
     assert "larger than" in (outcome.error or "")
+    assert "larger than" in outcome.describe()  # says so, not just "HTTP 200"
 
 
 def test_timeouts_are_mandatory(audit: ApiCallLog) -> None:
     with pytest.raises(ValueError, match="timeouts are mandatory"):
-        AuditedHttp(audit, service="BestBuy", auth=RawKeyAuth(API_KEY), connect_timeout=0, read_timeout=1)
+        AuditedHttp(
+            audit,
+            service="BestBuy",
+            origin="http://127.0.0.1",
+            auth=RawKeyAuth(API_KEY),
+            connect_timeout=0,
+            read_timeout=1,
+        )
 
 
 @pytest.fixture

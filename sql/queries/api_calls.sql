@@ -2,10 +2,12 @@
 
 -- name: insert_request
 -- Written before the request is sent: a crash after this leaves the request with no answer.
+-- deadline_at: when the attempt will have been cut off (NULL: no deadline given).
 INSERT INTO api_calls (service, endpoint, related_id, method, url, request_headers, request_payload,
-                       run_id, started_at)
+                       run_id, started_at, deadline_at)
 VALUES (%(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request_headers)s,
-        %(request_payload)s, %(run_id)s, clock_timestamp())
+        %(request_payload)s, %(run_id)s, clock_timestamp(),
+        clock_timestamp() + make_interval(secs => %(deadline_seconds)s::double precision))
 RETURNING call_id;
 
 -- name: record_response
