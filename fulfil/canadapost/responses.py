@@ -4,6 +4,10 @@ Answers are read by local element name: Canada Post's namespaces changed between
 old unversioned ``…/ws/shipment`` still appears in its documentation samples) and error bodies
 have been seen outside the messages namespace. Elements fulfil does not know are ignored, since
 Canada Post adds elements to answers without changing the version.
+
+Every value fulfil takes from an answer is checked against what the schema declares (tightened
+where fulfil relies on more, see ``# --- values``) before anyone records or uses it: an answer
+with a PIN of ``../../x`` or a link to another host is a ResponseFormatError, never a label.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from fulfil.url_origin import origin_of
 from fulfil.xml_parsing import (
     UntrustedXmlError,
     child,
@@ -84,11 +89,16 @@ _SHIPMENT_LIST_ROOTS = ("shipments", "non-contract-shipments")
 _SHIPMENT_DETAILS_ROOTS = ("shipment-details", "non-contract-shipment-details")
 
 
-def parse_shipment_info(body: bytes | str) -> ShipmentInfo:
-    """A ``<shipment-info>`` or ``<non-contract-shipment-info>`` answer."""
+def parse_shipment_info(body: bytes | str, *, link_origin: str | None = None) -> ShipmentInfo:
+    """A ``<shipment-info>`` or ``<non-contract-shipment-info>`` answer.
+
+    With ``link_origin`` (an origin, or any URL on it such as the configured base URL), a link
+    to any other scheme, host or port makes the answer a ResponseFormatError.
+    """
+    origin = _link_origin(link_origin)
     root = _root(body, _SHIPMENT_INFO_ROOTS)
-    shipment_id = child_text(root, "shipment-id")
-    tracking_pin = child_text(root, "tracking-pin")
+    shipment_id = _shipment_id(root)
+    tracking_pin = _tracking_pin(root)
     if shipment_id is None or tracking_pin is None:
         missing = " and no ".join(
             f"<{name}>"
@@ -99,24 +109,28 @@ def parse_shipment_info(body: bytes | str) -> ShipmentInfo:
             f"<{local_name(root)}> has no {missing}; a label cannot be recorded without both "
             "(the shipment id voids or refunds it, the PIN tracks it)"
         )
-    links_element = child(root, "links")
-    all_links = tuple(_links(children(links_element, "link"))) if links_element is not None else ()
+    links_element = _single(root, "links")
+    all_links = tuple(_links(children(links_element, "link"), origin)) if links_element is not None else ()
     by_rel: dict[str, Link] = {}
     for link in sorted(all_links, key=lambda link: link.index or 0):
         by_rel.setdefault(link.rel, link)
     return ShipmentInfo(
         shipment_id=shipment_id,
         tracking_pin=tracking_pin,
-        status=child_text(root, "shipment-status"),
+        status=_printable(root, "shipment-status", _MAX_STATUS_LENGTH),
         links=by_rel,
         all_links=all_links,
     )
 
 
-def parse_shipment_links(body: bytes | str) -> list[Link]:
-    """The links of a ``<shipments>`` or ``<non-contract-shipments>`` search answer (may be empty)."""
+def parse_shipment_links(body: bytes | str, *, link_origin: str | None = None) -> list[Link]:
+    """The links of a ``<shipments>`` or ``<non-contract-shipments>`` search answer (may be empty).
+
+    ``link_origin`` holds every link to one origin, as for ``parse_shipment_info``.
+    """
+    origin = _link_origin(link_origin)
     root = _root(body, _SHIPMENT_LIST_ROOTS)
-    return list(_links(children(root, "link")))
+    return list(_links(children(root, "link"), origin))
 
 
 def parse_shipment_details(body: bytes | str) -> ShipmentDetails:
@@ -128,11 +142,15 @@ def parse_shipment_details(body: bytes | str) -> ShipmentDetails:
         spec = child(root, "delivery-spec")
     references = child(spec, "references") if spec is not None else None
     return ShipmentDetails(
-        shipment_id=child_text(root, "shipment-id"),
-        tracking_pin=child_text(root, "tracking-pin"),
-        status=child_text(root, "shipment-status"),
-        customer_request_id=child_text(root, "customer-request-id"),
-        customer_ref_1=child_text(references, "customer-ref-1") if references is not None else None,
+        shipment_id=_shipment_id(root),
+        tracking_pin=_tracking_pin(root),
+        status=_printable(root, "shipment-status", _MAX_STATUS_LENGTH),
+        customer_request_id=_printable(root, "customer-request-id", _MAX_REFERENCE_LENGTH),
+        customer_ref_1=(
+            _printable(references, "customer-ref-1", _MAX_REFERENCE_LENGTH)
+            if references is not None
+            else None
+        ),
     )
 
 
@@ -212,31 +230,198 @@ def _root(body: bytes | str, expected: tuple[str, ...]) -> etree._Element:
     wanted = " or ".join(f"<{item}>" for item in expected)
     if name == "messages":
         shown = "; ".join(f"{m.code}: {m.description}" for m in _messages(root)) or "no message"
+        if len(shown) > _MAX_SHOWN_MESSAGES:
+            shown = f"{shown[:_MAX_SHOWN_MESSAGES]}…"
         raise ResponseFormatError(f"expected {wanted}, got Canada Post error messages ({shown})")
-    raise ResponseFormatError(f"expected {wanted}, got <{name}>")
-
-
-def _links(elements: Iterable[etree._Element]) -> Iterable[Link]:
-    for element in elements:
-        rel = (element.get("rel") or "").strip()
-        href = (element.get("href") or "").strip()
-        if not rel or not href:
-            raise ResponseFormatError(f"a <link> without rel or href: rel={rel!r} href={href!r}")
-        raw_index = element.get("index")
-        index: int | None = None
-        if raw_index is not None and raw_index.strip():
-            if not raw_index.strip().isdigit():
-                raise ResponseFormatError(f"<link rel={rel!r}> has index {raw_index!r}, not a number")
-            index = int(raw_index)
-        media_type = (element.get("media-type") or "").strip() or None
-        yield Link(rel=rel, href=href, media_type=media_type, index=index)
+    shown_name = name if len(name) <= _SHOWN_LENGTH and name.isascii() else _shown(name)
+    raise ResponseFormatError(f"expected {wanted}, got <{shown_name}>")
 
 
 def _messages(root: etree._Element) -> list[CanadaPostMessage]:
     return [
         CanadaPostMessage(
-            code=child_text(message, "code") or "",
-            description=" ".join((child_text(message, "description") or "").split()),
+            code=_displayable(child_text(message, "code") or "", _MAX_CODE_LENGTH),
+            description=_displayable(
+                " ".join((child_text(message, "description") or "").split()), _MAX_DESCRIPTION_LENGTH
+            ),
         )
         for message in children(root, "message")
     ]
+
+
+# --- values ---------------------------------------------------------------------------------
+#
+# What Canada Post's schemas declare (shipment.xsd v8 and ncshipment.xsd v4 agree), and what
+# fulfil accepts. All are xsd:normalizedString unless said otherwise; XML whitespace around a
+# value is layout (pretty-printed answers), stripped as child_text always did; inside, refused.
+#
+# - tracking-pin, TrackingPINType: 11 to 16 characters, no pattern. fulfil also requires digits
+#   and capital letters (issue 9): Canada Post's PINs are 12 or 16 digits, or the international
+#   S10 form (two letters, nine digits, "CA"); a PIN is pushed to Best Buy and shown to buyers.
+# - shipment-id, ShipmentIDType: at most 32 characters, no pattern. Every id Canada Post hands
+#   out is digits (18 in the samples), and fulfil puts it into URLs and void/refund requests, so
+#   digits only, 1 to 32.
+# - shipment-status, ShipmentStatusType: at most 14 ("transmitted", "reconciled" …).
+# - customer-request-id, CustomerRequestIdType, and customer-ref-1: at most 35.
+# - link (common.xsd LinkType): href xsd:anyURI, rel RelType (an unrestricted xsd:string),
+#   media-type required, index xsd:nonNegativeInteger. fulfil follows hrefs with credentials, so
+#   they must be absolute http(s) URLs that fulfil.url_origin accepts, without a fragment;
+#   media-type, optional as fulfil always read it, is sent back as an Accept header.
+
+_XML_WHITESPACE = " \t\r\n"
+_TRACKING_PIN = re.compile(r"[0-9A-Z]{11,16}")
+_SHIPMENT_ID = re.compile(r"[0-9]{1,32}")
+_MAX_STATUS_LENGTH = 14
+_MAX_REFERENCE_LENGTH = 35
+_REL = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
+# RFC 6838 restricted names, without parameters: Canada Post names bare types.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_INDEX = re.compile(r"[0-9]{1,6}")
+MAX_HREF_LENGTH = 2048
+
+# How much of a refused value an error shows (a value can be megabytes), and of error answers.
+_SHOWN_LENGTH = 40
+_MAX_SHOWN_MESSAGES = 600
+_MAX_CODE_LENGTH = 40
+_MAX_DESCRIPTION_LENGTH = 1000
+
+
+def _single(parent: etree._Element, name: str) -> etree._Element | None:
+    """The one child with this local name; the schemas allow each at most once (xsd:all)."""
+    found = children(parent, name)
+    if len(found) > 1:
+        raise ResponseFormatError(
+            f"<{name}> appears {len(found)} times in <{local_name(parent)}>; the schema allows it once"
+        )
+    return found[0] if found else None
+
+
+def _value(parent: etree._Element, name: str) -> str | None:
+    """The text of the single ``<name>`` child, stripped of XML whitespace; None when absent or empty."""
+    element = _single(parent, name)
+    if element is None:
+        return None
+    if len(element):
+        raise ResponseFormatError(f"<{name}> in <{local_name(parent)}> holds elements, not a value")
+    return (element.text or "").strip(_XML_WHITESPACE) or None
+
+
+def _tracking_pin(root: etree._Element) -> str | None:
+    pin = _value(root, "tracking-pin")
+    if pin is not None and not _TRACKING_PIN.fullmatch(pin):
+        raise ResponseFormatError(
+            f"<tracking-pin> {_shown(pin)} in <{local_name(root)}> is not a Canada Post tracking PIN "
+            "(11 to 16 characters, digits and capital letters)"
+        )
+    return pin
+
+
+def _shipment_id(root: etree._Element) -> str | None:
+    shipment_id = _value(root, "shipment-id")
+    if shipment_id is not None and not _SHIPMENT_ID.fullmatch(shipment_id):
+        raise ResponseFormatError(
+            f"<shipment-id> {_shown(shipment_id)} in <{local_name(root)}> is not a Canada Post shipment id "
+            "(1 to 32 digits)"
+        )
+    return shipment_id
+
+
+def _printable(parent: etree._Element, name: str, max_length: int) -> str | None:
+    value = _value(parent, name)
+    if value is not None and (len(value) > max_length or not value.isprintable()):
+        raise ResponseFormatError(
+            f"<{name}> {_shown(value)} in <{local_name(parent)}> is not a value of at most {max_length} "
+            "printable characters on one line"
+        )
+    return value
+
+
+def _link_origin(link_origin: str | None) -> str | None:
+    if link_origin is None:
+        return None
+    try:
+        return origin_of(link_origin)
+    except ValueError as exc:
+        # fulfil's own configuration, not the answer: not a ResponseFormatError, and not echoed
+        # (a base URL may hold a password).
+        raise ValueError(f"link_origin is not a usable http(s) origin: {exc}") from None
+
+
+def _links(elements: Iterable[etree._Element], origin: str | None) -> Iterable[Link]:
+    for element in elements:
+        yield _link(element, origin)
+
+
+def _link(element: etree._Element, origin: str | None) -> Link:
+    rel = _attribute(element, "rel")
+    href = _attribute(element, "href")
+    if not rel or not href:
+        raise ResponseFormatError(
+            f"a <link> without rel or href: rel={_shown(rel)} href={_shown(_without_userinfo(href))}"
+        )
+    if not _REL.fullmatch(rel):
+        raise ResponseFormatError(
+            f"a <link> whose rel {_shown(rel)} is not a link relation "
+            "(a letter, then up to 63 letters, digits, '.', '_' or '-')"
+        )
+    name = f"<link rel={rel!r}>"
+    href_origin = _href_origin(name, href)
+    if origin is not None and href_origin != origin:
+        raise ResponseFormatError(
+            f"{name} points to {href_origin}, not to {origin} where Canada Post was called; "
+            "a link elsewhere is never followed"
+        )
+    media_type = _attribute(element, "media-type") or None
+    if media_type is not None and not _MEDIA_TYPE.fullmatch(media_type):
+        raise ResponseFormatError(
+            f"{name} has media-type {_shown(media_type)}, not a media type (type/subtype)"
+        )
+    raw_index = _attribute(element, "index")
+    index: int | None = None
+    if raw_index:
+        if not _INDEX.fullmatch(raw_index):
+            raise ResponseFormatError(f"{name} has index {_shown(raw_index)}, not a number of up to 6 digits")
+        index = int(raw_index)
+    return Link(rel=rel, href=href, media_type=media_type, index=index)
+
+
+def _attribute(element: etree._Element, name: str) -> str:
+    return (element.get(name) or "").strip(_XML_WHITESPACE)
+
+
+def _href_origin(name: str, href: str) -> str:
+    if len(href) > MAX_HREF_LENGTH:
+        raise ResponseFormatError(f"{name} has an href of {len(href)} characters, over {MAX_HREF_LENGTH}")
+    try:
+        href_origin = origin_of(href)
+    except ValueError as exc:
+        raise ResponseFormatError(
+            f"{name} href {_shown(_without_userinfo(href))} is not a usable link: {exc}"
+        ) from None
+    if "#" in href:
+        raise ResponseFormatError(
+            f"{name} href {_shown(href)} has a fragment (#…), which Canada Post's links never have"
+        )
+    return href_origin
+
+
+def _without_userinfo(href: str) -> str:
+    """The href with any user:password@ masked, so a refused link never shows a password."""
+    return re.sub(r"(?<=://)[^/?#]*@", "***@", href, count=1)
+
+
+def _shown(value: str) -> str:
+    """A value for an error message: quoted, escaped to ASCII (no control or bidi characters), short."""
+    length = "1 character" if len(value) == 1 else f"{len(value)} characters"
+    if len(value) <= _SHOWN_LENGTH:
+        return f"{value!a} ({length})"
+    return f"{value[:_SHOWN_LENGTH]!a}… ({length})"
+
+
+def _displayable(text: str, max_length: int) -> str:
+    """Canada Post's own words, kept readable but bounded and without invisible or control characters."""
+    if len(text) > max_length:
+        text = f"{text[:max_length]}…"
+    if text.isprintable():
+        return text
+    return "".join(character if character.isprintable() else ascii(character)[1:-1] for character in text)

@@ -160,7 +160,7 @@ def test_shipment_info_without_id_or_pin_is_a_format_error(inner: str, missing: 
     [
         ('<link rel="label" media-type="application/pdf"/>', "a <link> without rel or href"),
         ('<link href="https://h/x" media-type="application/pdf"/>', "a <link> without rel or href"),
-        ('<link rel="label" href="https://h/x" index="first"/>', "index 'first', not a number"),
+        ('<link rel="label" href="https://h/x" index="first"/>', "has index 'first'"),
     ],
 )
 def test_malformed_links_are_format_errors(link: str, message: str) -> None:
@@ -230,11 +230,21 @@ def test_search_answer_of_the_wrong_kind() -> None:
         parse_shipment_links(sample("contract-create-shipment-response-created.karrio.xml"))
 
 
-def test_contract_details_sample() -> None:
-    details = parse_shipment_details(sample("contract-shipment-details-response.karrio.xml"))
-    assert details == ShipmentDetails(
+def test_contract_details_sample_is_refused_for_its_18_character_pin() -> None:
+    """karrio made this sample up (its tracking-pin is the shipment id of another sample): the
+    schema's TrackingPINType is 11 to 16 characters, and the samples README marks it INVALID for
+    that. A PIN fulfil cannot trust is never taken from an answer, so the answer is refused."""
+    with pytest.raises(ResponseFormatError, match=r"<tracking-pin> '545021584835957806' \(18 characters\)"):
+        parse_shipment_details(sample("contract-shipment-details-response.karrio.xml"))
+
+
+def test_contract_details_sample_with_a_pin_of_the_declared_length() -> None:
+    body = sample("contract-shipment-details-response.karrio.xml").replace(
+        b"<tracking-pin>545021584835957806</tracking-pin>", b"<tracking-pin>5450215848359578</tracking-pin>"
+    )
+    assert parse_shipment_details(body) == ShipmentDetails(
         shipment_id=None,
-        tracking_pin="545021584835957806",
+        tracking_pin="5450215848359578",
         status="reconciled",
         customer_request_id=None,
         customer_ref_1=None,
