@@ -42,7 +42,9 @@ def orders_import(
     these), SHIPPED/TO_COLLECT/RECEIVED/CLOSED → shipped, CANCELED/REFUSED → canceled, the
     waiting states → waiting_acceptance or waiting_payment. A status never moves backwards, and a
     copy older than the stored one changes nothing. A malformed object is reported with its
-    position and skipped; the others are imported.
+    position and skipped; the others are imported. So is an object PostgreSQL cannot store (a NUL
+    character, a lone surrogate, bytes that are not UTF-8, 1e400, nesting over 64 deep), naming
+    the field, and every later copy of an order id the input already held (the first copy is used).
 
     Exit 0: all imported (or unchanged); 3: some objects were rejected; 2: unreadable input.
 
@@ -93,7 +95,9 @@ def orders_pull(
     With SHIPPING among the states (the default), orders held here as accepted that Best Buy no
     longer lists as SHIPPING are read by id too: a cancellation reaches fulfil this way, before a
     label is bought. Mirakl allows at most one order poll a minute: a pull sooner than that is
-    refused (exit 75) unless --force.
+    refused (exit 75) unless --force. An order PostgreSQL cannot store is rejected alone, naming
+    the field, as `orders import` does. A listing that does not end (the same page again, a count
+    that keeps growing) stops the pull with a message; the orders read by then are stored.
 
     Exit 0: done; 3: some orders were rejected, or the pull stopped early; 2: configuration
     problem (e.g. the API key was refused); 75: too soon after the last poll.
@@ -153,18 +157,15 @@ def _states_from(values: list[str] | None) -> list[str]:
     return list(dict.fromkeys(states))
 
 
-def _read_source(source: str) -> str:
+def _read_source(source: str) -> bytes:
+    """The bytes as given: text that is not UTF-8 costs only the orders holding it (see
+    fulfil.bestbuy.order_documents), so it is not refused here."""
     from fulfil.errors import UsageError
 
     try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        where = "stdin" if source == "-" else source
-        raise UsageError(f"{where} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _streamer(state: AppState) -> Callable[[OrderResult], None]:

@@ -10,7 +10,16 @@ Each order is decided with its row locked (``SELECT … FOR UPDATE``), so an imp
 a tracking push that marks the order shipped cannot undo what the other wrote. Rows are locked in
 order-id order within a transaction, so two imports never deadlock.
 
-A pull reads Best Buy's orders in the chosen states page by page (100 a page, by offset). When
+Storing is one transaction per chunk of orders. Every order is checked before (see
+``order_documents.order_problem``), so the database should refuse none; should it refuse a value
+all the same (a data error, never a lost connection), the chunk is stored again order by order,
+each in its own savepoint, and only the order the database refused is rejected, with its reason.
+
+A pull reads Best Buy's orders in the chosen states page by page (100 a page, by offset). A
+listing that does not end is Best Buy misbehaving, and the pull stops with an error saying what
+it saw and how many orders it stored: a page that brings no order id this pull has not already
+read (the same page again), a listing that grows by more than ``LISTING_GROWTH`` orders past the
+count its first page gave, and at most ``MAX_PAGES`` pages in any case. When
 SHIPPING orders are pulled, the orders fulfil holds as ``accepted`` that Best Buy no longer lists
 as SHIPPING are read by id afterwards: that is how a cancellation reaches fulfil before a label
 is bought for it. Mirakl asks for at most one OR11 poll a minute; a pull sooner than that after
@@ -51,7 +60,12 @@ NOT_FOUND = "not_found"
 ATTENTION = frozenset({REJECTED, NOT_FOUND})
 CHUNK = 200  # orders decided per transaction
 POLL_INTERVAL_SECONDS = 60.0  # Mirakl's maximum OR11 frequency: once a minute
-MAX_PAGES = 2000  # a listing that never ends is Best Buy misbehaving, not 200,000 open orders
+# The hard cap, for a listing without total_count that keeps sending full pages of new orders:
+# no shop fulfil serves has 200,000 open orders.
+MAX_PAGES = 2000
+# Orders that may arrive while a listing is read (they sort last): more than two pages' worth
+# beyond the count the first page gave means the count is not to be trusted. The next pull reads on.
+LISTING_GROWTH = 2 * PAGE_SIZE
 
 
 @dataclass
@@ -162,18 +176,40 @@ class OrderStore:
             self._store_chunk(conn, candidates[start : start + CHUNK], run)
 
     def _store_chunk(self, conn: psycopg.Connection, chunk: Sequence[OrderCandidate], run: OrderRun) -> None:
-        results: dict[int, OrderResult] = {}
         usable = [(index, c) for index, c in enumerate(chunk) if c.order is not None]
         # Locks are taken in order-id order (stable, so a repeated id keeps its input order).
         usable.sort(key=lambda item: str(item[1].order_id))
-        with conn.transaction():
-            for index, candidate in usable:
-                results[index] = self._store_one(conn, candidate)
+        try:
+            with conn.transaction():
+                results = {index: self._store_one(conn, candidate) for index, candidate in usable}
+        except Exception as exc:
+            if not refused_value(exc):
+                raise
+            results = self._store_one_by_one(conn, usable)
         for index, candidate in enumerate(chunk):
             result = results.get(index) or OrderResult(
                 candidate.order_id, REJECTED, position=candidate.position, reason=candidate.problem
             )
             self.report(run, result)
+
+    def _store_one_by_one(
+        self, conn: psycopg.Connection, usable: Sequence[tuple[int, OrderCandidate]]
+    ) -> dict[int, OrderResult]:
+        """The slow path, after the database refused a chunk: a savepoint per order."""
+        results: dict[int, OrderResult] = {}
+        with conn.transaction():
+            for index, candidate in usable:
+                try:
+                    with conn.transaction():
+                        results[index] = self._store_one(conn, candidate)
+                except Exception as exc:
+                    if not refused_value(exc):
+                        raise
+                    reason = f"order {candidate.order_id}: the database refused it ({database_reason(exc)})"
+                    results[index] = OrderResult(
+                        candidate.order_id, REJECTED, position=candidate.position, reason=reason
+                    )
+        return results
 
     def _store_one(self, conn: psycopg.Connection, candidate: OrderCandidate) -> OrderResult:
         order = candidate.order
@@ -204,6 +240,26 @@ class OrderStore:
     def report(self, run: OrderRun, result: OrderResult) -> None:
         run.results.append(result)
         self.on_result(result)
+
+
+def refused_value(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database (or psycopg's encoding) refusing a value, which costs
+    only the order holding it; a lost connection or a bug is not."""
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError | UnicodeEncodeError):
+        return True
+    # Class 54, program limit exceeded: a value too large or too deep for jsonb.
+    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("54")
+
+
+def database_reason(exc: BaseException) -> str:
+    """The database's own words, on one line, safe to print (no NUL, no lone surrogate)."""
+    diag = exc.diag if isinstance(exc, psycopg.Error) else None
+    if diag is not None and diag.message_primary:
+        reason = diag.message_primary + (f": {diag.message_detail}" if diag.message_detail else "")
+    else:
+        reason = str(exc)
+    reason = " ".join(reason.split())
+    return reason.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class OrderPull:
@@ -256,24 +312,42 @@ class OrderPull:
             )
 
     def _pull_listing(self, conn: psycopg.Connection, run: OrderRun, states: Sequence[str]) -> list[str]:
+        """The ids of the orders listed; raises BestBuyUnavailable when the listing does not end."""
         seen: dict[str, None] = {}
         offset = 0
-        for _ in range(MAX_PAGES):
+        first_count: int | None = None
+        for pages in range(1, MAX_PAGES + 1):
             page = self.client.list_orders(states, offset)
             candidates = [
                 checked_candidate(f"OR11 offset {offset + index}", order)
                 for index, order in enumerate(page.orders)
             ]
             self.store.store(conn, candidates, run)
-            seen.update((c.order_id, None) for c in candidates if c.order_id is not None)
-            offset += len(page.orders)
+            ids = [c.order_id for c in candidates if c.order_id is not None]
+            brought_new = any(order_id not in seen for order_id in ids)
+            seen.update(dict.fromkeys(ids))
+            page_offset, offset = offset, offset + len(page.orders)
             if not page.orders:
                 return list(seen)
             if page.total_count is not None and offset >= page.total_count:
                 return list(seen)
             if page.total_count is None and len(page.orders) < PAGE_SIZE:
                 return list(seen)
-        raise BestBuyUnavailable(f"Best Buy's order listing did not end after {MAX_PAGES} pages")
+            if not brought_new:
+                raise _endless_listing(
+                    f"the page at offset {page_offset} brought no order this pull had not already read",
+                    pages,
+                    run,
+                )
+            first_count = page.total_count if first_count is None else first_count
+            if first_count is not None and offset >= first_count + LISTING_GROWTH:
+                raise _endless_listing(
+                    f"its first page counted {first_count} orders, {offset} have been read and it "
+                    f"now counts {page.total_count}",
+                    pages,
+                    run,
+                )
+        raise _endless_listing(f"it still sent full pages after {MAX_PAGES} pages", MAX_PAGES, run)
 
     def _refresh_accepted(self, conn: psycopg.Connection, run: OrderRun, seen: list[str]) -> None:
         missing = [
@@ -303,3 +377,11 @@ class OrderPull:
                         ),
                     ),
                 )
+
+
+def _endless_listing(what: str, pages: int, run: OrderRun) -> BestBuyUnavailable:
+    stored = len({result.order_id for result in run.results if result.outcome in (NEW, UPDATED, UNCHANGED)})
+    return BestBuyUnavailable(
+        f"Best Buy's order listing does not end: {what}; stopped after {pages} pages, with the "
+        f"{stored} orders read stored (the next pull starts again from the first page)"
+    )

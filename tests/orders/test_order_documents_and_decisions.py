@@ -80,7 +80,7 @@ def test_decisions() -> None:
     assert foreign.reason == "status 'label_printed' was not set by fulfil and is kept"
 
 
-def positions(text: str) -> list[tuple[str, str | None, str | None]]:
+def positions(text: bytes | str) -> list[tuple[str, str | None, str | None]]:
     return [(c.position, c.order_id, c.problem) for c in read_order_documents(text)]
 
 
@@ -147,3 +147,58 @@ def test_samples_of_other_calls_hold_no_order(name: str) -> None:
     assert candidates
     assert [c.order for c in candidates] == [None] * len(candidates)
     assert all(c.problem for c in candidates)
+
+
+def test_a_repeated_order_id_is_refused_after_its_first_copy() -> None:
+    refused_first = {**order("1-A"), "note": "a\u0000b"}
+    text = "\n".join(
+        json.dumps(o) for o in (refused_first, order("2-A"), order("1-A"), order("2-A", "SHIPPED"))
+    )
+    assert positions(text) == [
+        ("line 1", "1-A", "order 1-A: note contains a NUL character"),
+        ("line 2", "2-A", None),
+        (
+            "line 3",
+            "1-A",
+            "order 1-A: appears again (first at line 1, with different content); the first copy is "
+            "refused, and a later one is not used in its place",
+        ),
+        (
+            "line 4",
+            "2-A",
+            "order 2-A: appears again (first at line 2, with different content); only the first copy is used",
+        ),
+    ]
+    # An order id that is not a Mirakl id is not one to compare.
+    assert [
+        c.problem for c in read_order_documents(json.dumps([order("1-A\u0000"), order("1-A\u0000")]))
+    ] == ["order_id '1-A\\x00' is not a Mirakl order id"] * 2
+
+
+def test_bytes_that_are_not_utf8_cost_only_their_order() -> None:
+    text = (
+        b'[{"order_id": "1-A", "order_state": "SHIPPING", "city": "Montr\xe9al"}, '
+        + json.dumps(order("2-A")).encode()
+        + b"]"
+    )
+    assert positions(text) == [
+        (
+            "item 1",
+            "1-A",
+            "order 1-A: city contains a byte that is not UTF-8 (0xE9) or a lone surrogate (U+DCE9)",
+        ),
+        ("item 2", "2-A", None),
+    ]
+
+
+def test_json_lines_break_at_newlines_only() -> None:
+    # U+2028 and U+0085 are line breaks to str.splitlines, but only text inside a JSON string here.
+    one = {**order("1-A"), "note": "a\u2028b\x85c"}
+    text = json.dumps(one, ensure_ascii=False) + "\n" + json.dumps(order("2-A"))
+    assert positions(text) == [("line 1", "1-A", None), ("line 2", "2-A", None)]
+
+
+def test_json_lines_may_end_in_crlf_or_cr() -> None:
+    one, two = json.dumps(order("1-A")), json.dumps(order("2-A"))
+    assert positions(f"{one}\r\n{two}\r\n") == [("line 1", "1-A", None), ("line 2", "2-A", None)]
+    assert positions(f"{one}\r\r{two}") == [("line 1", "1-A", None), ("line 3", "2-A", None)]

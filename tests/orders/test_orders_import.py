@@ -206,3 +206,47 @@ def test_a_missing_file_is_a_usage_error(env: dict[str, str], tmp_path: Path) ->
     assert (
         result.stderr == f"fulfil: error: cannot read {tmp_path / 'nope.json'}: No such file or directory\n"
     )
+
+
+def test_an_order_id_that_appears_again_is_reported_and_only_the_first_copy_is_used(
+    env: dict[str, str], db: psycopg.Connection
+) -> None:
+    first, second, *_ = sample_orders("bestbuy-ca.OR11-orders.SHIPPING.redacted.json")
+    changed = {**first, "order_state": "CANCELED", "last_updated_date": "2025-08-30T10:00:00Z"}
+    lines = [json.dumps(o) for o in (first, second, first, changed)]
+
+    result = run_fulfil("orders", "import", "-", "--json", env=env, input_text="\n".join(lines) + "\n")
+
+    assert result.returncode == 3, result.stderr
+    assert [(r["position"], r["outcome"], r["order_id"]) for r in json_lines(result.stdout)] == [
+        ("line 1", "new", first["order_id"]),
+        ("line 2", "new", second["order_id"]),
+        ("line 3", "rejected", first["order_id"]),
+        ("line 4", "rejected", first["order_id"]),
+    ]
+    order_id = first["order_id"]
+    assert result.stderr.splitlines() == [
+        f"fulfil: rejected: line 3: order {order_id}: appears again (first at line 1, identical); "
+        "only the first copy is used",
+        f"fulfil: rejected: line 4: order {order_id}: appears again (first at line 1, with different "
+        "content); only the first copy is used",
+    ]
+    assert orders_table(db)[order_id]["raw_order_data"] == first
+
+
+def test_a_repeat_across_the_pages_of_an_or11_dump_is_reported(
+    env: dict[str, str], db: psycopg.Connection, tmp_path: Path
+) -> None:
+    first, second, third, *_ = sample_orders("bestbuy-ca.OR11-orders.SHIPPING.redacted.json")
+    pages = [{"orders": [first, second], "total_count": 3}, {"orders": [second, third], "total_count": 3}]
+    path = tmp_path / "pages.jsonl"
+    path.write_text("".join(json.dumps(page) + "\n" for page in pages), encoding="utf-8")
+
+    result = run_fulfil("orders", "import", str(path), env=env)
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"fulfil: rejected: line 2, orders[0]: order {second['order_id']}: appears again (first at line 1, "
+        "orders[1], identical); only the first copy is used\n"
+    )
+    assert set(orders_table(db)) == {first["order_id"], second["order_id"], third["order_id"]}
