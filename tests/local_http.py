@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class JoiningHTTPServer(ThreadingHTTPServer):
+    """Handler threads are joined when the server closes, so none outlives a test."""
+
+    daemon_threads = False
+    block_on_close = True
+
+
 @dataclass
 class Reply:
     status: int = 200
@@ -35,6 +42,9 @@ class ScriptedServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            # A client that connects and sends nothing cannot keep the server from closing.
+            timeout = 5
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -53,7 +63,7 @@ class ScriptedServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = JoiningHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -64,6 +74,7 @@ class ScriptedServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.thread.join(timeout=5)
 
 
 def scripted(*replies: Reply) -> ScriptedServer:

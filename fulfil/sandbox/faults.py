@@ -2,15 +2,36 @@
 
 Every API request draws the same three numbers from its service's random generator, whatever
 happens to it, so the same seed and the same request sequence give the same faults. Scripted
-faults (``FaultPlan.script``) are consumed first, in order, per endpoint, and draw nothing.
+faults (``FaultPlan.script``) are consumed first, in order, per endpoint, and draw nothing. Faults
+never apply to the control API (``/_sandbox/*``).
 
-Faults fall in two groups:
+Faults fall in three groups:
 
-* *refusals* (5xx in the service's own format, an HTML gateway page, rate limiting, a label that
-  is not ready yet): the request is not performed;
-* *after-commit* faults (commit-then-drop, late answer, truncated or garbage body): the request IS
-  performed (a label bought, a tracking number set, an order shipped) and only the answer is lost
-  or mangled. These are the ones that test exactly-once behaviour.
+* *refusals*: the request is not performed. 5xx in the service's own format, an HTML gateway
+  page, rate limiting, a label that is not ready yet, and two scripted-only pages:
+  ``echo_headers`` (HTTP 500, an HTML error page that repeats the request line and every request
+  header verbatim, ``Authorization`` included, plus a "report this" link carrying them
+  URL-encoded) and ``html_200`` (HTTP 200 with an HTML page, as a captive portal or a proxy
+  answers: a 2xx that is not the service's answer);
+* *after-commit* faults: the request IS performed (a label bought, a tracking number set, an
+  order shipped) and only the answer is lost or mangled. These are the ones that test
+  exactly-once behaviour. By rate or script: commit-then-drop, late answer, truncated or garbage
+  body. Scripted only:
+
+  - ``trickle``: the whole answer (status line, headers, body) is sent one byte every
+    ``trickle_interval_s`` seconds, so a per-read timeout never fires; only an overall deadline
+    stops the client;
+  - ``nul_body``: the body arrives with NUL bytes inserted (status and content type as usual; a
+    204 cannot carry a body, so it becomes a 200 whose body is a NUL);
+  - ``foreign_links``: every ``href`` in an XML body points at ``foreign_base_url`` instead
+    (same path and query), as if the service named another host in its links;
+  - ``bad_pin``: the tracking PIN elements (``tracking-pin``, and ``pin`` in tracking answers)
+    read ``hostile_pin`` instead; the shipment keeps the PIN it was sold with;
+
+* *late commit* (``late_commit``, scripted only): the request is held ``late_answer_s`` seconds
+  before it is performed, then answered normally: a purchase that completes after the client
+  gave up. While it is held it does not exist, so no lookup finds it. A held request is
+  abandoned, never performed, if the sandbox is reset or stopped meanwhile.
 """
 
 from __future__ import annotations
@@ -20,6 +41,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 
 class FaultKind(StrEnum):
@@ -34,6 +56,14 @@ class FaultKind(StrEnum):
     COMMIT_THEN_LATE = "commit_then_late"
     TRUNCATE = "truncate"
     GARBAGE = "garbage"
+    # Scripted only (no rates): see the module docstring.
+    ECHO_HEADERS = "echo_headers"
+    HTML_200 = "html_200"
+    TRICKLE = "trickle"
+    NUL_BODY = "nul_body"
+    FOREIGN_LINKS = "foreign_links"
+    BAD_PIN = "bad_pin"
+    LATE_COMMIT = "late_commit"
     # A scripted "nothing goes wrong this time", so a script can say "fail, succeed, fail".
     NONE = "none"
 
@@ -46,10 +76,21 @@ REFUSALS = frozenset(
         FaultKind.GATEWAY_502,
         FaultKind.GATEWAY_504,
         FaultKind.RATE_LIMIT,
+        FaultKind.ECHO_HEADERS,
+        FaultKind.HTML_200,
     }
 )
 AFTER_COMMIT = frozenset(
-    {FaultKind.COMMIT_THEN_DROP, FaultKind.COMMIT_THEN_LATE, FaultKind.TRUNCATE, FaultKind.GARBAGE}
+    {
+        FaultKind.COMMIT_THEN_DROP,
+        FaultKind.COMMIT_THEN_LATE,
+        FaultKind.TRUNCATE,
+        FaultKind.GARBAGE,
+        FaultKind.TRICKLE,
+        FaultKind.NUL_BODY,
+        FaultKind.FOREIGN_LINKS,
+        FaultKind.BAD_PIN,
+    }
 )
 
 DROP_MODES = ("close", "late")
@@ -62,7 +103,11 @@ class Faults:
     ``drop_mode`` chooses what commit-then-drop does after performing the request: ``close`` the
     connection without a byte of answer, or answer ``late`` (after ``late_answer_s`` seconds, longer
     than a client's read timeout). ``label_not_ready_fetches`` makes the first K fetches of every
-    label answer 202 with an empty body (Canada Post only).
+    label answer 202 with an empty body (Canada Post only). ``late_answer_s`` is also how long a
+    ``late_commit`` request is held before it is performed. ``trickle_interval_s`` is the pause
+    between two bytes of a ``trickle`` answer, ``foreign_base_url`` the origin (and optional path
+    prefix) ``foreign_links`` points hrefs at, ``hostile_pin`` the text ``bad_pin`` puts in place of
+    the PIN.
     """
 
     latency_ms: float = 0.0
@@ -77,6 +122,10 @@ class Faults:
     truncate_rate: float = 0.0
     garbage_rate: float = 0.0
     label_not_ready_fetches: int = 0
+    trickle_interval_s: float = 1.0
+    # Port 9 (discard) on a loopback address other than the sandbox's: nothing answers there.
+    foreign_base_url: str = "http://127.0.0.2:9"
+    hostile_pin: str = "../../x\n"
 
     def __post_init__(self) -> None:
         rates = {
@@ -92,13 +141,20 @@ class Faults:
                 raise ValueError(f"{name} must be between 0 and 1, not {rate}")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError(f"fault rates add up to {sum(rates.values()):.3f}, more than 1")
-        for name in ("latency_ms", "jitter_ms", "late_answer_s"):
+        for name in ("latency_ms", "jitter_ms", "late_answer_s", "trickle_interval_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.retry_after_s < 0 or self.label_not_ready_fetches < 0:
             raise ValueError("retry_after_s and label_not_ready_fetches must not be negative")
         if self.drop_mode not in DROP_MODES:
             raise ValueError(f"drop_mode must be one of {', '.join(DROP_MODES)}, not {self.drop_mode!r}")
+        if any(ord(char) < 0x20 and char not in "\t\n\r" for char in self.hostile_pin):
+            raise ValueError("hostile_pin must be text XML can carry (no control characters but tab, CR, LF)")
+        foreign = urlsplit(self.foreign_base_url)
+        if foreign.scheme not in ("http", "https") or not foreign.netloc or foreign.query or foreign.fragment:
+            raise ValueError(
+                f"foreign_base_url must be http(s)://host[:port][/prefix], not {self.foreign_base_url!r}"
+            )
 
     def as_dict(self) -> dict[str, object]:
         return {item.name: getattr(self, item.name) for item in fields(self)}

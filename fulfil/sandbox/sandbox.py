@@ -75,6 +75,7 @@ class Sandbox:
             return
         server.shutdown()
         server.stopping.set()
+        server.interrupt_holds()
         server.close_connections()
         server.server_close()
         if thread is not None:
@@ -130,6 +131,9 @@ class Sandbox:
         """Forget every shipment, order and request; faults and generated orders as configured."""
         self.sandbox_state.clear()
         self.fault_plan.reset()
+        if self._server is not None:
+            # A request held by a fault (late_commit, a late answer, a trickle) is abandoned.
+            self._server.interrupt_holds()
         self._seed_configured_orders()
 
     def set_faults(self, service: str, faults: Faults) -> None:

@@ -4,13 +4,19 @@ Both services share one port (their paths do not overlap: Canada Post under /rs,
 Mirakl under /api). ``/_sandbox/*`` is the control API (state, reset, faults, orders); faults
 never apply to it and it is not logged. Connections are HTTP/1.1 keep-alive, like the real
 gateways; ``stop()`` closes idle ones and waits for every handler thread, so nothing outlives it.
+
+Links in answers point back at the origin the client addressed: the ``Host`` header over plain
+HTTP, or ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` when a front end (a TLS terminator) sets
+them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -19,6 +25,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from fulfil.sandbox.fault_answers import (
+    echo_headers_page,
+    html_200_page,
+    with_foreign_links,
+    with_hostile_pin,
+    with_nul_bytes,
+)
 from fulfil.sandbox.faults import REFUSALS, FaultDecision, FaultKind, Faults
 from fulfil.sandbox.state import RequestRecord
 from fulfil.sandbox.wire import ApiRequest, ApiResponse, Route, match_route
@@ -29,6 +42,8 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 CONTROL_PREFIX = "/_sandbox/"
+# What a front end may name in X-Forwarded-Host: a host name or address, an optional port.
+FORWARDED_AUTHORITY = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
 
 
 class Service(Protocol):
@@ -73,7 +88,24 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        # Requests held by a fault wait here, so a stop or a reset wakes them at once.
+        self._holds = threading.Condition()
         super().__init__(address, SandboxRequestHandler)
+
+    def hold(self, seconds: float, generation: int) -> bool:
+        """Wait ``seconds``; False when the sandbox stopped or was reset (the request is abandoned)."""
+        deadline = time.monotonic() + seconds
+        with self._holds:
+            while not self.stopping.is_set() and self.sandbox.sandbox_state.generation == generation:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return True
+                self._holds.wait(remaining)
+        return False
+
+    def interrupt_holds(self) -> None:
+        with self._holds:
+            self._holds.notify_all()
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -146,6 +178,7 @@ class Exchange:
         self.server = handler.server
         self.sandbox = handler.server.sandbox
         self.started_at = time.time()
+        self.generation = self.sandbox.sandbox_state.generation
         self.target = handler.path
         split = urlsplit(handler.path)
         self.path = unquote(split.path)
@@ -178,6 +211,11 @@ class Exchange:
             return
         request = self._request(body, decision)
         faults = self.sandbox.fault_plan.faults(service.service)
+        late_commit = decision.kind is FaultKind.LATE_COMMIT
+        if late_commit and not self.server.hold(faults.late_answer_s, self.generation):
+            # Stopped or reset while held: the request never happens.
+            self.handler.close_connection = True
+            return
         if decision.kind in REFUSALS:
             response = self._refusal(service, decision.kind, request, faults)
         else:
@@ -187,19 +225,32 @@ class Exchange:
 
     def _request(self, body: bytes, decision: FaultDecision | None) -> ApiRequest:
         headers = {name.lower(): value for name, value in self.handler.headers.items()}
-        host = headers.get("host") or self.sandbox.authority
         return ApiRequest(
             method=self.handler.command,
             path=self.path,
             query=self.query,
             headers=headers,
             body=body,
-            base_url=f"http://{host}",
+            base_url=self._origin(headers),
             received_at=self.started_at,
             fault=decision,
         )
 
+    def _origin(self, headers: dict[str, str]) -> str:
+        """scheme://authority the client addressed, as links must name it (behind a front end too)."""
+        host = headers.get("host") or self.sandbox.authority
+        forwarded_host = (headers.get("x-forwarded-host") or "").split(",", 1)[0].strip()
+        if forwarded_host and FORWARDED_AUTHORITY.fullmatch(forwarded_host):
+            host = forwarded_host
+        proto = (headers.get("x-forwarded-proto") or "").split(",", 1)[0].strip().lower()
+        scheme = proto if proto in ("http", "https") else "http"
+        return f"{scheme}://{host}"
+
     def _refusal(self, service: Any, kind: FaultKind, request: ApiRequest, faults: Faults) -> ApiResponse:
+        if kind is FaultKind.ECHO_HEADERS:
+            return echo_headers_page(self.handler.requestline, self.handler.headers.items())
+        if kind is FaultKind.HTML_200:
+            return html_200_page()
         if kind is FaultKind.GATEWAY_502:
             return gateway_page(502)
         if kind is FaultKind.GATEWAY_504:
@@ -232,10 +283,10 @@ class Exchange:
             self.handler.close_connection = True
             self._record(service, endpoint, None, kind)
             return
+        faults = self.sandbox.fault_plan.faults(service)
         if kind is FaultKind.COMMIT_THEN_LATE:
             self.handler.close_connection = True
-            late = self.sandbox.fault_plan.faults(service).late_answer_s
-            if self.server.stopping.wait(late):
+            if not self.server.hold(faults.late_answer_s, self.generation):
                 self._record(service, endpoint, None, kind)
                 return
         elif kind is FaultKind.TRUNCATE and response.body:
@@ -250,11 +301,23 @@ class Exchange:
             response = ApiResponse(
                 status, noise, response.content_type or "application/octet-stream", response.headers
             )
+        elif kind is FaultKind.NUL_BODY:
+            response = with_nul_bytes(response)
+        elif kind is FaultKind.FOREIGN_LINKS:
+            response = with_foreign_links(response, faults.foreign_base_url)
+        elif kind is FaultKind.BAD_PIN:
+            response = with_hostile_pin(response, faults.hostile_pin)
+        elif kind is FaultKind.TRICKLE:
+            self._record(service, endpoint, response.status, kind)
+            self._trickle(response, faults.trickle_interval_s)
+            return
         # Recorded before the answer leaves, so a client holding the answer finds it in the log.
         self._record(service, endpoint, response.status, kind)
         self._write_quietly(response)
 
     def _record(self, service: str, endpoint: str | None, status: int | None, kind: FaultKind | None) -> None:
+        if self.sandbox.sandbox_state.generation != self.generation:
+            return  # begun before a reset: it belongs to the forgotten log
         self.sandbox.sandbox_state.record(
             RequestRecord(
                 service=service,
@@ -274,6 +337,24 @@ class Exchange:
             self._write(response)
         except OSError:
             self.handler.close_connection = True
+
+    def _trickle(self, response: ApiResponse, interval_s: float) -> None:
+        """Send the whole answer, status line first, one byte every ``interval_s`` seconds."""
+        handler = self.handler
+        socket_writer = handler.wfile
+        captured = io.BytesIO()
+        handler.wfile = captured  # type: ignore[assignment]
+        try:
+            self._write(response, close=True)
+        finally:
+            handler.wfile = socket_writer
+        try:
+            for index, byte in enumerate(captured.getvalue()):
+                if index and not self.server.hold(interval_s, self.generation):
+                    return
+                socket_writer.write(bytes((byte,)))
+        except OSError:
+            return  # the client gave up (its deadline): nothing more to send
 
     def _read_body(self) -> bytes | None:
         headers = self.handler.headers

@@ -91,6 +91,8 @@ class SandboxState:
     counts: Counter[str] = field(default_factory=Counter)
     # Answers the sandbox produced that failed the official XSDs: sandbox bugs, reported loudly.
     invalid_responses: list[str] = field(default_factory=list)
+    # Bumped by clear(): a request held across a reset (late_commit) belongs to a forgotten world.
+    generation: int = 0
     ids: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +107,7 @@ class SandboxState:
             self.log.clear()
             self.counts.clear()
             self.invalid_responses.clear()
+            self.generation += 1
             self.ids = random.Random(f"fulfil-sandbox-ids:{self.seed}")
 
     def digits(self, count: int, *, first_nonzero: bool = True) -> str:
