@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
 
-from fulfil.db import query
+from fulfil.db import connect, query
 from fulfil.errors import UsageError
 
 SERVICES = {"canadapost": "CanadaPost", "bestbuy": "BestBuy"}
@@ -57,7 +56,7 @@ def normalise_service(name: str | None) -> str | None:
 
 
 def list_calls(database_url: str, filters: CallFilter) -> list[dict[str, Any]]:
-    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+    with connect(database_url, row_factory=dict_row, application_name="fulfil-calls") as conn:
         return conn.execute(
             query("calls", "list_calls"),
             {
@@ -72,7 +71,7 @@ def list_calls(database_url: str, filters: CallFilter) -> list[dict[str, Any]]:
 
 
 def get_call(database_url: str, call_id: int) -> dict[str, Any] | None:
-    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+    with connect(database_url, row_factory=dict_row, application_name="fulfil-calls") as conn:
         return conn.execute(query("calls", "get_call"), {"call_id": call_id}).fetchone()
 
 

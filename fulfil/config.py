@@ -28,6 +28,9 @@ CANADAPOST_HOSTS = {
     "production": "https://soa-gw.canadapost.ca",
 }
 BESTBUY_DEFAULT_BASE_URL = "https://marketplace.bestbuy.ca"
+# Environment variables a seller behind a TLS-inspecting proxy uses to name the CA to trust, in the
+# order they are honoured after FULFIL_CA_BUNDLE. None of them can turn verification off.
+TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "FULFIL_HTTP_READ_TIMEOUT", "http.read_timeout", "60", False, "seconds to wait for an answer"
+    ),
+    SettingSpec(
+        "FULFIL_HTTP_DEADLINE",
+        "http.deadline",
+        None,
+        False,
+        "seconds one whole call may take (connect, answer, body); default connect + read timeout",
+    ),
+    SettingSpec(
+        "FULFIL_CA_BUNDLE",
+        "http.ca_bundle",
+        None,
+        False,
+        "CA certificates to trust (PEM file or directory), e.g. a TLS-inspecting proxy's",
     ),
     SettingSpec("FULFIL_CANADAPOST_ENV", "canadapost.env", "development", False, "development or production"),
     SettingSpec(
@@ -129,6 +146,12 @@ class Setting:
         """The value as it may be shown: secrets masked."""
         if self.value is None:
             return ""
+        if self.spec.env == "FULFIL_DATABASE_URL":
+            # The URL with its password masked: its host and database tell two databases apart,
+            # and mask() would show its last characters, which can be the password's.
+            from fulfil.db import describe_url
+
+            return describe_url(self.value)
         if self.spec.secret:
             return mask(self.value)
         return self.value
@@ -189,15 +212,27 @@ class ParcelSettings:
 class HttpSettings:
     connect_timeout: float
     read_timeout: float
+    # The whole of one call: the watchdog cuts it off here however slowly the answer trickles.
+    deadline: float
+    # What server certificates are checked against; None = the certifi bundle. Never "off".
+    ca_bundle: str | None = None
 
 
 class Settings:
     """Every setting with the place it came from; typed groups are built (and checked) on use."""
 
-    def __init__(self, values: Mapping[str, Setting], config_file: Path | None, cwd: Path) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, Setting],
+        config_file: Path | None,
+        cwd: Path,
+        trust_environment: Mapping[str, str] | None = None,
+    ) -> None:
         self._values = dict(values)
         self.config_file = config_file
         self.cwd = cwd
+        # REQUESTS_CA_BUNDLE and friends, as they were when the settings were read.
+        self.trust_environment = dict(trust_environment or {})
 
     def get(self, env: str) -> Setting:
         return self._values[env]
@@ -234,10 +269,33 @@ class Settings:
         return path if path.is_absolute() else self.cwd / path
 
     def http(self) -> HttpSettings:
+        connect_timeout = float(self._positive_decimal("FULFIL_HTTP_CONNECT_TIMEOUT", required=True))
+        read_timeout = float(self._positive_decimal("FULFIL_HTTP_READ_TIMEOUT", required=True))
+        deadline = self._positive_decimal("FULFIL_HTTP_DEADLINE", required=False)
         return HttpSettings(
-            connect_timeout=float(self._positive_decimal("FULFIL_HTTP_CONNECT_TIMEOUT", required=True)),
-            read_timeout=float(self._positive_decimal("FULFIL_HTTP_READ_TIMEOUT", required=True)),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            deadline=float(deadline) if deadline is not None else connect_timeout + read_timeout,
+            ca_bundle=self._ca_bundle(),
         )
+
+    def _ca_bundle(self) -> str | None:
+        """FULFIL_CA_BUNDLE, else the first trust variable the environment sets; checked to exist,
+        so a wrong path is a configuration error before anything is sent, not a failed call."""
+        candidates = [(self.get("FULFIL_CA_BUNDLE").name, self.value("FULFIL_CA_BUNDLE"))]
+        candidates += [(name, self.trust_environment.get(name)) for name in TRUST_VARIABLES]
+        for name, raw in candidates:
+            if raw is None or not raw.strip():
+                continue
+            path = Path(raw.strip()).expanduser()
+            if not path.is_absolute():
+                path = self.cwd / path
+            if not path.exists():
+                raise ConfigError(
+                    f"{name} names {raw.strip()}, which does not exist (CA certificates to trust)"
+                )
+            return str(path)
+        return None
 
     def canadapost(self) -> CanadaPostSettings:
         env = self._required("FULFIL_CANADAPOST_ENV")
@@ -388,7 +446,8 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
             values[spec.env] = Setting(spec, spec.default, "default")
         else:
             values[spec.env] = Setting(spec, None, "unset")
-    return Settings(values, config_file, cwd)
+    trust = {name: environ[name] for name in TRUST_VARIABLES if environ.get(name)}
+    return Settings(values, config_file, cwd, trust)
 
 
 def _read_config_file(path: Path) -> dict[str, str]:

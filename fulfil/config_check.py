@@ -20,10 +20,17 @@ class Requirement:
     checks: tuple[Callable[[Settings], object], ...]
 
 
+def labels_directory(settings: Settings) -> None:
+    """The labels directory can take label PDFs (nothing is created or written by the check)."""
+    from fulfil.label_files import check_labels_dir
+
+    check_labels_dir(settings.labels_dir, create=False)
+
+
 REQUIREMENTS = (
     Requirement(
         "labels create / reconcile / download",
-        (Settings.canadapost, Settings.sender, Settings.parcel, Settings.http),
+        (Settings.canadapost, Settings.sender, Settings.parcel, Settings.http, labels_directory),
     ),
     Requirement("tracking push, orders pull", (Settings.bestbuy, Settings.http)),
 )
@@ -72,6 +79,14 @@ def offline_checks(settings: Settings) -> list[CheckResult]:
             results.append(CheckResult(requirement.commands, False, "; ".join(problems)))
         else:
             results.append(CheckResult(requirement.commands, True, "configured"))
+    if settings.database_url:
+        from fulfil.db import check_database_url
+
+        try:
+            check_database_url(settings.database_url)
+            results.append(CheckResult("database URL", True, "well formed"))
+        except ConfigError as exc:
+            results.append(CheckResult("database URL", False, str(exc)))
     if settings.config_file:
         results.append(CheckResult("config file", True, f"read {settings.config_file}"))
     return results

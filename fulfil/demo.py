@@ -15,12 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from fulfil.config import Settings, load_settings
-from fulfil.db import query
+from fulfil.db import connect, query
 from fulfil.embedded_db import start_server
 from fulfil.migrations import migrate
 from fulfil.output import Output
@@ -82,7 +81,7 @@ def demo_settings(sandbox_url: str, labels_dir: Path) -> Settings:
 def fresh_demo_database(data_dir: Path) -> str:
     """Drop and re-create the demo database on the embedded server; returns its URL."""
     server = start_server(data_dir)
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+    with connect(server.get_uri(), autocommit=True, application_name="fulfil-demo") as conn:
         name = sql.Identifier(DEMO_DATABASE)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
@@ -137,7 +136,7 @@ def _cancel_after_labels(
     sandbox: Sandbox, url: str, settings: Settings, output: Output, report: DemoReport
 ) -> None:
     report.phases["labels create"] = _labels(url, settings, output, None)
-    with psycopg.connect(url) as conn:
+    with connect(url, application_name="fulfil-demo") as conn:
         row = conn.execute(query("demo", "newest_label")).fetchone()
     if row:
         sandbox.set_order_state(row[0], "CANCELED")
@@ -185,12 +184,12 @@ def _describe(counts: dict[str, int]) -> str:
 
 
 def _results(url: str) -> list[dict[str, Any]]:
-    with psycopg.connect(url, row_factory=dict_row) as conn:
+    with connect(url, row_factory=dict_row, application_name="fulfil-demo") as conn:
         return conn.execute(query("demo", "demo_results")).fetchall()
 
 
 def _count_calls(url: str) -> int:
-    with psycopg.connect(url) as conn:
+    with connect(url, application_name="fulfil-demo") as conn:
         row = conn.execute(query("demo", "count_calls")).fetchone()
     return int(row[0]) if row else 0
 

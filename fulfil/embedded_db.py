@@ -58,7 +58,9 @@ def embedded_database_url(data_dir: Path, database: str = DEFAULT_DATABASE) -> s
     server = start_server(data_dir)
     admin_url = server.get_uri()
     try:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
+        with psycopg.connect(
+            admin_url, autocommit=True, connect_timeout=10, application_name="fulfil"
+        ) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
             if not exists:
                 # Another fulfil process may have created it a moment ago.

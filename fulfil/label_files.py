@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fulfil.errors import ConfigError
+
 PDF_MAGIC = b"%PDF-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _DOTS = re.compile(r"\.{2,}")
@@ -43,6 +45,42 @@ class LabelFile:
 
 def looks_like_pdf(data: bytes) -> bool:
     return data.startswith(PDF_MAGIC) and b"%%EOF" in data[-2048:]
+
+
+class LabelsDirError(ConfigError):
+    """The labels directory cannot take label files: a configuration error, found before buying."""
+
+
+def check_labels_dir(labels_dir: Path, *, create: bool = True) -> None:
+    """Make sure label PDFs can be written to ``labels_dir`` (creating it if need be), by writing
+    and removing a probe file: a label is paid for before its PDF exists, so a directory that
+    cannot take it must stop the run before anything is bought. With ``create`` false (``fulfil
+    config check``) nothing is created or written: the nearest existing directory is judged."""
+    where = f"FULFIL_LABELS_DIR (or labels_dir in the config file) is {labels_dir}"
+    if labels_dir.exists() and not labels_dir.is_dir():
+        raise LabelsDirError(f"{where}, which is a file, not a directory; label PDFs cannot be saved there")
+    if not create:
+        existing = labels_dir
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise LabelsDirError(f"{where}, which cannot be created: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise LabelsDirError(f"{where}, which is not writable ({existing})")
+        return
+    try:
+        labels_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabelsDirError(f"{where}, which cannot be created: {exc.strerror or exc}") from None
+    probe = labels_dir / f".fulfil-write-check.{os.getpid()}.tmp"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(PDF_MAGIC)
+    except OSError as exc:
+        raise LabelsDirError(f"{where}, which is not writable: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def write_label(labels_dir: Path, order_id: str, data: bytes) -> LabelFile:

@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from requests.auth import HTTPBasicAuth
+from requests.auth import AuthBase, HTTPBasicAuth
 
 from fulfil.api_calls import ApiCallLog, Redactor
-from fulfil.audited_http import AuditedHttp, RawKeyAuth
+from fulfil.audited_http import AuditedHttp, RawKeyAuth, lease_seconds
 from fulfil.config import Settings
 from fulfil.runs import Run
+from fulfil.stop_signals import StopRequest
 
 if TYPE_CHECKING:
     from fulfil.workflows.labels import LabelWorkflow
@@ -33,34 +34,48 @@ class Session:
 
     def canadapost_http(self) -> AuditedHttp:
         cp = self.settings.canadapost()
-        http = self.settings.http()
-        return AuditedHttp(
-            self.audit,
-            service="CanadaPost",
-            auth=HTTPBasicAuth(cp.username, cp.password),
-            connect_timeout=http.connect_timeout,
-            read_timeout=http.read_timeout,
-            secrets=Redactor.basic_auth_forms(cp.username, cp.password),
-        )
+        return self._http("CanadaPost", cp.base_url, HTTPBasicAuth(cp.username, cp.password))
 
     def bestbuy_http(self) -> AuditedHttp:
         bb = self.settings.bestbuy()
+        return self._http("BestBuy", bb.base_url, RawKeyAuth(bb.api_key))
+
+    def _http(self, service: str, base_url: str, auth: AuthBase) -> AuditedHttp:
         http = self.settings.http()
         return AuditedHttp(
             self.audit,
-            service="BestBuy",
-            auth=RawKeyAuth(bb.api_key),
+            service=service,
+            # Credentials go to the configured scheme, host and port, and nowhere an answer points.
+            origin=base_url,
+            auth=auth,
             connect_timeout=http.connect_timeout,
             read_timeout=http.read_timeout,
-            secrets=[bb.api_key],
+            deadline=http.deadline,
+            ca_bundle=http.ca_bundle,
         )
+
+
+def session_redactor(settings: Settings) -> Redactor:
+    """Every secret of these settings in every form it can take on the wire (the Canada Post key
+    pair also as the base64 of user:password that Basic auth sends)."""
+    pairs = []
+    username = settings.value("FULFIL_CANADAPOST_USERNAME")
+    password = settings.value("FULFIL_CANADAPOST_PASSWORD")
+    if username and password:
+        pairs.append((username, password))
+    secrets = settings.secrets()
+    if settings.database_url:
+        from fulfil.db import database_password_forms
+
+        secrets += database_password_forms(settings.database_url)
+    return Redactor(secrets, credential_pairs=pairs)
 
 
 @contextmanager
 def open_session(database_url: str, settings: Settings, command: str) -> Iterator[Session]:
     run = Run(command)
     run.start(database_url)
-    audit = ApiCallLog(database_url, run_id=run.run_id, redactor=Redactor(settings.secrets()))
+    audit = ApiCallLog(database_url, run_id=run.run_id, redactor=session_redactor(settings))
     try:
         yield Session(database_url, settings, run, audit)
     finally:
@@ -72,9 +87,10 @@ def label_workflow(
     settings: Settings,
     session: Session | None,
     on_result: Callable[[Any], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> LabelWorkflow:
     """The label workflow for these settings; without a session (dry run, retry) it cannot call out."""
-    from fulfil.canadapost.client import CanadaPostClient
+    from fulfil.canadapost.client import RETRY_NOT_SENT, CanadaPostClient
     from fulfil.workflows.labels import LabelSettings, LabelWorkflow
 
     http = settings.http()
@@ -83,8 +99,11 @@ def label_workflow(
         sender=settings.sender(),
         parcel=settings.parcel(),
         labels_dir=settings.labels_dir,
-        # The client gives up after connect + read timeout; Canada Post gets as long again.
-        settle_seconds=http.connect_timeout + 2 * http.read_timeout,
+        lease_seconds=lease_seconds(http.deadline, RETRY_NOT_SENT),
+        deadline=http.deadline,
+        # Canada Post is given as long as we wait for an answer to make a purchase it received
+        # visible to its look-ups.
+        settle_allowance=http.read_timeout,
     )
     client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None
     return LabelWorkflow(
@@ -93,6 +112,8 @@ def label_workflow(
         client=client,  # type: ignore[arg-type]
         lease_owner=session.run.lease_owner if session else "no-session",
         on_result=on_result,
+        run_id=session.run.run_id if session else None,
+        stop=stop,
     )
 
 
@@ -101,6 +122,7 @@ def tracking_workflow(
     settings: Settings,
     session: Session | None,
     on_result: Callable[[Any], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> TrackingWorkflow:
     """The tracking workflow for these settings; without a session (dry run) it cannot call out."""
     from fulfil.bestbuy.client import BestBuyClient, RetryRules
@@ -113,14 +135,16 @@ def tracking_workflow(
         bestbuy = settings.bestbuy()
         carrier_code = bestbuy.carrier_code
         client = BestBuyClient(bestbuy, session.bestbuy_http())
-    # A claim outlives both calls (OR23, OR24) with all their retries and waits, and a minute more.
-    rules = RetryRules()
-    per_call = rules.max_attempts * (http.connect_timeout + http.read_timeout) + rules.policy().longest_wait()
-    lease_seconds = 2 * per_call + 60
+    # A claim outlives both calls (OR23, OR24), each with all its attempts and waits.
+    policy = RetryRules().policy()
     return TrackingWorkflow(
         database_url=database_url,
-        settings=TrackingSettings(carrier_code=carrier_code, lease_seconds=lease_seconds),
+        settings=TrackingSettings(
+            carrier_code=carrier_code,
+            lease_seconds=lease_seconds(http.deadline, policy, policy),
+        ),
         client=client,
         lease_owner=session.run.lease_owner if session is not None else "no-session",
         on_result=on_result,
+        stop=stop,
     )

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
 
-from fulfil.db import query
+from fulfil.db import connect, query
+from fulfil.label_files import file_matches
 from fulfil.runs import owner_is_dead
 
 
@@ -59,17 +59,20 @@ _FIXES = {
 
 def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
     report = StatusReport()
-    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+    with connect(database_url, row_factory=dict_row, application_name="fulfil-status") as conn:
         report.orders = {r["status"]: r["count"] for r in conn.execute(query("status", "order_counts"))}
         report.shipments = {r["status"]: r["count"] for r in conn.execute(query("status", "shipment_counts"))}
 
         for row in conn.execute(query("status", "failed_and_review")):
+            fix = _FIXES[row["status"]]
+            if row["last_error_code"] in ("two-labels", "duplicate-labels"):
+                fix = "void all but one of its labels at Canada Post, then `fulfil labels keep {order} ID`"
             report.attention.append(
                 AttentionItem(
                     row["status"],
                     row["order_id"],
                     row["last_error"] or row["status"],
-                    _FIXES[row["status"]].format(order=row["order_id"]),
+                    fix.format(order=row["order_id"]),
                 )
             )
         for row in conn.execute(query("status", "open_purchases")):
@@ -82,12 +85,36 @@ def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
                         "interrupted_purchase", row["order_id"], reason, "`fulfil labels reconcile`"
                     )
                 )
+        for row in conn.execute(query("status", "surplus_labels")):
+            report.attention.append(
+                AttentionItem(
+                    "surplus_label",
+                    row["order_id"],
+                    row["reason"],
+                    "void all but one of the order's labels at Canada Post (shipment "
+                    f"{row['cp_shipment_id']}, PIN {row['tracking_pin']}, is one of them; unused labels are "
+                    "refunded), then "
+                    f"`fulfil labels keep {row['order_id']} SHIPMENT_ID` with the one kept",
+                )
+            )
         for row in conn.execute(query("status", "labels_without_pdf")):
+            if row["label_pdf_path"] is not None and file_matches(
+                row["label_pdf_path"], row["label_pdf_sha256"]
+            ):
+                continue
+            if row["label_pdf_path"] is not None and row["status"] == "tracking_updated":
+                continue  # shipped: the file served its purpose and may have been cleaned up
             report.attention.append(
                 AttentionItem(
                     "label_without_pdf",
                     row["order_id"],
-                    row["last_error"] or f"label {row['tracking_pin']} is bought but its PDF is not on disk",
+                    row["last_error"]
+                    or f"label {row['tracking_pin']} is bought but its PDF is not on disk"
+                    + (
+                        f" (expected {row['label_pdf_path']}, missing or changed)"
+                        if row["label_pdf_path"]
+                        else ""
+                    ),
                     f"`fulfil labels download --order {row['order_id']}`",
                 )
             )
@@ -123,9 +150,10 @@ def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
                 "summary": row["summary"],
             }
             if row["finished_at"] is None:
-                owner = f"{row['hostname']}/{row['pid']}/?/{row['run_id'][:12]}"
                 run["state"] = (
-                    "ended without finishing" if owner_is_dead(owner) else "running (or on another host)"
+                    "ended without finishing"
+                    if owner_is_dead(row["lease_owner"])
+                    else "running (or on another host)"
                 )
             else:
                 run["state"] = "ok" if row["exit_code"] == 0 else f"exit {row['exit_code']}"

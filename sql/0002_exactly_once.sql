@@ -7,6 +7,11 @@
 -- start of the attempt plus its own deadline.
 ALTER TABLE api_calls ADD COLUMN IF NOT EXISTS deadline_at timestamptz;
 
+-- runs.lease_owner: the owner string the run writes on the rows it claims (host, process, start
+-- time, kernel and PID namespace), so `fulfil status` can tell a run that died from one that is
+-- still going, the same way a claim's liveness is judged.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS lease_owner text;
+
 -- surplus_labels: a label Canada Post sold for an order whose shipment already holds another one
 -- (a purchase that completed after another run had taken the order over). It cost money and must
 -- not be forgotten: one of the two labels has to be voided. The shipment is parked in needs_review

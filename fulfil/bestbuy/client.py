@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RetryPolicy
+from fulfil.audited_http import AnswerCheck, AuditedHttp, FailureClass, HttpOutcome, RetryPolicy, SendGuard
 from fulfil.bestbuy.errors import BestBuyUnavailable, auth_error, interpret_error
 from fulfil.config import BestBuySettings
 
@@ -84,7 +84,9 @@ class BestBuyClient:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def update_tracking(self, order_id: str, tracking_number: str, carrier_code: str) -> HttpOutcome:
+    def update_tracking(
+        self, order_id: str, tracking_number: str, carrier_code: str, *, guard: SendGuard | None = None
+    ) -> HttpOutcome:
         """OR23: the carrier and tracking number of an order (204 when accepted)."""
         body = json.dumps({"carrier_code": carrier_code, "tracking_number": tracking_number})
         return self._send(
@@ -94,9 +96,11 @@ class BestBuyClient:
             related_id=order_id,
             headers={"Accept": JSON_TYPE, "Content-Type": JSON_TYPE},
             data=body,
+            expect=no_content,
+            guard=guard,
         )
 
-    def ship(self, order_id: str) -> HttpOutcome:
+    def ship(self, order_id: str, *, guard: SendGuard | None = None) -> HttpOutcome:
         """OR24: confirm the order shipped (204); Best Buy e-mails the customer. No body."""
         return self._send(
             "PUT",
@@ -105,6 +109,8 @@ class BestBuyClient:
             related_id=order_id,
             headers={"Accept": JSON_TYPE},
             data=None,  # requests sends Content-Length: 0, which some Mirakl front ends insist on
+            expect=no_content,
+            guard=guard,
         )
 
     # --- reads ------------------------------------------------------------------------------
@@ -197,6 +203,8 @@ class BestBuyClient:
         headers: dict[str, str],
         params: dict[str, str] | None = None,
         data: str | None = None,
+        expect: AnswerCheck | None = None,
+        guard: SendGuard | None = None,
     ) -> HttpOutcome:
         """One call, sent again while the failure is one that waiting can cure (bounded)."""
         query = dict(params or {})
@@ -211,12 +219,30 @@ class BestBuyClient:
             params=query,
             data=data,
             retry=self.retry.policy(self.sleep),
+            expect=expect,
+            guard=guard,
         )
 
 
+def no_content(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
+    """OR23 and OR24 answer 204 No Content and nothing else. Any other 2xx (a proxy's or captive
+    portal's HTML page, say) does not prove Best Buy took the call: it is indeterminate, settled
+    by reading the order."""
+    if status == 204:
+        return None
+    content_type = (
+        next((v for k, v in headers.items() if k.lower() == "content-type"), "") or "no content type"
+    )
+    return f"HTTP {status} ({content_type.split(';')[0].strip()}), not Mirakl's 204 No Content"
+
+
 def _json_object(outcome: HttpOutcome) -> dict[str, Any] | None:
+    # Untrusted: an order holding a NUL, a lone surrogate, bytes that are not UTF-8, 1e400 or
+    # 100,000-deep nesting still parses, and is refused alone by the order checks (order_problem).
+    from fulfil.untrusted_json import NotJson, load_untrusted_json
+
     try:
-        document = json.loads(outcome.body)
-    except (ValueError, UnicodeDecodeError):
+        document = load_untrusted_json(outcome.body)
+    except NotJson:
         return None
     return document if isinstance(document, dict) else None

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RetryPolicy
+from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RetryPolicy, SendGuard
 from fulfil.canadapost.media_types import NCSHIPMENT_MEDIA_TYPE, PDF_MEDIA_TYPE, SHIPMENT_MEDIA_TYPE
 from fulfil.canadapost.responses import (
     ErrorKind,
     Link,
     ResponseFormatError,
+    ShipmentDetails,
     ShipmentInfo,
     classify_error,
     messages_in,
@@ -101,7 +102,11 @@ class CanadaPostClient:
 
     # --- buying ---------------------------------------------------------------------------
 
-    def create_shipment(self, order_id: str, request: ShipmentRequest) -> HttpOutcome:
+    def create_shipment(
+        self, order_id: str, request: ShipmentRequest, *, guard: SendGuard | None = None
+    ) -> HttpOutcome:
+        """POST Create Shipment. ``guard`` runs in the transaction that records each attempt:
+        an attempt whose claim was taken over is never sent (``LeaseLost``)."""
         url = self._contract_base if request.contract else self._noncontract_base
         return self.http.send(
             "POST",
@@ -111,7 +116,12 @@ class CanadaPostClient:
             headers=self._headers(request.media_type, body=True),
             data=request.xml,
             retry=RETRY_NOT_SENT,
+            guard=guard,
         )
+
+    def shipment_info_of(self, body: bytes | str) -> ShipmentInfo:
+        """A Create/Get Shipment answer, checked (PIN, ids, links on Canada Post's own host)."""
+        return parse_shipment_info(body, link_origin=self.http.origin)
 
     # --- finding a purchase whose answer was lost ------------------------------------------
 
@@ -125,46 +135,40 @@ class CanadaPostClient:
             media_type=SHIPMENT_MEDIA_TYPE,
             params={"requestId": request_id},
         )
-        links = self._parse(parse_shipment_links, outcome)
+        links = self._parse(self._links_of, outcome)
         return [
-            self._shipment_info(order_id, link, SHIPMENT_MEDIA_TYPE)
+            self.shipment_info(order_id, link, SHIPMENT_MEDIA_TYPE)
             for link in links
             if link.rel == "shipment"
         ]
 
-    def find_noncontract_shipments(self, order_id: str, since: datetime) -> list[ShipmentInfo]:
-        """Non-contract shipments created since ``since`` whose customer-ref-1 is this order id.
-
-        Non-contract shipments carry no request id; the listing is by creation time (Eastern time,
-        to the minute), so the window starts a few minutes early, and each candidate's details
-        are read to match the reference.
-        """
-        start = (since - timedelta(minutes=5)).astimezone(EASTERN)
-        end = (datetime.now(EASTERN) + timedelta(minutes=2)).astimezone(EASTERN)
+    def list_noncontract_shipments(self, order_id: str, start: datetime, end: datetime) -> list[Link]:
+        """The non-contract shipments created between ``start`` and ``end`` (Canada Post lists by
+        creation time in Eastern time, to the minute)."""
         outcome = self._read(
             "GET",
             self._noncontract_base,
             endpoint="GetNCShipments",
             order_id=order_id,
             media_type=NCSHIPMENT_MEDIA_TYPE,
-            params={"from": start.strftime("%Y%m%d%H%M"), "to": end.strftime("%Y%m%d%H%M")},
+            params={
+                "from": start.astimezone(EASTERN).strftime("%Y%m%d%H%M"),
+                "to": end.astimezone(EASTERN).strftime("%Y%m%d%H%M"),
+            },
         )
-        links = self._parse(parse_shipment_links, outcome)
-        found: list[ShipmentInfo] = []
-        for link in links:
-            details_outcome = self._read(
-                "GET",
-                f"{link.href.rstrip('/')}/details",
-                endpoint="GetNCShipmentDetails",
-                order_id=order_id,
-                media_type=link.media_type or NCSHIPMENT_MEDIA_TYPE,
-            )
-            details = self._parse(parse_shipment_details, details_outcome)
-            if details.customer_ref_1 == order_id:
-                found.append(self._shipment_info(order_id, link, NCSHIPMENT_MEDIA_TYPE))
-        return found
+        return self._parse(self._links_of, outcome)
 
-    def _shipment_info(self, order_id: str, link: Link, default_media_type: str) -> ShipmentInfo:
+    def noncontract_details(self, order_id: str, link: Link) -> ShipmentDetails:
+        outcome = self._read(
+            "GET",
+            f"{link.href.rstrip('/')}/details",
+            endpoint="GetNCShipmentDetails",
+            order_id=order_id,
+            media_type=link.media_type or NCSHIPMENT_MEDIA_TYPE,
+        )
+        return self._parse(parse_shipment_details, outcome)
+
+    def shipment_info(self, order_id: str, link: Link, default_media_type: str) -> ShipmentInfo:
         outcome = self._read(
             "GET",
             link.href,
@@ -172,7 +176,10 @@ class CanadaPostClient:
             order_id=order_id,
             media_type=link.media_type or default_media_type,
         )
-        return self._parse(parse_shipment_info, outcome)
+        return self._parse(self.shipment_info_of, outcome)
+
+    def _links_of(self, body: bytes) -> list[Link]:
+        return parse_shipment_links(body, link_origin=self.http.origin)
 
     def _read(
         self,

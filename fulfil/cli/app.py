@@ -23,6 +23,7 @@ from fulfil.output import Output
 
 if TYPE_CHECKING:
     from fulfil.services import Session
+    from fulfil.stop_signals import StopRequest
 
 ENVIRONMENT_HELP = (
     "Configuration comes from FULFIL_* environment variables (FULFIL_DATABASE_URL, "
@@ -106,10 +107,12 @@ def _configure_logging(verbose: int) -> None:
 
 
 def database_url(state: AppState) -> str:
-    from fulfil.db import resolve_database_url
+    from fulfil.db import check_database_url, resolve_database_url
 
     settings = state.settings
-    if not settings.database_url:
+    if settings.database_url:
+        check_database_url(settings.database_url)  # a malformed URL is exit 2, password hidden
+    else:
         from fulfil.embedded_db import pgdata_dir
 
         state.output.info(f"Database: embedded PostgreSQL in {pgdata_dir(settings.data_dir)}")
@@ -182,35 +185,55 @@ def run_order_workflow(
     progress_label: str,
     columns: list[str],
     count: Callable[[Session], int],
-    work: Callable[[Session, Callable[[Any], None]], Any],
+    work: Callable[[Session, Callable[[Any], None], StopRequest], Any],
     display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
     """One run of a workflow that works order by order: its run row, a progress bar on a terminal,
     each result streamed as a JSON line (with --json) as it happens, then the table or, under
-    cron, the problems; exit 3 when something needs attention, 2 on a configuration problem."""
+    cron, the problems; exit 3 when something needs attention, 2 on a configuration problem,
+    130/143 when SIGINT/SIGTERM stopped it (after the order in flight, leases released)."""
     from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
     from fulfil.services import open_session
+    from fulfil.stop_signals import RunInterrupted, stop_on_signals
 
     out = state.output
     url = schema_ready_url(state)
-    with open_session(url, state.settings, command) as session:
-        results: list[dict[str, Any]] = []
-        with out.progress(count(session), progress_label) as tick:
+    results: list[dict[str, Any]] = []
+    with stop_on_signals(out.warn) as stop, open_session(url, state.settings, command) as session:
+        try:
+            with out.progress(count(session), progress_label) as tick:
 
-            def on_result(result: Any) -> None:
-                record = result.as_record()
-                results.append(record)
-                if out.json_mode:
-                    out.record(record)
-                tick()
+                def on_result(result: Any) -> None:
+                    record = result.as_record()
+                    results.append(record)
+                    if out.json_mode:
+                        out.record(record)
+                    tick()
 
-            run = work(session, on_result)
+                run = work(session, on_result, stop)
+        except RunInterrupted as interrupted:
+            # The workflow released this run's leases on its way out; say so and record the run.
+            session.run.finish(url, interrupted.exit_code, {"interrupted": interrupted.signal_name})
+            out.warn(
+                f"fulfil: {interrupted.signal_name} again: stopped at once after {len(results)} orders; "
+                "this run's claims were released, and anything left in flight is settled by "
+                "`fulfil labels reconcile` (never bought twice)"
+            )
+            raise typer.Exit(interrupted.exit_code) from None
         attention = run.needs_attention
         exit_code = EXIT_USAGE if run.fatal else (EXIT_SOME_FAILED if attention else 0)
+        if stop.exit_code is not None:
+            exit_code = stop.exit_code
         session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
     if display is not None and out.stdout_is_terminal:
         results = [display(record) for record in results]
     render_results(state, command, results, columns, attention=attention)
+    if stop.exit_code is not None:
+        out.warn(
+            f"fulfil: stopped by {stop.signal_name} after {len(results)} orders; this run's claims "
+            "were released, the rest waits for the next run"
+        )
+        raise typer.Exit(stop.exit_code)
     if run.stopped:
         out.warn(f"fulfil: stopped early: {run.stopped}")
     if run.fatal:
@@ -231,15 +254,27 @@ def run_order_workflow(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected errors become one line on stderr and an exit code."""
+    from fulfil.stop_signals import RunInterrupted, interrupt_on_sigterm
+
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
     try:
+        # Commands that do not stop gracefully (the order workflows do) end on SIGTERM like on
+        # Ctrl-C: transactions rolled back, one line on stderr, exit 143.
+        interrupt_on_sigterm()
         result = command.main(args=args, prog_name="fulfil", standalone_mode=False)
+    except RunInterrupted as exc:
+        sys.stderr.write(f"fulfil: {exc.signal_name}: stopped\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("fulfil: SIGINT: stopped\n")
+        sys.exit(130)
     except FulfilError as exc:
+        scrub = _scrubber()
         if verbose:
-            traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(f"fulfil: error: {exc}\n")
+            sys.stderr.write(scrub(traceback.format_exc()))
+        sys.stderr.write(scrub(f"fulfil: error: {exc}\n"))
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         show = getattr(exc, "show", None)
@@ -255,13 +290,25 @@ def main(argv: list[str] | None = None) -> None:
         # The reader went away (`fulfil … | head`): not an error of ours.
         sys.exit(0)
     except Exception as exc:
+        scrub = _scrubber()
         if verbose:
-            traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(f"fulfil: unexpected error: {_cause_chain(exc)}\n")
+            sys.stderr.write(scrub(traceback.format_exc()))
+        sys.stderr.write(scrub(f"fulfil: unexpected error: {_cause_chain(exc)}\n"))
         if not verbose:
             sys.stderr.write("fulfil: run again with -v for the traceback\n")
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _scrubber() -> Callable[[str], str]:
+    """Every secret of the environment, in every form, out of what is about to be printed."""
+    try:
+        from fulfil.redaction import redactor_from_environment
+
+        redactor = redactor_from_environment()
+    except Exception:  # the last line of defence must never raise itself
+        return lambda text: text
+    return lambda text: redactor.text(text) or ""
 
 
 def _cause_chain(exc: BaseException) -> str:

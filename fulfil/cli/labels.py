@@ -37,11 +37,11 @@ LABEL_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "label_pdf_pat
 
 
 def _label_workflow(
-    state: AppState, session: Session | None, url: str, on_result: Any = None
+    state: AppState, session: Session | None, url: str, on_result: Any = None, stop: Any = None
 ) -> LabelWorkflow:
     from fulfil.services import label_workflow
 
-    return label_workflow(url, state.settings, session, on_result)
+    return label_workflow(url, state.settings, session, on_result, stop)
 
 
 def _run_label_command(
@@ -50,6 +50,12 @@ def _run_label_command(
     """Shared by create, reconcile and download."""
     state = state_of(ctx, json_mode)
     state.settings.canadapost()  # configuration errors before anything is claimed
+    state.settings.http()
+    if action in ("create", "download"):
+        from fulfil.label_files import check_labels_dir
+
+        # Before anything is bought: a label whose PDF cannot be saved is money spent for nothing.
+        check_labels_dir(state.settings.labels_dir)
 
     def count(session: Session) -> int:
         if action != "create":
@@ -57,8 +63,8 @@ def _run_label_command(
         eligible = _label_workflow(state, session, session.database_url).count_eligible(order_ids)
         return min(eligible, limit) if limit else eligible
 
-    def work(session: Session, on_result: Any) -> Any:
-        workflow = _label_workflow(state, session, session.database_url, on_result)
+    def work(session: Session, on_result: Any, stop: Any) -> Any:
+        workflow = _label_workflow(state, session, session.database_url, on_result, stop)
         if action == "create":
             return workflow.create(order_ids, limit)
         return getattr(workflow, action)(order_ids)
@@ -161,6 +167,33 @@ def labels_download(ctx: typer.Context, order: OrderOption = None, json_mode: Js
         fulfil labels download --order 261250893-A
     """
     _run_label_command(ctx, json_mode, "download", order_ids_from(order))
+
+
+@labels_app.command("keep")
+def labels_keep(
+    ctx: typer.Context,
+    order: Annotated[str, typer.Argument(help="The order id.")],
+    shipment_id: Annotated[str, typer.Argument(help="The Canada Post shipment id of the label kept.")],
+    json_mode: JsonOption = False,
+) -> None:
+    """Record which label an order keeps, when Canada Post sold it more than one.
+
+    After voiding the others on Canada Post's site: the shipment holds the label kept (its PDF is
+    fetched by the next `labels create` or `labels download`), the others are closed as voided,
+    and the order goes on to `tracking push`. `fulfil status` lists the orders that need it.
+
+    Example:
+
+        fulfil labels keep 261250893-A 340531309186521749 && fulfil labels download --order 261250893-A
+    """
+    state = state_of(ctx, json_mode)
+    out = state.output
+    url = schema_ready_url(state)
+    result = _label_workflow(state, None, url).keep(order, shipment_id)
+    if out.json_mode:
+        out.record(result.as_record())
+    else:
+        out.line(f"{result.order_id}\tkept\t{shipment_id}\t{result.status}\t{result.tracking_pin}")
 
 
 @labels_app.command("retry")

@@ -38,10 +38,11 @@ def _tracking_workflow(
     url: str,
     session: Session | None,
     on_result: Callable[[TrackingResult], None] | None = None,
+    stop: Any = None,
 ) -> TrackingWorkflow:
     from fulfil.services import tracking_workflow
 
-    return tracking_workflow(url, state.settings, session, on_result)
+    return tracking_workflow(url, state.settings, session, on_result, stop)
 
 
 @tracking_app.command("push")
@@ -76,13 +77,16 @@ def tracking_push(
         return
     state = state_of(ctx, json_mode)
     state.settings.bestbuy()  # configuration errors before anything is claimed
+    state.settings.http()
 
     def count(session: Session) -> int:
         pushable = _tracking_workflow(state, session.database_url, session).count_pushable(order_ids)
         return min(pushable, limit) if limit else pushable
 
-    def work(session: Session, on_result: Any) -> Any:
-        return _tracking_workflow(state, session.database_url, session, on_result).push(order_ids, limit)
+    def work(session: Session, on_result: Any, stop: Any) -> Any:
+        return _tracking_workflow(state, session.database_url, session, on_result, stop).push(
+            order_ids, limit
+        )
 
     run_order_workflow(
         state,

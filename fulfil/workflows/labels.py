@@ -22,15 +22,33 @@ Phases, each in its own short transaction (never one held across HTTP):
    customer-ref-1). One match: adopt it. Several: ``needs_review``. None: only once the purchase
    has had time to settle is it proven not bought and eligible again; until then it waits.
 5. Download the PDF (202 = not ready: wait and retry a bounded number of times); a failed
-   download never loses the purchase: the row stays ``label_created`` without a file.
+   download (Canada Post, or a file that cannot be written) never loses the purchase: the row
+   stays ``label_created`` without a file, reported ``download_failed`` with the reason.
+
+Exactly once, under every fault:
+
+* Each attempt is sent only if this run still holds the claim, checked in the transaction that
+  writes its api_calls row (``hold_purchase_lease``): a claim taken over is never POSTed by its
+  old owner.
+* The claim (lease) lasts as long as the whole Create Shipment retry policy can take, and a
+  purchase whose answer is unknown is proven not bought only when Canada Post still shows
+  nothing after its last attempt's deadline plus Canada Post's allowance (``purchase_settles_at``).
+* A purchase that succeeded is always recorded, even when another run took the claim over in
+  the meantime: on the shipment if it holds no label, else as a surplus label (one of the two
+  must be voided) with the shipment parked in ``needs_review`` when not yet pushed.
+* Every value Canada Post sends back is checked (PIN, shipment id, links on Canada Post's own
+  host) before it is recorded; an answer that fails the checks is indeterminate, never re-POSTed.
+* The labels directory is checked before anything is bought.
+* A run leaves no lease behind when it ends (finished, failed or stopped by a signal).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +56,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from fulfil.api_calls import LeaseLost
 from fulfil.audited_http import FailureClass, HttpOutcome
 from fulfil.canadapost.client import (
     CanadaPostClient,
@@ -47,13 +66,15 @@ from fulfil.canadapost.client import (
 )
 from fulfil.canadapost.destination import OrderDataError
 from fulfil.canadapost.media_types import PDF_MEDIA_TYPE
-from fulfil.canadapost.responses import ErrorKind, ResponseFormatError, ShipmentInfo, parse_shipment_info
+from fulfil.canadapost.noncontract_index import NonContractIndex
+from fulfil.canadapost.responses import ErrorKind, ResponseFormatError, ShipmentInfo
 from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
-from fulfil.db import query
-from fulfil.errors import ConfigError
-from fulfil.label_files import file_matches, looks_like_pdf, write_label
-from fulfil.runs import owner_is_dead
+from fulfil.db import connect, query
+from fulfil.errors import ConfigError, FulfilError, UsageError
+from fulfil.label_files import check_labels_dir, file_matches, looks_like_pdf, write_label
+from fulfil.runs import owner_is_dead, release_leases
+from fulfil.stop_signals import StopRequest
 from fulfil.workflows.run_results import RunResults
 
 # Outcomes a result can report, besides a shipment status.
@@ -69,6 +90,7 @@ SKIPPED = "skipped"
 WOULD_BUY = "would_buy"
 RETRYABLE = "retryable"
 NOT_ELIGIBLE = "not_eligible"
+KEPT = "kept"
 
 # Outcomes that need someone's attention (exit code 3).
 ATTENTION = frozenset({FAILED, PENDING, REVIEW, UNSETTLED, DOWNLOAD_FAILED, NOT_ELIGIBLE})
@@ -106,10 +128,14 @@ class LabelSettings:
     sender: SenderSettings
     parcel: ParcelSettings
     labels_dir: Path
-    # How long a claim is held, and how long an unknown outcome is given to show up at Canada
-    # Post before its absence proves nothing was bought: the client gives up after
-    # connect + read timeout, and Canada Post's own processing is given as long again.
-    settle_seconds: float
+    # How long a claim is held: the longest Create Shipment can take with all its attempts and
+    # waits (audited_http.lease_seconds).
+    lease_seconds: float
+    # The overall deadline of one call, for api_calls rows written before deadline_at existed.
+    deadline: float
+    # How long after an attempt's deadline Canada Post is given to make a purchase it received
+    # visible, before its absence proves nothing was bought (audited_http.settle_seconds).
+    settle_allowance: float
     label_not_ready_retries: int = 5
     label_not_ready_wait: float = 2.0
 
@@ -131,6 +157,8 @@ class LabelWorkflow:
         lease_owner: str,
         on_result: Listener | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        run_id: str | None = None,
+        stop: StopRequest | None = None,
     ) -> None:
         self.database_url = database_url
         self.settings = settings
@@ -138,6 +166,19 @@ class LabelWorkflow:
         self.owner = lease_owner
         self.on_result = on_result or (lambda result: None)
         self.sleep = sleep
+        self.run_id = run_id
+        self.stop = stop or StopRequest()
+        self._noncontract: NonContractIndex | None = None
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """This run's connection; whatever happens, the run leaves no claim behind."""
+        try:
+            with connect(self.database_url, row_factory=dict_row, application_name="fulfil-labels") as conn:
+                yield conn
+        finally:
+            with contextlib.suppress(FulfilError, psycopg.Error):
+                release_leases(self.database_url, self.owner)
 
     # ==========================================================================================
     # labels create
@@ -145,7 +186,10 @@ class LabelWorkflow:
 
     def create(self, order_ids: list[str] | None = None, limit: int | None = None) -> LabelRun:
         run = LabelRun()
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        # A label is paid for before its PDF exists: a directory that cannot take it stops the run
+        # before anything is bought.
+        check_labels_dir(self.settings.labels_dir)
+        with self._connection() as conn:
             try:
                 self._reconcile_all(conn, run, order_ids)
                 conn.execute(
@@ -154,6 +198,8 @@ class LabelWorkflow:
                 conn.commit()
                 done: list[int] = []
                 while limit is None or len(done) < limit:
+                    if self.stop.requested:
+                        raise _StopRun(self.stop.describe())
                     claimed = self._claim_and_prepare(conn, order_ids, done)
                     if claimed is None:
                         break
@@ -173,9 +219,9 @@ class LabelWorkflow:
 
     def count_eligible(self, order_ids: list[str] | None) -> int:
         """About how many orders a run would work on (for a progress bar)."""
-        with psycopg.connect(self.database_url) as conn:
+        with connect(self.database_url, row_factory=dict_row) as conn:
             row = conn.execute(query("labels", "count_eligible"), {"order_ids": order_ids}).fetchone()
-        return int(row[0]) if row else 0
+        return int(row["count"]) if row else 0
 
     @dataclass
     class _Claim:
@@ -232,7 +278,7 @@ class LabelWorkflow:
                     "shipment_id": claim.shipment_id,
                     "cp_mode": "contract" if request.contract else "noncontract",
                     "owner": self.owner,
-                    "lease_seconds": self.settings.settle_seconds,
+                    "lease_seconds": self.settings.lease_seconds,
                     "warnings": Jsonb(list(request.warnings)) if request.warnings else None,
                 },
             ).fetchone()
@@ -246,16 +292,28 @@ class LabelWorkflow:
         """Phases 2 and 3: send, then record what the answer proves."""
         assert claim.request is not None
         warnings = list(claim.request.warnings)
-        outcome = self.client.create_shipment(claim.order_id, claim.request)
+        try:
+            outcome = self.client.create_shipment(
+                claim.order_id, claim.request, guard=self._lease_guard(claim.shipment_id)
+            )
+        except LeaseLost:
+            message = (
+                f"order {claim.order_id}: another fulfil run took this order over before its request "
+                "was sent; nothing was sent"
+            )
+            return LabelResult(claim.order_id, SKIPPED, error=message)
         if outcome.ok:
             try:
-                info = parse_shipment_info(outcome.body)
+                info = self.client.shipment_info_of(outcome.body)
             except ResponseFormatError as exc:
-                # A 2xx we cannot read may still be a bought label: find out, never re-POST.
+                # A 2xx we cannot read (or whose values fail the checks) may still be a bought
+                # label: find out, never re-POST.
                 return self._settle(
-                    conn, claim.shipment_id, claim.order_id, f"unreadable answer: {exc}", warnings
+                    conn, claim.shipment_id, claim.order_id, f"unusable answer: {exc}", warnings
                 )
-            return self._adopt(conn, claim.shipment_id, claim.order_id, info, BOUGHT, warnings)
+            return self._adopt(
+                conn, claim.shipment_id, claim.order_id, info, BOUGHT, warnings, call_id=outcome.call_id
+            )
 
         error = interpret_error(outcome)
         if outcome.failure is FailureClass.NOT_SENT:
@@ -294,9 +352,18 @@ class LabelWorkflow:
     # Reconcile
     # ==========================================================================================
 
+    def _lease_guard(self, shipment_id: int) -> Callable[[psycopg.Connection], bool]:
+        def still_ours(audit_conn: psycopg.Connection) -> bool:
+            row = audit_conn.execute(
+                query("labels", "hold_purchase_lease"), {"shipment_id": shipment_id, "owner": self.owner}
+            ).fetchone()
+            return row is not None
+
+        return still_ours
+
     def reconcile(self, order_ids: list[str] | None = None) -> LabelRun:
         run = LabelRun()
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        with self._connection() as conn:
             try:
                 self._reconcile_all(conn, run, order_ids)
             except _StopRun as stop:
@@ -318,12 +385,14 @@ class LabelWorkflow:
         dead = [owner for owner in owners if owner_is_dead(owner)]
         seen: list[int] = []
         while True:
+            if self.stop.requested:
+                raise _StopRun(self.stop.describe())
             with conn.transaction():
                 row = conn.execute(
                     query("labels", "claim_stuck_purchase"),
                     {
                         "owner": self.owner,
-                        "lease_seconds": self.settings.settle_seconds,
+                        "lease_seconds": self.settings.lease_seconds,
                         "dead_owners": dead,
                         "order_ids": order_ids,
                         "skip": seen,
@@ -344,10 +413,10 @@ class LabelWorkflow:
         for call in calls:
             if call["is_success"] and call["response_body"]:
                 try:
-                    info = parse_shipment_info(call["response_body"])
+                    info = self.client.shipment_info_of(call["response_body"])
                 except ResponseFormatError:
                     continue
-                return self._adopt(conn, shipment_id, order_id, info, ADOPTED, [])
+                return self._adopt(conn, shipment_id, order_id, info, ADOPTED, [], call_id=call["call_id"])
         if not calls:
             # The api_calls row is written before anything is sent: no row, nothing sent.
             return self._release_result(
@@ -389,12 +458,35 @@ class LabelWorkflow:
             row = conn.execute(query("labels", "purchase_key"), {"shipment_id": shipment_id}).fetchone()
             conn.commit()
             assert row is not None
+        timing = conn.execute(
+            query("labels", "purchase_settles_at"),
+            {
+                "order_id": order_id,
+                "since": row["purchase_started_at"],
+                "deadline": self.settings.deadline,
+                "allowance": self.settings.settle_allowance,
+            },
+        ).fetchone()
+        conn.commit()
+        assert timing is not None
+        settles_at: datetime | None = timing["settles_at"]
+        if settles_at is None:
+            # The api_calls row is written before anything is sent: no row, nothing sent.
+            return self._release_result(conn, shipment_id, order_id, f"{reason}; never sent")
+        settled = timing["now"] >= settles_at
         try:
             if row["cp_mode"] == "contract":
+                listed_at = self._database_now(conn)
                 found = self.client.find_contract_shipments(order_id, row["cp_request_id"])
                 key = f"request id {row['cp_request_id']}"
             else:
-                found = self.client.find_noncontract_shipments(order_id, row["purchase_started_at"])
+                # A listing proves absence only if read after the settle point; before it, it can
+                # still show a purchase (when read after the attempts started).
+                found, listed_at = self._noncontract_index(conn).find(
+                    order_id,
+                    row["purchase_started_at"],
+                    listed_after=settles_at if settled else timing["last_started_at"],
+                )
                 key = f"customer-ref-1 {order_id}"
         except CanadaPostUnavailable as exc:
             message = f"order {order_id}: {reason}; could not check Canada Post yet ({exc})"
@@ -408,24 +500,48 @@ class LabelWorkflow:
         if len(found) > 1:
             ids = ", ".join(f"{info.shipment_id} (PIN {info.tracking_pin})" for info in found)
             message = (
-                f"order {order_id}: Canada Post holds {len(found)} labels for {key}: {ids}. Keep one, "
-                "void the others, and record the one kept before shipping"
+                f"order {order_id}: Canada Post holds {len(found)} labels for {key}: {ids}. Void all "
+                f"but one at Canada Post, then `fulfil labels keep {order_id} SHIPMENT_ID` with the one kept"
             )
-            self._cas(
-                conn, "park_for_review", shipment_id=shipment_id, code="duplicate-labels", error=message
-            )
+            with conn.transaction():
+                parked = conn.execute(
+                    query("labels", "park_for_review"),
+                    {
+                        "owner": self.owner,
+                        "shipment_id": shipment_id,
+                        "code": "duplicate-labels",
+                        "error": message,
+                    },
+                ).fetchone()
+                if parked is not None:
+                    # Every one of them was paid for: none is forgotten while the seller chooses.
+                    for info in found:
+                        self._record_surplus(conn, order_id, shipment_id, info, None, message)
+            if parked is None:
+                return self._taken_over(conn, shipment_id, order_id)
             return LabelResult(order_id, REVIEW, "needs_review", error=message, warnings=warnings)
-        settled_at = row["purchase_started_at"] + timedelta(seconds=self.settings.settle_seconds)
-        if datetime.now(UTC) >= settled_at:
+        if settled and listed_at >= settles_at:
             return self._release_result(
                 conn, shipment_id, order_id, f"{reason}; Canada Post has no label for {key}: buying again"
             )
         message = (
             f"order {order_id}: {reason}; Canada Post shows no label for {key} yet. It is checked again "
-            f"after {settled_at:%H:%M:%S} UTC (fulfil labels reconcile) before anything is bought again"
+            f"after {settles_at:%H:%M:%S %Z} (fulfil labels reconcile) before anything is bought again"
         )
         self._cas(conn, "leave_unsettled", shipment_id=shipment_id, code="unsettled", error=message)
         return LabelResult(order_id, UNSETTLED, "label_creation_initiated", error=message, warnings=warnings)
+
+    def _database_now(self, conn: psycopg.Connection) -> datetime:
+        row = conn.execute(query("labels", "database_now")).fetchone()
+        conn.commit()
+        assert row is not None
+        return row["now"]
+
+    def _noncontract_index(self, conn: psycopg.Connection) -> NonContractIndex:
+        """One per run: the listing read once, each shipment's details at most once."""
+        if self._noncontract is None:
+            self._noncontract = NonContractIndex(self.client, lambda: self._database_now(conn))
+        return self._noncontract
 
     # ==========================================================================================
     # Recording
@@ -439,20 +555,27 @@ class LabelWorkflow:
         info: ShipmentInfo,
         outcome: str,
         warnings: list[str],
+        *,
+        call_id: int | None = None,
     ) -> LabelResult:
         label = info.label_links[0] if info.label_links else None
         self_link = info.links.get("self")
+        values = {
+            "shipment_id": shipment_id,
+            "tracking_pin": info.tracking_pin,
+            "cp_shipment_id": info.shipment_id,
+            "cp_self_url": self_link.href if self_link else None,
+            "cp_label_url": label.href if label else None,
+            "cp_label_media_type": (label.media_type if label else None) or PDF_MEDIA_TYPE,
+        }
         try:
-            updated = self._cas(
-                conn,
-                "record_label_bought",
-                shipment_id=shipment_id,
-                tracking_pin=info.tracking_pin,
-                cp_shipment_id=info.shipment_id,
-                cp_self_url=self_link.href if self_link else None,
-                cp_label_url=label.href if label else None,
-                cp_label_media_type=(label.media_type if label else None) or PDF_MEDIA_TYPE,
-            )
+            updated = self._cas(conn, "record_label_bought", **values)
+            if not updated:
+                # Our claim was taken over while the purchase was in flight. It was paid for all
+                # the same, so it is recorded, never dropped.
+                taken_over = self._record_after_takeover(conn, order_id, info, values, call_id, warnings)
+                if taken_over is not None:
+                    return taken_over
         except psycopg.errors.UniqueViolation:
             conn.rollback()
             message = (
@@ -461,8 +584,6 @@ class LabelWorkflow:
             )
             self._cas(conn, "park_for_review", shipment_id=shipment_id, code="pin-conflict", error=message)
             return LabelResult(order_id, REVIEW, "needs_review", error=message, warnings=warnings)
-        if not updated:
-            return self._taken_over(conn, shipment_id, order_id)
         result = LabelResult(
             order_id, outcome, "label_created", tracking_pin=info.tracking_pin, warnings=warnings
         )
@@ -475,6 +596,99 @@ class LabelWorkflow:
             result.outcome = DOWNLOAD_FAILED
             result.error = download.error
         return result
+
+    def _record_after_takeover(
+        self,
+        conn: psycopg.Connection,
+        order_id: str,
+        info: ShipmentInfo,
+        values: dict[str, Any],
+        call_id: int | None,
+        warnings: list[str],
+    ) -> LabelResult | None:
+        """Where a purchase goes whose claim another run took over. None: it was recorded on the
+        shipment (which held no label), carry on as for any purchase."""
+        with conn.transaction():
+            row = conn.execute(
+                query("labels", "lock_shipment_label"), {"shipment_id": values["shipment_id"]}
+            ).fetchone()
+            assert row is not None
+            if row["cp_shipment_id"] == info.shipment_id:
+                # The other run found this very label at Canada Post and recorded it already.
+                return LabelResult(
+                    order_id,
+                    ADOPTED,
+                    row["status"],
+                    tracking_pin=info.tracking_pin,
+                    error=f"order {order_id}: the label was recorded by another fulfil run meanwhile",
+                    warnings=warnings,
+                )
+            if row["cp_shipment_id"] is None:
+                recorded = conn.execute(
+                    query("labels", "record_label_bought_after_takeover"),
+                    {**values, "cp_mode": "contract" if self.client.contract else "noncontract"},
+                ).fetchone()
+                if recorded is not None:
+                    return None
+            extra = f"shipment {info.shipment_id} (PIN {info.tracking_pin})"
+            pushed = row["status"] not in ("label_created", "needs_review")
+            if row["cp_shipment_id"] is None:
+                message = (
+                    f"order {order_id}: Canada Post sold {extra} for this order after another run "
+                    f"took it over, and the shipment is now {row['status']}: void {extra} at Canada Post"
+                )
+            else:
+                held = f"shipment {row['cp_shipment_id']} (PIN {row['tracking_pin']})"
+                message = (
+                    f"order {order_id}: Canada Post sold two labels for this order: {held}, recorded on "
+                    f"the shipment, and {extra}, bought by a run whose claim had been taken over. "
+                    + (
+                        f"The recorded one was already sent to Best Buy: void {extra} at Canada Post, then "
+                        f"`fulfil labels keep {order_id} {row['cp_shipment_id']}`"
+                        if pushed
+                        else (
+                            "Void one of them at Canada Post, then "
+                            f"`fulfil labels keep {order_id} SHIPMENT_ID` with the one kept"
+                        )
+                    )
+                )
+            self._record_surplus(conn, order_id, values["shipment_id"], info, call_id, message)
+            status = row["status"]
+            if not pushed:
+                conn.execute(
+                    query("labels", "park_for_two_labels"),
+                    {"shipment_id": values["shipment_id"], "error": message},
+                )
+                status = "needs_review"
+        return LabelResult(
+            order_id, REVIEW, status, tracking_pin=info.tracking_pin, error=message, warnings=warnings
+        )
+
+    def _record_surplus(
+        self,
+        conn: psycopg.Connection,
+        order_id: str,
+        shipment_id: int,
+        info: ShipmentInfo,
+        call_id: int | None,
+        reason: str,
+    ) -> None:
+        label = info.label_links[0] if info.label_links else None
+        self_link = info.links.get("self")
+        conn.execute(
+            query("labels", "record_surplus_label"),
+            {
+                "order_id": order_id,
+                "shipment_id": shipment_id,
+                "cp_shipment_id": info.shipment_id,
+                "tracking_pin": info.tracking_pin,
+                "cp_self_url": self_link.href if self_link else None,
+                "cp_label_url": label.href if label else None,
+                "run_id": self.run_id,
+                "call_id": call_id,
+                "reason": reason,
+            },
+        )
 
     def _release(self, conn: psycopg.Connection, shipment_id: int, code: str, error: str) -> None:
         self._cas(conn, "release_to_pending", shipment_id=shipment_id, code=code, error=error)
@@ -511,8 +725,12 @@ class LabelWorkflow:
     def download(self, order_ids: list[str] | None = None, verify: bool = True) -> LabelRun:
         """Fetch missing labels and (verify) re-fetch files that are gone or changed on disk."""
         run = LabelRun()
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
-            self._download_all(conn, run, order_ids, verify=verify)
+        check_labels_dir(self.settings.labels_dir)
+        with self._connection() as conn:
+            try:
+                self._download_all(conn, run, order_ids, verify=verify)
+            except _StopRun as stop:
+                run.stopped = str(stop)
         return run
 
     def _download_missing(self, conn: psycopg.Connection, run: LabelRun, order_ids: list[str] | None) -> None:
@@ -535,6 +753,8 @@ class LabelWorkflow:
         conn.commit()
         skip = set(exclude)
         for row in rows:
+            if self.stop.requested:
+                raise _StopRun(self.stop.describe())
             if row["order_id"] in skip or file_matches(row["label_pdf_path"], row["label_pdf_sha256"]):
                 continue
             if not row["cp_api_label_url"]:
@@ -557,12 +777,20 @@ class LabelWorkflow:
             outcome = self.client.fetch_label(order_id, href, media_type)
             if outcome.status_code == 202:
                 error = "Canada Post has not finished the label yet (202)"
-                if attempt < self.settings.label_not_ready_retries:
+                if attempt < self.settings.label_not_ready_retries and not self.stop.requested:
                     self.sleep(self.settings.label_not_ready_wait * (attempt + 1))
-                continue
+                    continue
+                break
             error = self._label_problem(outcome)
             if not error:
-                saved = write_label(self.settings.labels_dir, order_id, outcome.body)
+                try:
+                    saved = write_label(self.settings.labels_dir, order_id, outcome.body)
+                except OSError as exc:
+                    # The label is bought and recorded; only its file is missing. The run goes on.
+                    error = (
+                        f"the PDF could not be written to {self.settings.labels_dir}: {exc.strerror or exc}"
+                    )
+                    break
                 self._cas(
                     conn,
                     "record_label_file",
@@ -572,8 +800,9 @@ class LabelWorkflow:
                     size=saved.size,
                 )
                 return LabelResult(order_id, DOWNLOADED, "label_created", label_pdf_path=str(saved.path))
-            if outcome.failure is FailureClass.DEFINITIVE:
-                break
+            # Only "not ready yet" is worth asking again here: the client already retried what
+            # waiting can cure, and an answer too large or refused will not change.
+            break
         message = (
             f"order {order_id}: label not downloaded: {error}; `fulfil labels download` fetches it later"
         )
@@ -601,7 +830,7 @@ class LabelWorkflow:
     def retry(self, order_ids: list[str], *, not_bought: bool) -> LabelRun:
         run = LabelRun()
         statuses = ["label_failed", "needs_review"] if not_bought else ["label_failed"]
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        with connect(self.database_url, row_factory=dict_row) as conn:
             with conn.transaction():
                 made = {
                     r["order_id"]
@@ -622,6 +851,14 @@ class LabelWorkflow:
                 state = states.get(order_id)
                 if state is None:
                     why = "has no shipment (not accepted yet, or unknown order)"
+                elif state["status"] == "needs_review" and state["last_error_code"] in (
+                    "two-labels",
+                    "duplicate-labels",
+                ):
+                    why = (
+                        "has several labels at Canada Post: void all but one, then "
+                        f"`fulfil labels keep {order_id} SHIPMENT_ID`"
+                    )
                 elif state["status"] == "needs_review":
                     why = (
                         "needs review: a label may exist. Check Canada Post first; if none was bought, "
@@ -638,6 +875,58 @@ class LabelWorkflow:
         return run
 
     # ==========================================================================================
+    # labels keep
+    # ==========================================================================================
+
+    def keep(self, order_id: str, cp_shipment_id: str) -> LabelResult:
+        """The seller voided the other labels of an order at Canada Post and keeps this one: the
+        shipment holds it (its PDF fetched by the next download) and the others are closed."""
+        with connect(self.database_url, row_factory=dict_row) as conn, conn.transaction():
+            row = conn.execute(query("labels", "label_choice"), {"order_id": order_id}).fetchone()
+            if row is None:
+                raise UsageError(f"order {order_id} has no shipment")
+            surplus = {item["cp_shipment_id"]: item for item in row["surplus"]}
+            choices = [c for c in [row["cp_shipment_id"], *surplus] if c]
+            if not surplus:
+                raise UsageError(
+                    f"order {order_id} has only one label ({row['cp_shipment_id'] or 'none'}): "
+                    "nothing to choose"
+                )
+            if cp_shipment_id not in choices:
+                raise UsageError(
+                    f"order {order_id}: {cp_shipment_id} is not one of its labels; choose one of "
+                    f"{', '.join(choices)}"
+                )
+            resolution = f"voided at Canada Post: the seller kept shipment {cp_shipment_id}"
+            params = {"shipment_id": row["shipment_id"], "kept": cp_shipment_id, "resolution": resolution}
+            pushed = row["status"] != "needs_review"
+            if cp_shipment_id == row["cp_shipment_id"]:
+                kept = {
+                    "tracking_pin": row["tracking_pin"],
+                    "cp_shipment_id": row["cp_shipment_id"],
+                    "cp_self_url": row["cp_self_url"],
+                    "cp_label_url": row["cp_api_label_url"],
+                }
+            elif pushed:
+                raise UsageError(
+                    f"order {order_id}: its label {row['cp_shipment_id']} (PIN {row['tracking_pin']}) was "
+                    f"already sent to Best Buy; keep that one and void {cp_shipment_id}"
+                )
+            else:
+                chosen = surplus[cp_shipment_id]
+                kept = {
+                    key: chosen[key]
+                    for key in ("tracking_pin", "cp_shipment_id", "cp_self_url", "cp_label_url")
+                }
+                conn.execute(query("labels", "retire_recorded_label"), {**params, "run_id": self.run_id})
+                conn.execute(query("labels", "mark_surplus_kept"), params)
+            conn.execute(query("labels", "resolve_surplus_labels"), params)
+            if not pushed:
+                conn.execute(query("labels", "take_kept_label"), {"shipment_id": row["shipment_id"], **kept})
+            status = "label_created" if not pushed else row["status"]
+        return LabelResult(order_id, KEPT, status, tracking_pin=kept["tracking_pin"])
+
+    # ==========================================================================================
     # Dry run
     # ==========================================================================================
 
@@ -645,7 +934,7 @@ class LabelWorkflow:
         """Build and check each request a run would send; no HTTP, no writes."""
         run = LabelRun()
         bodies: dict[str, bytes] = {}
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        with connect(self.database_url, row_factory=dict_row) as conn:
             rows = conn.execute(
                 query("labels", "dry_run_candidates"), {"order_ids": order_ids, "limit": limit}
             ).fetchall()
@@ -668,7 +957,7 @@ class LabelWorkflow:
             self._report(
                 run, LabelResult(order_id, WOULD_BUY, row["status"], warnings=list(request.warnings))
             )
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        with connect(self.database_url, row_factory=dict_row) as conn:
             self._report_untouched(conn, run, order_ids)
         return run, bodies
 

@@ -22,6 +22,12 @@ Phases, each in its own short transaction (never one held across HTTP):
    100 ids per OR11 call.
 4. Every write after a call is a compare-and-set on status and lease owner.
 
+Only shipments whose label PDF is on disk and matches its recorded sha256 are pushed: OR24 tells
+the customer the parcel is on its way. Each call is sent only while this run still holds the
+shipment's claim (checked in the transaction that writes its api_calls row). Only Mirakl's own
+204 counts as success; any other 2xx (an HTML page from a proxy) is unclear and settled by
+reading the order.
+
 Failures: 429 waits Retry-After, 5xx and connection failures are retried with backoff (the
 client). When they persist, the shipment keeps its status for the next run and the run stops
 (Best Buy is down; hammering it helps nobody). A refused key (401/403) stops the run with one
@@ -31,22 +37,26 @@ Canada Post outage cannot stop this.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from fulfil.api_calls import LeaseLost
 from fulfil.audited_http import FailureClass, HttpOutcome
 from fulfil.bestbuy.client import SHIP, UPDATE_TRACKING, BestBuyClient
 from fulfil.bestbuy.errors import BestBuyError, BestBuyUnavailable, auth_error, interpret_error
 from fulfil.bestbuy.order_states import CANCELED_STATES, SHIPPED_STATES, SHIPPING
-from fulfil.db import query
-from fulfil.errors import ConfigError
-from fulfil.runs import owner_is_dead
+from fulfil.db import connect, query
+from fulfil.errors import ConfigError, FulfilError
+from fulfil.label_files import file_matches
+from fulfil.runs import owner_is_dead, release_leases
+from fulfil.stop_signals import StopRequest
 from fulfil.workflows.run_results import RunResults
 
 # Shipment statuses this workflow reads and writes.
@@ -210,6 +220,8 @@ class _Claim:
     order_id: str
     status: str
     tracking_pin: str
+    label_pdf_path: str | None = None
+    label_pdf_sha256: str | None = None
 
 
 @dataclass
@@ -236,6 +248,7 @@ class TrackingWorkflow:
         lease_owner: str,
         on_result: Listener | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop: StopRequest | None = None,
     ) -> None:
         self.database_url = database_url
         self.settings = settings
@@ -243,6 +256,17 @@ class TrackingWorkflow:
         self.owner = lease_owner
         self.on_result = on_result or (lambda result: None)
         self.clock = clock
+        self.stop = stop or StopRequest()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """This run's connection; whatever happens, the run leaves no claim behind."""
+        try:
+            with connect(self.database_url, row_factory=dict_row, application_name="fulfil-tracking") as conn:
+                yield conn
+        finally:
+            with contextlib.suppress(FulfilError, psycopg.Error):
+                release_leases(self.database_url, self.owner)
 
     @property
     def client(self) -> BestBuyClient:
@@ -259,7 +283,7 @@ class TrackingWorkflow:
         checks: list[_Check] = []
         claimed: list[int] = []
         seen_orders: set[str] = set()
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        with self._connection() as conn:
             dead = [
                 row["lease_owner"]
                 for row in conn.execute(query("tracking", "owners_of_open_shipments")).fetchall()
@@ -268,6 +292,8 @@ class TrackingWorkflow:
             conn.commit()
             try:
                 while limit is None or len(claimed) < limit:
+                    if self.stop.requested:
+                        raise _StopRun(self.stop.describe())
                     claim = self._claim(conn, order_ids, claimed, dead)
                     if claim is None:
                         break
@@ -291,9 +317,9 @@ class TrackingWorkflow:
 
     def count_pushable(self, order_ids: list[str] | None) -> int:
         """About how many shipments a run would work on (for a progress bar)."""
-        with psycopg.connect(self.database_url) as conn:
+        with connect(self.database_url, row_factory=dict_row) as conn:
             row = conn.execute(query("tracking", "count_pushable"), {"order_ids": order_ids}).fetchone()
-        return int(row[0]) if row else 0
+        return int(row["count"]) if row else 0
 
     def _claim(
         self, conn: psycopg.Connection, order_ids: list[str] | None, skip: list[int], dead: list[str]
@@ -311,22 +337,68 @@ class TrackingWorkflow:
             ).fetchone()
         if row is None:
             return None
-        return _Claim(row["shipment_id"], row["order_id"], row["status"], row["tracking_pin"])
+        return _Claim(
+            row["shipment_id"],
+            row["order_id"],
+            row["status"],
+            row["tracking_pin"],
+            row["label_pdf_path"],
+            row["label_pdf_sha256"],
+        )
 
     def _push_one(
         self, conn: psycopg.Connection, run: TrackingRun, claim: _Claim, checks: list[_Check]
     ) -> TrackingResult | None:
         """OR23 (unless Best Buy has the number already), then OR24. None: settled later by OR11."""
+        if not file_matches(claim.label_pdf_path, claim.label_pdf_sha256):
+            # OR24 tells the customer the parcel is on its way: never before its label is printable.
+            self._release(conn, claim, None, None)
+            where = claim.label_pdf_path or "no file recorded"
+            message = (
+                f"order {claim.order_id}: its label PDF is not on disk or does not match what was "
+                f"downloaded ({where}); nothing was sent to Best Buy. Run `fulfil labels download "
+                f"--order {claim.order_id}`, then push again"
+            )
+            return TrackingResult(
+                claim.order_id, NOT_PUSHABLE, claim.status, claim.tracking_pin, error=message
+            )
+        guard = self._lease_guard(claim.shipment_id)
+        try:
+            return self._send_steps(conn, run, claim, checks, guard)
+        except LeaseLost:
+            message = (
+                f"order {claim.order_id}: another fulfil run took this shipment over before the next "
+                "call was sent; nothing more was sent"
+            )
+            return TrackingResult(claim.order_id, SKIPPED, claim.status, claim.tracking_pin, error=message)
+
+    def _lease_guard(self, shipment_id: int) -> Callable[[psycopg.Connection], bool]:
+        def still_ours(audit_conn: psycopg.Connection) -> bool:
+            row = audit_conn.execute(
+                query("tracking", "hold_push_lease"), {"shipment_id": shipment_id, "owner": self.owner}
+            ).fetchone()
+            return row is not None
+
+        return still_ours
+
+    def _send_steps(
+        self,
+        conn: psycopg.Connection,
+        run: TrackingRun,
+        claim: _Claim,
+        checks: list[_Check],
+        guard: Callable[[psycopg.Connection], bool],
+    ) -> TrackingResult | None:
         if claim.status == LABEL_CREATED:
             outcome = self.client.update_tracking(
-                claim.order_id, claim.tracking_pin, self.settings.carrier_code
+                claim.order_id, claim.tracking_pin, self.settings.carrier_code, guard=guard
             )
             if not outcome.ok:
                 return self._after_failure(conn, run, claim, UPDATE_TRACKING, outcome, checks)
             if not self._cas(conn, "record_tracking_sent", shipment_id=claim.shipment_id):
                 return self._taken_over(conn, claim)
             claim.status = TRACKING_SENT
-        outcome = self.client.ship(claim.order_id)
+        outcome = self.client.ship(claim.order_id, guard=guard)
         if outcome.ok:
             return self._record_shipped(conn, claim, SHIPPED, None)
         return self._after_failure(conn, run, claim, SHIP, outcome, checks)
@@ -551,7 +623,7 @@ class TrackingWorkflow:
     def retry(self, order_ids: list[str]) -> TrackingRun:
         """Put refused pushes back to label_created (OR23 first again), once the cause is fixed."""
         run = TrackingRun()
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn, conn.transaction():
+        with connect(self.database_url, row_factory=dict_row) as conn, conn.transaction():
             made = {
                 row["order_id"]: row["status"]
                 for row in conn.execute(query("tracking", "make_pushable"), {"order_ids": order_ids})
@@ -591,7 +663,7 @@ class TrackingWorkflow:
     def dry_run(self, order_ids: list[str] | None, limit: int | None) -> TrackingRun:
         """The calls a run would make, shipment by shipment; no HTTP, no writes."""
         run = TrackingRun()
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        with connect(self.database_url, row_factory=dict_row) as conn:
             rows = conn.execute(
                 query("tracking", "dry_run_candidates"), {"order_ids": order_ids, "limit": limit}
             ).fetchall()

@@ -222,10 +222,14 @@ SET status = 'label_pending',
     failed_order_data_hash = NULL
 WHERE order_id = ANY (%(order_ids)s::text[])
   AND status = ANY (%(statuses)s::text[])
+  -- A shipment with a label, or with labels waiting for the seller's choice, is never re-bought.
+  AND tracking_pin IS NULL
+  AND NOT EXISTS (SELECT 1 FROM surplus_labels l
+                  WHERE l.shipment_id = shipments.shipment_id AND l.resolved_at IS NULL)
 RETURNING order_id;
 
 -- name: shipment_states
-SELECT s.order_id, s.status, s.last_error, o.status AS order_status
+SELECT s.order_id, s.status, s.last_error, s.last_error_code, o.status AS order_status
 FROM shipments s
 JOIN orders o ON o.order_id = s.order_id
 WHERE s.order_id = ANY (%(order_ids)s::text[]);
@@ -277,3 +281,138 @@ SELECT r.order_id, o.status AS order_status, s.status AS shipment_status, s.trac
 FROM unnest(%(order_ids)s::text[]) AS r(order_id)
 LEFT JOIN orders o ON o.order_id = r.order_id
 LEFT JOIN shipments s ON s.order_id = r.order_id;
+
+-- name: hold_purchase_lease
+-- Run by the audit log in the transaction that records a Create Shipment attempt, before it is
+-- sent: the attempt goes out only while this run still holds the claim. The row lock makes a
+-- takeover wait for the record (and then see it) or win (and then this attempt is never sent).
+SELECT shipment_id
+FROM shipments
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_creation_initiated'
+  AND lease_owner = %(owner)s
+FOR UPDATE;
+
+-- name: purchase_settles_at
+-- When the absence of this purchase at Canada Post proves it was never bought: its last attempt's
+-- deadline (or, for rows older than deadline_at, its start plus this host's deadline) plus the
+-- time Canada Post is given to finish what it received. NULL: no attempt was ever recorded.
+SELECT max(coalesce(deadline_at, started_at + make_interval(secs => %(deadline)s)))
+           + make_interval(secs => %(allowance)s) AS settles_at,
+       max(started_at) AS last_started_at,
+       clock_timestamp() AS now
+FROM api_calls
+WHERE related_id = %(order_id)s
+  AND service = 'CanadaPost'
+  AND endpoint IN ('CreateShipment', 'CreateNCShipment')
+  AND started_at >= %(since)s;
+
+-- name: database_now
+SELECT clock_timestamp() AS now;
+
+-- name: lock_shipment_label
+-- The label a shipment holds, locked: deciding where a purchase that lost its claim goes.
+SELECT shipment_id, order_id, status, tracking_pin, cp_shipment_id, lease_owner
+FROM shipments
+WHERE shipment_id = %(shipment_id)s
+FOR UPDATE;
+
+-- name: record_label_bought_after_takeover
+-- A purchase that succeeded after another run took its claim over, on a shipment that holds no
+-- label yet: it is recorded all the same (it was paid for). The other run's own writes are
+-- compare-and-set on its lease, which this clears, so they find the label here.
+UPDATE shipments
+SET status = 'label_created',
+    tracking_pin = %(tracking_pin)s,
+    cp_shipment_id = %(cp_shipment_id)s,
+    cp_self_url = %(cp_self_url)s,
+    cp_api_label_url = %(cp_label_url)s,
+    cp_label_media_type = %(cp_label_media_type)s,
+    cp_mode = coalesce(cp_mode, %(cp_mode)s),
+    label_created_at = now(),
+    last_error = NULL,
+    last_error_code = NULL,
+    failed_order_data_hash = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND cp_shipment_id IS NULL
+  AND status IN ('label_pending', 'label_creation_initiated', 'label_failed', 'needs_review')
+RETURNING shipment_id;
+
+-- name: record_surplus_label
+INSERT INTO surplus_labels (order_id, shipment_id, cp_shipment_id, tracking_pin, cp_self_url,
+                            cp_label_url, found_by_run, call_id, reason)
+VALUES (%(order_id)s, %(shipment_id)s, %(cp_shipment_id)s, %(tracking_pin)s, %(cp_self_url)s,
+        %(cp_label_url)s, %(run_id)s, %(call_id)s, %(reason)s)
+ON CONFLICT DO NOTHING;
+
+-- name: park_for_two_labels
+-- A second label for a shipment whose label was not pushed to Best Buy yet: nothing more happens
+-- to it until the seller has chosen one and voided the other.
+UPDATE shipments
+SET status = 'needs_review',
+    last_error_code = 'two-labels',
+    last_error = %(error)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND status IN ('label_created', 'needs_review')
+RETURNING shipment_id;
+
+
+-- name: label_choice
+-- What `labels keep` chooses between: the shipment's own label and its open surplus labels.
+SELECT s.shipment_id, s.order_id, s.status, s.last_error_code, s.cp_shipment_id, s.tracking_pin,
+       s.cp_self_url, s.cp_api_label_url, s.cp_label_media_type,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'cp_shipment_id', l.cp_shipment_id, 'tracking_pin', l.tracking_pin,
+                   'cp_self_url', l.cp_self_url, 'cp_label_url', l.cp_label_url) ORDER BY l.surplus_id), '[]')
+        FROM surplus_labels l
+        WHERE l.shipment_id = s.shipment_id AND l.resolved_at IS NULL) AS surplus
+FROM shipments s
+WHERE s.order_id = %(order_id)s
+FOR UPDATE OF s;
+
+-- name: resolve_surplus_labels
+-- The seller kept one label and voided the others at Canada Post.
+UPDATE surplus_labels
+SET resolved_at = now(), resolution = %(resolution)s
+WHERE shipment_id = %(shipment_id)s
+  AND resolved_at IS NULL
+  AND cp_shipment_id IS DISTINCT FROM %(kept)s;
+
+-- name: mark_surplus_kept
+UPDATE surplus_labels
+SET resolved_at = now(), resolution = 'kept: now the shipment''s label'
+WHERE shipment_id = %(shipment_id)s AND cp_shipment_id = %(kept)s AND resolved_at IS NULL;
+
+-- name: retire_recorded_label
+-- The label the shipment held was not kept: it goes to surplus_labels, already resolved.
+INSERT INTO surplus_labels (order_id, shipment_id, cp_shipment_id, tracking_pin, cp_self_url,
+                            cp_label_url, found_by_run, reason, resolved_at, resolution)
+SELECT order_id, shipment_id, cp_shipment_id, tracking_pin, cp_self_url, cp_api_label_url, %(run_id)s,
+       'recorded on the shipment until the seller kept another label', now(), %(resolution)s
+FROM shipments
+WHERE shipment_id = %(shipment_id)s AND cp_shipment_id IS NOT NULL
+ON CONFLICT DO NOTHING;
+
+-- name: take_kept_label
+-- The shipment now holds the label the seller kept; its PDF is fetched by `labels download`.
+UPDATE shipments
+SET status = 'label_created',
+    tracking_pin = %(tracking_pin)s,
+    cp_shipment_id = %(cp_shipment_id)s,
+    cp_self_url = %(cp_self_url)s,
+    cp_api_label_url = %(cp_label_url)s,
+    label_pdf_path = CASE WHEN cp_shipment_id IS DISTINCT FROM %(cp_shipment_id)s THEN NULL ELSE label_pdf_path END,
+    label_pdf_sha256 = CASE WHEN cp_shipment_id IS DISTINCT FROM %(cp_shipment_id)s THEN NULL ELSE label_pdf_sha256 END,
+    label_pdf_bytes = CASE WHEN cp_shipment_id IS DISTINCT FROM %(cp_shipment_id)s THEN NULL ELSE label_pdf_bytes END,
+    label_created_at = coalesce(label_created_at, now()),
+    last_error = NULL,
+    last_error_code = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'needs_review'
+RETURNING shipment_id;

@@ -21,11 +21,18 @@ WHERE status = 'label_creation_initiated'
 ORDER BY purchase_started_at NULLS FIRST;
 
 -- name: labels_without_pdf
-SELECT order_id, status, tracking_pin, last_error
+-- Bought labels with no file recorded, or (checked by the report) a file gone or changed on disk.
+SELECT order_id, status, tracking_pin, last_error, label_pdf_path, label_pdf_sha256
 FROM shipments
 WHERE status IN ('label_created', 'tracking_sent', 'tracking_updated')
-  AND label_pdf_path IS NULL
 ORDER BY shipment_id;
+
+-- name: surplus_labels
+-- Labels Canada Post sold that no shipment holds: each one costs money until it is voided.
+SELECT order_id, cp_shipment_id, tracking_pin, reason, found_at
+FROM surplus_labels
+WHERE resolved_at IS NULL
+ORDER BY found_at;
 
 -- name: tracking_not_pushed
 -- Labels bought more than %(hours)s hours ago whose tracking number Best Buy has not confirmed.
@@ -47,6 +54,7 @@ ORDER BY deadline;
 
 -- name: last_runs
 -- The latest run of each command, and whether it ended.
-SELECT DISTINCT ON (command) command, run_id, hostname, pid, started_at, finished_at, exit_code, summary
+SELECT DISTINCT ON (command) command, run_id, hostname, pid, lease_owner, started_at, finished_at,
+       exit_code, summary
 FROM runs
 ORDER BY command, started_at DESC;

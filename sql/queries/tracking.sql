@@ -28,7 +28,17 @@ WHERE s.shipment_id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING s.shipment_id, s.order_id, s.status, s.tracking_pin;
+RETURNING s.shipment_id, s.order_id, s.status, s.tracking_pin, s.label_pdf_path, s.label_pdf_sha256;
+
+-- name: hold_push_lease
+-- Run by the audit log in the transaction that records an OR23 or OR24 attempt, before it is sent:
+-- a shipment another run has taken over is never pushed by its old owner.
+SELECT shipment_id
+FROM shipments
+WHERE shipment_id = %(shipment_id)s
+  AND status IN ('label_created', 'tracking_sent')
+  AND lease_owner = %(owner)s
+FOR UPDATE;
 
 -- name: record_tracking_sent
 -- Best Buy accepted the tracking number (OR23): a crash from here on resumes at OR24.

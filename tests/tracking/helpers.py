@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -13,7 +15,8 @@ import requests
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from fulfil.runs import HOSTNAME
+from fulfil.label_files import write_label
+from fulfil.runs import HOSTNAME, NODE
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
 from fulfil.sandbox.orders import generate_orders
 
@@ -35,14 +38,17 @@ def seed_labelled(
     lease_owner: str | None = None,
     lease_left_s: float = 600.0,
     tracking_at_best_buy: bool = True,
+    label_files: bool = True,
 ) -> list[dict[str, Any]]:
     """n SHIPPING orders at Best Buy (the sandbox) with a bought label here, in ``status``.
 
     A shipment seeded in tracking_sent has its tracking number at Best Buy too (OR23 went out),
-    unless ``tracking_at_best_buy`` is false.
+    unless ``tracking_at_best_buy`` is false. Each label's PDF is on disk with its checksum
+    recorded (tracking push refuses labels whose PDF is missing), unless ``label_files`` is false.
     """
     orders = generate_orders(n, seed=seed)
     sandbox.add_orders(orders)
+    directory = Path(tempfile.mkdtemp(prefix="fulfil-test-labels-"))
     for index, order in enumerate(orders):
         pin = pin_for(seed, index)
         db.execute(
@@ -68,9 +74,21 @@ def seed_labelled(
                 "left": lease_left_s,
             },
         )
+        if label_files:
+            saved = write_label(directory, order["order_id"], label_pdf(pin))
+            db.execute(
+                "UPDATE shipments SET label_pdf_path = %s, label_pdf_sha256 = %s, label_pdf_bytes = %s "
+                "WHERE order_id = %s",
+                (str(saved.path), saved.sha256, saved.size, order["order_id"]),
+            )
         if status == "tracking_sent" and tracking_at_best_buy:
             send_tracking_directly(sandbox, order["order_id"], pin)
     return orders
+
+
+def label_pdf(pin: str) -> bytes:
+    """A small complete PDF standing in for a downloaded label."""
+    return f"%PDF-1.4\n% label {pin}\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n".encode()
 
 
 def send_tracking_directly(sandbox: Any, order_id: str, pin: str) -> None:
@@ -97,7 +115,7 @@ def dead_owner() -> str:
     child = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    return f"{HOSTNAME}/{int(child.stdout)}/1/deadbeef0000"
+    return f"{HOSTNAME}/{int(child.stdout)}/?/deadbeef0000/{NODE}"
 
 
 def shipments(db: psycopg.Connection) -> dict[str, dict[str, Any]]:
