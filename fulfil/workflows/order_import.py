@@ -47,7 +47,7 @@ from fulfil.bestbuy.order_states import (
     moves_forward,
     status_for_state,
 )
-from fulfil.db import query
+from fulfil.db import connect, query
 from fulfil.errors import ConfigError
 from fulfil.workflows.run_results import RunResults
 
@@ -167,7 +167,7 @@ class OrderStore:
 
     def import_candidates(self, candidates: Iterable[OrderCandidate]) -> OrderRun:
         run = OrderRun()
-        with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+        with connect(self.database_url, row_factory=dict_row, application_name="fulfil-orders") as conn:
             self.store(conn, list(candidates), run)
         return run
 
@@ -281,10 +281,12 @@ class OrderPull:
     def pull(self, states: Sequence[str], *, force: bool = False) -> OrderRun:
         """Raises PollTooSoon (before any call) when the last poll was under a minute ago."""
         run = OrderRun()
-        with psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row) as guard:
+        with connect(
+            self.database_url, autocommit=True, row_factory=dict_row, application_name="fulfil-orders"
+        ) as guard:
             if not force:
                 self._check_poll_allowed(guard)
-            with psycopg.connect(self.database_url, row_factory=dict_row) as conn:
+            with connect(self.database_url, row_factory=dict_row, application_name="fulfil-orders") as conn:
                 try:
                     seen = self._pull_listing(conn, run, states)
                     if SHIPPING in states:

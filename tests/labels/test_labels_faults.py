@@ -540,3 +540,26 @@ def test_non_contract_reconcile_matches_every_purchase_against_one_listing(
     assert reads.count("GetNCShipmentDetails") == len(orders)  # each listed shipment once
     for order in lost:
         assert shipments(db)[order["order_id"]]["status"] == "label_created"
+
+
+def test_the_settle_window_counts_from_the_last_attempt_not_from_the_claim(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    from tests.labels.helpers import record_request_only, seed_initiated
+
+    [order_id] = seed_orders(db, 1)
+    # Claimed an hour ago; its latest attempt went out a moment ago and may still be in flight
+    # for the next minute (its deadline, recorded with it, is in the future).
+    seed_initiated(db, order_id, request_id="F" + "c" * 32, started_ago_s=3600)
+    record_request_only(db, order_id, "<shipment/>")
+    db.execute(
+        "UPDATE api_calls SET deadline_at = now() + interval '1 minute' WHERE related_id = %s", (order_id,)
+    )
+
+    result = run_fulfil("labels", "reconcile", "--json", env=fulfil_env)
+
+    assert result.returncode == 3
+    [record] = json_lines(result.stdout)
+    assert record["outcome"] == "unsettled"
+    assert shipments(db)[order_id]["status"] == "label_creation_initiated"
+    assert create_requests(sandbox) == []

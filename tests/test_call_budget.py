@@ -1,0 +1,58 @@
+"""Leases and settle windows come from the whole retry policy of their calls (issue 9, defect 2),
+computed in one place that both workflows use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fulfil.audited_http import FailureClass, RetryPolicy, lease_seconds, settle_seconds
+from fulfil.bestbuy.client import RetryRules
+from fulfil.canadapost.client import RETRY_NOT_SENT, RETRY_READS
+from fulfil.config import load_settings
+from fulfil.services import label_workflow, tracking_workflow
+from tests.conftest import SENDER_ENV
+
+
+def test_the_longest_call_is_every_attempt_to_its_deadline_and_every_wait_at_its_longest() -> None:
+    backoff_only = RetryPolicy(max_attempts=3, retry_on=frozenset({FailureClass.NOT_SENT}), backoff_base=1)
+    assert backoff_only.longest_wait() == 1 + 2
+    assert backoff_only.longest_call(deadline=10) == 3 * 10 + 3
+    throttled = RetryPolicy(
+        max_attempts=4, retry_on=frozenset({FailureClass.RATE_LIMITED}), backoff_base=0.5, max_retry_after=60
+    )
+    assert throttled.longest_wait() == 3 * 60  # a Retry-After up to the cap, before each retry
+    assert RetryPolicy().longest_call(deadline=7) == 7
+
+
+def test_a_lease_outlasts_every_call_made_under_it() -> None:
+    policy = RetryRules().policy()
+    assert lease_seconds(70, policy, policy) >= 2 * (policy.max_attempts * 70 + policy.longest_wait())
+    assert lease_seconds(70, RETRY_NOT_SENT) > RETRY_NOT_SENT.max_attempts * 70
+    assert lease_seconds(70, RETRY_READS) > lease_seconds(70, RETRY_NOT_SENT)  # reads also wait out 429s
+
+
+def test_the_settle_window_is_the_deadline_plus_the_allowance() -> None:
+    assert settle_seconds(70, 60) == 130
+
+
+def test_both_workflows_size_their_leases_from_the_configured_deadline() -> None:
+    env = {
+        **SENDER_ENV,
+        "FULFIL_CANADAPOST_USERNAME": "u",
+        "FULFIL_CANADAPOST_PASSWORD": "password",
+        "FULFIL_CANADAPOST_CUSTOMER_NUMBER": "1234567",
+        "FULFIL_BESTBUY_API_KEY": "key-1234",
+    }
+    short = load_settings({**env, "FULFIL_HTTP_DEADLINE": "5"}, Path("/"))
+    long = load_settings({**env, "FULFIL_HTTP_DEADLINE": "50"}, Path("/"))
+    labels_short = label_workflow("postgresql:///x", short, None).settings
+    labels_long = label_workflow("postgresql:///x", long, None).settings
+    assert labels_short.lease_seconds == lease_seconds(5, RETRY_NOT_SENT)
+    assert labels_long.lease_seconds == lease_seconds(50, RETRY_NOT_SENT)
+    assert labels_long.deadline == 50
+    policy = RetryRules().policy()
+    tracking = tracking_workflow("postgresql:///x", long, None).settings
+    assert tracking.lease_seconds == lease_seconds(50, policy, policy)
+    # Unset, the deadline is connect + read timeout.
+    default = load_settings(env, Path("/"))
+    assert default.http().deadline == default.http().connect_timeout + default.http().read_timeout
