@@ -102,8 +102,6 @@ def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
                 row["label_pdf_path"], row["label_pdf_sha256"]
             ):
                 continue
-            if row["label_pdf_path"] is not None and row["status"] == "tracking_updated":
-                continue  # shipped: the file served its purpose and may have been cleaned up
             report.attention.append(
                 AttentionItem(
                     "label_without_pdf",

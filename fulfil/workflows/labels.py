@@ -57,7 +57,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from fulfil.api_calls import LeaseLost
-from fulfil.audited_http import FailureClass, HttpOutcome
+from fulfil.audited_http import FailureClass, HttpOutcome, settle_seconds
 from fulfil.canadapost.client import (
     CanadaPostClient,
     CanadaPostUnavailable,
@@ -463,8 +463,8 @@ class LabelWorkflow:
             {
                 "order_id": order_id,
                 "since": row["purchase_started_at"],
-                "deadline": self.settings.deadline,
                 "allowance": self.settings.settle_allowance,
+                "settle_seconds": settle_seconds(self.settings.deadline, self.settings.settle_allowance),
             },
         ).fetchone()
         conn.commit()

@@ -295,10 +295,11 @@ FOR UPDATE;
 
 -- name: purchase_settles_at
 -- When the absence of this purchase at Canada Post proves it was never bought: its last attempt's
--- deadline (or, for rows older than deadline_at, its start plus this host's deadline) plus the
--- time Canada Post is given to finish what it received. NULL: no attempt was ever recorded.
-SELECT max(coalesce(deadline_at, started_at + make_interval(secs => %(deadline)s)))
-           + make_interval(secs => %(allowance)s) AS settles_at,
+-- deadline plus the time Canada Post is given to finish what it received (for rows older than
+-- deadline_at: its start plus this host's settle window, audited_http.settle_seconds). NULL: no
+-- attempt was ever recorded.
+SELECT max(coalesce(deadline_at + make_interval(secs => %(allowance)s),
+                    started_at + make_interval(secs => %(settle_seconds)s))) AS settles_at,
        max(started_at) AS last_started_at,
        clock_timestamp() AS now
 FROM api_calls

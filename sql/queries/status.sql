@@ -24,7 +24,8 @@ ORDER BY purchase_started_at NULLS FIRST;
 -- Bought labels with no file recorded, or (checked by the report) a file gone or changed on disk.
 SELECT order_id, status, tracking_pin, last_error, label_pdf_path, label_pdf_sha256
 FROM shipments
-WHERE status IN ('label_created', 'tracking_sent', 'tracking_updated')
+WHERE status IN ('label_created', 'tracking_sent')
+   OR (status = 'tracking_updated' AND label_pdf_path IS NULL)
 ORDER BY shipment_id;
 
 -- name: surplus_labels
