@@ -18,6 +18,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -114,6 +115,13 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def untrack(self, connection: socket.socket) -> None:
         with self._connections_lock:
             self._connections.discard(connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-exchange (killed, timed out) is part of the faults the
+        # sandbox exists for, not an error worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | OSError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._connections_lock:
