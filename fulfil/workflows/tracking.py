@@ -72,6 +72,7 @@ ALREADY_SHIPPED = "already_shipped"  # Best Buy shows the order shipped (OR11)
 CANCELED = "order_canceled"
 FAILED = "failed"
 PENDING = "pending"  # nothing settled; the next run carries on from the same status
+WAITING = "waiting_for_pdf"  # bought moments ago, its PDF still being fetched: the next run pushes it
 SKIPPED = "skipped"
 NOT_PUSHABLE = "not_pushable"  # a named order with nothing this command can do
 WOULD_PUSH = "would_push"
@@ -117,6 +118,8 @@ class TrackingSettings:
     # retries; a run that dies on this host is seen at once, on another host after this.
     lease_seconds: float
     check_batch: int = 100  # order ids per OR11 read (Mirakl's maximum)
+    # How long after a purchase a missing PDF is taken as "being downloaded" rather than missing.
+    download_grace_seconds: float = 600.0
 
 
 # ==============================================================================================
@@ -222,6 +225,7 @@ class _Claim:
     tracking_pin: str
     label_pdf_path: str | None = None
     label_pdf_sha256: str | None = None
+    pdf_on_its_way: bool = False
 
 
 @dataclass
@@ -333,6 +337,7 @@ class TrackingWorkflow:
                     "dead_owners": dead,
                     "order_ids": order_ids,
                     "skip": skip,
+                    "download_grace_seconds": self.settings.download_grace_seconds,
                 },
             ).fetchone()
         if row is None:
@@ -344,6 +349,7 @@ class TrackingWorkflow:
             row["tracking_pin"],
             row["label_pdf_path"],
             row["label_pdf_sha256"],
+            bool(row["pdf_on_its_way"]),
         )
 
     def _push_one(
@@ -353,6 +359,13 @@ class TrackingWorkflow:
         if not file_matches(claim.label_pdf_path, claim.label_pdf_sha256):
             # OR24 tells the customer the parcel is on its way: never before its label is printable.
             self._release(conn, claim, None, None)
+            if claim.pdf_on_its_way:
+                # Another host's labels run bought it a moment ago and is fetching its PDF now: not
+                # a problem yet, the next push takes it.
+                message = f"order {claim.order_id}: its label was just bought; pushed once its PDF is saved"
+                return TrackingResult(
+                    claim.order_id, WAITING, claim.status, claim.tracking_pin, error=message
+                )
             where = claim.label_pdf_path or "no file recorded"
             message = (
                 f"order {claim.order_id}: its label PDF is not on disk or does not match what was "

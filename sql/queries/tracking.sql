@@ -28,7 +28,11 @@ WHERE s.shipment_id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING s.shipment_id, s.order_id, s.status, s.tracking_pin, s.label_pdf_path, s.label_pdf_sha256;
+RETURNING s.shipment_id, s.order_id, s.status, s.tracking_pin, s.label_pdf_path, s.label_pdf_sha256,
+          -- a label bought moments ago whose PDF is still being fetched by the run that bought it
+          (s.label_pdf_path IS NULL AND s.last_error_code IS NULL
+           AND s.label_created_at > now() - make_interval(secs => %(download_grace_seconds)s))
+              AS pdf_on_its_way;
 
 -- name: hold_push_lease
 -- Run by the audit log in the transaction that records an OR23 or OR24 attempt, before it is sent:

@@ -29,27 +29,44 @@ def bestbuy_state(sandbox: Any, order_id: str) -> str:
 def test_labels_whose_pdf_is_missing_or_changed_are_not_pushed(
     fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
 ) -> None:
-    missing, changed, fine = seed_labelled(db, sandbox, 3)
+    missing, changed, never, just_bought = seed_labelled(db, sandbox, 4)
     rows = shipments(db)
     Path(rows[missing["order_id"]]["label_pdf_path"]).unlink()
     Path(rows[changed["order_id"]]["label_pdf_path"]).write_bytes(b"%PDF-1.4\nsomething else\n%%EOF\n")
-    db.execute(
-        "UPDATE shipments SET label_pdf_path = NULL, label_pdf_sha256 = NULL WHERE order_id = %s",
-        (fine["order_id"],),
-    )
+    for order, bought_ago in ((never, "1 hour"), (just_bought, "5 seconds")):
+        db.execute(
+            "UPDATE shipments SET label_pdf_path = NULL, label_pdf_sha256 = NULL, "
+            "label_created_at = now() - %s::interval WHERE order_id = %s",
+            (bought_ago, order["order_id"]),
+        )
 
     result = run_fulfil("tracking", "push", "--json", env=fulfil_env)
 
     assert result.returncode == 3
     records = {r["order_id"]: r for r in json_lines(result.stdout)}
-    for order in (missing, changed, fine):
+    for order in (missing, changed, never):
         record = records[order["order_id"]]
         assert record["outcome"] == "not_pushable"
         assert f"fulfil labels download --order {order['order_id']}" in record["error"]
+    # Bought a moment ago, its PDF still on its way (another host's labels run): no alarm.
+    assert records[just_bought["order_id"]]["outcome"] == "waiting_for_pdf"
+    for order in (missing, changed, never, just_bought):
         assert order_requests(sandbox, order["order_id"]) == []  # neither OR23 nor OR24
         assert bestbuy_state(sandbox, order["order_id"]) == "SHIPPING"
-    assert shipments(db)[missing["order_id"]]["status"] == "label_created"
-    assert shipments(db)[missing["order_id"]]["lease_owner"] is None
+        assert shipments(db)[order["order_id"]]["status"] == "label_created"
+        assert shipments(db)[order["order_id"]]["lease_owner"] is None
+
+
+def test_a_label_whose_pdf_is_still_on_its_way_waits_without_an_alarm(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    [order] = seed_labelled(db, sandbox, 1, label_files=False)
+
+    result = run_fulfil("tracking", "push", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    assert [r["outcome"] for r in json_lines(result.stdout)] == ["waiting_for_pdf"]
+    assert order_requests(sandbox, order["order_id"]) == []
 
 
 def test_an_html_page_answering_200_is_not_taken_for_shipped(
