@@ -75,6 +75,7 @@ def with_namespace(document: bytes, namespace: str) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+@pytest.mark.unit
 def test_the_readme_lists_request_samples_of_both_verdicts() -> None:
     samples = request_samples()
     assert {sample.path.name for sample in samples} >= {

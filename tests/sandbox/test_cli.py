@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 from typer.testing import CliRunner
 
@@ -26,6 +27,7 @@ def test_importing_the_cli_pulls_in_neither_lxml_nor_the_server() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.unit
 def test_help_texts_carry_examples() -> None:
     runner = CliRunner()
     group = runner.invoke(sandbox_app, ["--help"])
@@ -44,6 +46,7 @@ def test_help_texts_carry_examples() -> None:
         assert option in serve.output
 
 
+@pytest.mark.unit
 def test_bad_options_are_usage_errors(tmp_path: object) -> None:
     runner = CliRunner()
     for arguments, complaint in (
@@ -100,6 +103,7 @@ def test_serve_runs_until_sigterm_and_exits_zero() -> None:
             process.communicate()
 
 
+@pytest.mark.unit
 def test_mounts_under_a_parent_app_as_the_sandbox_group() -> None:
     import typer
 

@@ -16,6 +16,8 @@ from tests.sandbox.conftest import NCSHIPMENT_NS, SHIPMENT_NS, contract_request,
 from tests.sandbox.test_canadapost_samples import with_namespace
 from tests.shared_reference import canadapost_samples, xsd_dir
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def schemas() -> dict[str, etree.XMLSchema]:

@@ -55,6 +55,7 @@ def test_the_same_seed_gives_the_same_faults(sandbox: Sandbox, canadapost: Canad
     assert faults_seen[12:18] == ["http_500", "gateway_504", None, "http_503", "rate_limit", None]
 
 
+@pytest.mark.unit
 def test_fault_draws_are_per_service_and_fixed_per_request() -> None:
     def sequence(interleave_bestbuy: bool) -> list[object]:
         plan = FaultPlan(
@@ -564,6 +565,7 @@ def test_links_follow_the_front_end_that_forwarded_the_request(
     assert links(odd.content)["self"].get("href") == self_link
 
 
+@pytest.mark.unit
 def test_new_fault_parameters_are_validated() -> None:
     with pytest.raises(ValueError, match="trickle_interval_s"):
         Faults(trickle_interval_s=-1)

@@ -168,6 +168,7 @@ def test_credentials_come_from_fulfils_environment() -> None:
     assert SandboxConfig.from_environment({"FULFIL_SANDBOX_XSD_DIR": "/x"}).xsd_dir is not None
 
 
+@pytest.mark.unit
 def test_bad_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="customer number"):
         SandboxConfig(customer_number="20-04")

@@ -25,12 +25,14 @@ POSTAL_DISTRICTS = {
 }  # fmt: skip
 
 
+@pytest.mark.unit
 def test_same_seed_same_json_and_other_seeds_differ() -> None:
     first = json.dumps(generate_orders(25, seed=7, state="SHIPPING"), sort_keys=True)
     assert first == json.dumps(generate_orders(25, seed=7, state="SHIPPING"), sort_keys=True)
     assert first != json.dumps(generate_orders(25, seed=8, state="SHIPPING"), sort_keys=True)
 
 
+@pytest.mark.unit
 def test_addresses_are_realistic_and_fit_canada_post() -> None:
     orders = generate_orders(300, seed=1, state="SHIPPING")
     ids = [order["order_id"] for order in orders]
@@ -57,6 +59,7 @@ def test_addresses_are_realistic_and_fit_canada_post() -> None:
     assert any(re.match(r"\d+-\d+ ", o["customer"]["shipping_address"]["street_1"]) for o in orders)
 
 
+@pytest.mark.unit
 def test_city_table_uses_real_postal_districts() -> None:
     for city, province, districts, area_code in CITIES:
         assert province in PROVINCES
@@ -66,6 +69,7 @@ def test_city_table_uses_real_postal_districts() -> None:
         assert re.fullmatch(r"\d{3}", area_code)
 
 
+@pytest.mark.unit
 def test_taxes_follow_the_province() -> None:
     for order in generate_orders(200, seed=2):
         province = order["customer"]["shipping_address"]["state"]
@@ -81,6 +85,7 @@ def test_taxes_follow_the_province() -> None:
             assert taxes["HST"] == round(line["price"] * 0.13 + 1e-9, 2)
 
 
+@pytest.mark.unit
 def test_states_shape_the_order() -> None:
     waiting = generate_orders(5, seed=3, state="WAITING_ACCEPTANCE")
     assert all(o["customer"]["shipping_address"] is None for o in waiting)
@@ -96,6 +101,7 @@ def test_states_shape_the_order() -> None:
         generate_orders(1, state="CLOSED")
 
 
+@pytest.mark.unit
 def test_problem_orders_are_the_last_ones_and_unshippable() -> None:
     generated = generate_order_set(9, seed=4, problems=3)
     assert [item.problem for item in generated[:6]] == [None] * 6

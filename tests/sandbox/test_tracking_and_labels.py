@@ -148,6 +148,7 @@ def label() -> LabelContent:
     )
 
 
+@pytest.mark.unit
 def test_label_pdf_structure_is_exact() -> None:
     document = render_label_pdf(label())
     objects = parse_pdf_objects(document)

@@ -1,0 +1,284 @@
+"""The documents the Canada Post sandbox writes: XML answers, the links in them, ``<messages>``.
+
+Every answer is XML in the service's namespace with the declaration Canada Post sends; links are
+``<link rel href media-type [index]/>`` pointing back at the address the client used, with the
+customer number padded to 10 digits; errors are ``<messages>`` with Canada Post's codes. Nothing
+here reads the sandbox's state or decides anything: handlers pass a ``Shipment`` and get bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from lxml import etree
+
+from fulfil.sandbox import cp_schema, tracking
+from fulfil.sandbox.faults import FaultKind
+from fulfil.sandbox.orders import POSTAL_CODE, PROVINCES
+from fulfil.sandbox.state import Shipment
+from fulfil.sandbox.wire import ApiResponse
+from fulfil.xml_parsing import child, child_text, find_path, parse_untrusted
+
+SHIPMENT_NS = cp_schema.SHIPMENT_NS
+NCSHIPMENT_NS = cp_schema.NCSHIPMENT_NS
+MESSAGES_NS = "http://www.canadapost.ca/ws/messages"
+SHIPMENT_MEDIA = "application/vnd.cpc.shipment-v8+xml"
+NCSHIPMENT_MEDIA = "application/vnd.cpc.ncshipment-v4+xml"
+TRACK_MEDIA_TYPES = ("application/vnd.cpc.track-v2+xml", "application/vnd.cpc.track+xml")
+LABEL_MEDIA = {"PDF": "application/pdf", "ZPL": "application/zpl"}
+# The throttle answer's HTTP status is undocumented; clients must match the description text.
+RATE_LIMIT_STATUS = 503
+RATE_LIMIT_DESCRIPTION = "Rejected by SLM Monitor"
+# Where a request names no valid shipping point and the sender's postal code is not one either.
+DEFAULT_SHIPPING_POINT = "K1G1C0"
+CENT = Decimal("0.01")
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def messages_document(messages: list[tuple[str, str]]) -> bytes:
+    root = etree.Element(f"{{{MESSAGES_NS}}}messages", nsmap={None: MESSAGES_NS})
+    for code, description in messages:
+        message = etree.SubElement(root, f"{{{MESSAGES_NS}}}message")
+        etree.SubElement(message, f"{{{MESSAGES_NS}}}code").text = code
+        etree.SubElement(message, f"{{{MESSAGES_NS}}}description").text = description
+    return serialize(root)
+
+
+def error_response(status: int, messages: list[tuple[str, str]], media_type: str) -> ApiResponse:
+    return ApiResponse(status, messages_document(messages), media_type)
+
+
+def refusal(kind: FaultKind, media_type: str) -> ApiResponse:
+    """A fault that stops the request before Canada Post performs it, in Canada Post's format."""
+    if kind is FaultKind.RATE_LIMIT:
+        return error_response(RATE_LIMIT_STATUS, [("Server", RATE_LIMIT_DESCRIPTION)], media_type)
+    status = {FaultKind.HTTP_500: 500, FaultKind.HTTP_502: 502, FaultKind.HTTP_503: 503}[kind]
+    description = {
+        500: "An internal error has occurred. Please try again later.",
+        502: "The service is temporarily unavailable (bad gateway). Please try again later.",
+        503: "The service is temporarily unavailable. Please try again later.",
+    }[status]
+    return error_response(status, [("Server", description)], media_type)
+
+
+# --- building XML --------------------------------------------------------------------------
+
+
+def root_element(namespace: str, name: str) -> etree._Element:
+    return etree.Element(f"{{{namespace}}}{name}", nsmap={None: namespace})
+
+
+def sub(parent: etree._Element, name: str, text: str | None = None, **attributes: str) -> etree._Element:
+    """A child in its parent's namespace, which is the namespace of the whole answer."""
+    namespace = etree.QName(parent).namespace
+    element = etree.SubElement(parent, f"{{{namespace}}}{name}", attributes)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def link(parent: etree._Element, rel: str, href: str, media_type: str, index: int | None = None) -> None:
+    """A ``<link rel href media-type [index]/>`` as Canada Post writes them in every answer."""
+    attributes = {"rel": rel, "href": href, "media-type": media_type}
+    if index is not None:
+        attributes["index"] = str(index)
+    sub(parent, "link", **attributes)
+
+
+def serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def copy_element(element: etree._Element) -> etree._Element:
+    # A deep copy keeps the element's namespace, which is the answer's namespace too.
+    return etree.fromstring(etree.tostring(element))
+
+
+# --- links ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where an answer's links point: back at the address the client used, customer padded."""
+
+    base_url: str  # scheme://host:port as the client addressed the sandbox
+    customer: str  # the customer number padded to 10 digits, as Canada Post writes it
+
+    def shipment(self, shipment: Shipment, suffix: str = "") -> str:
+        """The shipment's own URL (``suffix`` "/details", "/refund"), contract or non-contract."""
+        kind = f"{self.customer}/shipment" if shipment.contract else "ncshipment"
+        return f"{self.base_url}/rs/{self.customer}/{kind}/{shipment.shipment_id}{suffix}"
+
+    def group(self, group_id: str) -> str:
+        return f"{self.base_url}/rs/{self.customer}/{self.customer}/shipment?groupId={group_id}"
+
+    def label(self, shipment: Shipment) -> str:
+        return f"{self.base_url}/rs/artifact/{shipment.label_key}/{shipment.artifact_id}/0"
+
+
+def label_media(shipment: Shipment) -> str:
+    return LABEL_MEDIA.get(shipment.encoding, "application/pdf")
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+def shipment_list(namespace: str, name: str, found: list[Shipment], links: Links, media_type: str) -> bytes:
+    """The answer to a search: one ``shipment`` link per shipment found."""
+    root = root_element(namespace, name)
+    for shipment in found:
+        link(root, "shipment", links.shipment(shipment), media_type)
+    return serialize(root)
+
+
+def shipment_info(shipment: Shipment, links: Links, *, priced: bool = False) -> bytes:
+    root = root_element(SHIPMENT_NS, "shipment-info")
+    sub(root, "shipment-id", shipment.shipment_id)
+    sub(root, "shipment-status", shipment.status)
+    sub(root, "tracking-pin", shipment.tracking_pin)
+    if priced:
+        _add_price(root, shipment)
+    parent = sub(root, "links")
+    link(parent, "self", links.shipment(shipment), SHIPMENT_MEDIA)
+    link(parent, "details", links.shipment(shipment, "/details"), SHIPMENT_MEDIA)
+    if shipment.group_id:
+        link(parent, "group", links.group(shipment.group_id), SHIPMENT_MEDIA)
+    link(parent, "refund", links.shipment(shipment, "/refund"), SHIPMENT_MEDIA)
+    link(parent, "label", links.label(shipment), label_media(shipment), index=0)
+    return serialize(root)
+
+
+def non_contract_shipment_info(shipment: Shipment, links: Links) -> bytes:
+    root = root_element(NCSHIPMENT_NS, "non-contract-shipment-info")
+    sub(root, "shipment-id", shipment.shipment_id)
+    sub(root, "tracking-pin", shipment.tracking_pin)
+    parent = sub(root, "links")
+    link(parent, "self", links.shipment(shipment), NCSHIPMENT_MEDIA)
+    link(parent, "details", links.shipment(shipment, "/details"), NCSHIPMENT_MEDIA)
+    link(parent, "refund", links.shipment(shipment, "/refund"), NCSHIPMENT_MEDIA)
+    link(parent, "label", links.label(shipment), "application/pdf", index=0)
+    return serialize(root)
+
+
+def shipment_details(shipment: Shipment) -> bytes:
+    """The contract details: the request as received, echoed, with what Canada Post added."""
+    original = parse_untrusted(shipment.request_xml)
+    root = root_element(SHIPMENT_NS, "shipment-details")
+    if shipment.customer_request_id:
+        sub(root, "customer-request-id", shipment.customer_request_id)
+    sub(root, "shipment-status", shipment.status)
+    sub(root, "final-shipping-point", shipping_point(original, shipment))
+    sub(root, "tracking-pin", shipment.tracking_pin)
+    detail = sub(root, "shipment-detail")
+    if shipment.group_id:
+        sub(detail, "group-id", shipment.group_id)
+    else:
+        sub(detail, "transmit-shipment", "true")
+    for name in ("quickship-label-requested", "expected-mailing-date", "delivery-spec", "return-spec"):
+        element = child(original, name)
+        if element is not None:
+            detail.append(copy_element(element))
+    _add_refund_request_info(detail, shipment)
+    return serialize(root)
+
+
+def non_contract_shipment_details(shipment: Shipment) -> bytes:
+    original = parse_untrusted(shipment.request_xml)
+    root = root_element(NCSHIPMENT_NS, "non-contract-shipment-details")
+    sub(root, "final-shipping-point", shipping_point(original, shipment))
+    sub(root, "tracking-pin", shipment.tracking_pin)
+    spec = child(original, "delivery-spec")
+    if spec is not None:
+        root.append(copy_element(spec))
+    _add_refund_request_info(root, shipment)
+    return serialize(root)
+
+
+def refund_info(namespace: str, name: str, ticket: tuple[str, str]) -> bytes:
+    """``<…-refund-request-info>``: the service ticket a refund request was given."""
+    ticket_id, ticket_date = ticket
+    root = root_element(namespace, name)
+    sub(root, "service-ticket-date", ticket_date)
+    sub(root, "service-ticket-id", ticket_id)
+    return serialize(root)
+
+
+def _add_refund_request_info(parent: etree._Element, shipment: Shipment) -> None:
+    if shipment.refund_ticket:
+        ticket_id, ticket_date = shipment.refund_ticket
+        info = sub(parent, "refund-request-info")
+        sub(info, "service-ticket-date", ticket_date)
+        sub(info, "service-ticket-id", ticket_id)
+
+
+def _add_price(root: etree._Element, shipment: Shipment) -> None:
+    spec = child(parse_untrusted(shipment.request_xml), "delivery-spec")
+    weight_text = find_path(spec, "parcel-characteristics", "weight") if spec is not None else None
+    weight = Decimal((weight_text.text or "1").strip()) if weight_text is not None else Decimal(1)
+    base = (Decimal("9.75") + weight * Decimal("1.85")).quantize(CENT, ROUND_HALF_UP)
+    fuel = (base * Decimal("0.115")).quantize(CENT, ROUND_HALF_UP)
+    pre_tax = base + fuel
+    province = PROVINCES.get(shipment.destination.get("province", ""), PROVINCES["ON"])
+    rates = dict(province.taxes)
+    gst = _tax(pre_tax, rates.get("GST", 0))
+    hst = _tax(pre_tax, rates.get("HST", 0))
+    pst = _tax(pre_tax, rates.get("QST", rates.get("PST", 0)))
+    price = sub(root, "shipment-price")
+    sub(price, "service-code", shipment.service_code)
+    sub(price, "base-amount", str(base))
+    adjustments = sub(price, "adjustments")
+    adjustment = sub(adjustments, "adjustment")
+    sub(adjustment, "adjustment-code", "FUELSC")
+    sub(adjustment, "adjustment-amount", str(fuel))
+    sub(price, "pre-tax-amount", str(pre_tax))
+    sub(price, "gst-amount", str(gst))
+    sub(price, "pst-amount", str(pst))
+    sub(price, "hst-amount", str(hst))
+    sub(price, "due-amount", str(pre_tax + gst + pst + hst))
+    standard = sub(price, "service-standard")
+    sub(standard, "am-delivery", "false")
+    sub(
+        standard,
+        "guaranteed-delivery",
+        "true" if shipment.service_code in ("DOM.XP", "DOM.PC") else "false",
+    )
+    sub(standard, "expected-transmit-time", "1")
+    sub(standard, "expected-delivery-date", tracking.expected_delivery(shipment))
+    sub(price, "rated-weight", f"{weight:.3f}")
+
+
+def _tax(pre_tax: Decimal, rate: float) -> Decimal:
+    return (pre_tax * Decimal(str(rate))).quantize(CENT, ROUND_HALF_UP)
+
+
+# --- what answers and labels show of a request ---------------------------------------------
+
+
+def address_lines(party: dict[str, str]) -> tuple[str, ...]:
+    """A party as the label prints it: name, company, street, "City PROV A9A 9A9", country."""
+    lines = [
+        party.get("name", ""),
+        party.get("company", ""),
+        party.get("line_1", ""),
+        party.get("line_2", ""),
+    ]
+    postal = party.get("postal_code", "")
+    if POSTAL_CODE.fullmatch(postal):
+        postal = f"{postal[:3]} {postal[3:]}"
+    lines.append(
+        " ".join(part for part in (party.get("city", ""), party.get("province", ""), postal) if part)
+    )
+    if party.get("country", "CA").upper() != "CA":
+        lines.append(party["country"].upper())
+    return tuple(line for line in lines if line)
+
+
+def shipping_point(original: etree._Element, shipment: Shipment) -> str:
+    requested = child_text(original, "requested-shipping-point")
+    if requested and POSTAL_CODE.fullmatch(requested):
+        return requested
+    postal = shipment.sender.get("postal_code", "")
+    return postal if POSTAL_CODE.fullmatch(postal) else DEFAULT_SHIPPING_POINT
