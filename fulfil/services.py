@@ -147,4 +147,5 @@ def tracking_workflow(
         lease_owner=session.run.lease_owner if session is not None else "no-session",
         on_result=on_result,
         stop=stop,
+        run_id=session.run.run_id if session is not None else None,
     )

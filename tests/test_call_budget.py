@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fulfil.audited_http import FailureClass, RetryPolicy, lease_seconds, settle_seconds
 from fulfil.bestbuy.client import RetryRules
 from fulfil.canadapost.client import RETRY_NOT_SENT, RETRY_READS
 from fulfil.config import load_settings
 from fulfil.services import label_workflow, tracking_workflow
 from tests.conftest import SENDER_ENV
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_longest_call_is_every_attempt_to_its_deadline_and_every_wait_at_its_longest() -> None:

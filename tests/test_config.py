@@ -9,6 +9,8 @@ import pytest
 from fulfil.config import SETTINGS, load_settings, mask
 from fulfil.errors import ConfigError
 
+pytestmark = pytest.mark.unit
+
 CP_ENV = {
     "FULFIL_CANADAPOST_USERNAME": "user",
     "FULFIL_CANADAPOST_PASSWORD": "a-long-password",

@@ -13,7 +13,11 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPOSITORY
+
+pytestmark = pytest.mark.unit
 
 PACKAGE = REPOSITORY / "fulfil"
 # Importable names whose distribution is named differently, or that pyproject declares with extras.

@@ -13,6 +13,8 @@ from fulfil.cli import app
 from fulfil.config import SETTINGS
 from tests.conftest import REPOSITORY
 
+pytestmark = pytest.mark.unit
+
 README = (REPOSITORY / "README.md").read_text(encoding="utf-8")
 
 

@@ -223,7 +223,11 @@ def test_a_phase_1_database_is_adopted_without_losing_a_row(empty_database_url: 
             conn.execute("INSERT INTO shipments (order_id, status) VALUES ('1004-A', 'label_created')")
         # … while the older rows that predate them stay readable and updatable where they can be.
         conn.execute(
-            "UPDATE shipments SET status = 'needs_review', last_error = 'x' WHERE order_id = '1003-A'"
+            "UPDATE shipments SET status = 'needs_review', last_error = 'x' WHERE order_id = '1003-A' "
+            "AND fulfil_shipment_move(shipment_id, 'park_unkeyed_purchase', NULL, NULL, 'by hand')"
+        )
+        assert conn.execute("SELECT status FROM shipments WHERE order_id = '1003-A'").fetchone() == (
+            "needs_review",
         )
         # The older api_calls columns were NOT NULL; a request written ahead of its answer needs NULLs.
         conn.execute(
@@ -265,7 +269,23 @@ def order(db: psycopg.Connection) -> str:
 @pytest.mark.parametrize(
     ("statement", "error"),
     [
-        ("INSERT INTO shipments (order_id, status) VALUES ('O-1', 'made_up')", psycopg.errors.CheckViolation),
+        # A status is one of shipment_states' rows (the state machine's table).
+        (
+            "INSERT INTO shipments (order_id, status) VALUES ('O-1', 'made_up')",
+            psycopg.errors.ForeignKeyViolation,
+        ),
+        (
+            # A label fulfil bought has its Canada Post shipment id too.
+            "INSERT INTO shipments (order_id, status, tracking_pin, cp_mode) "
+            "VALUES ('O-1', 'tracking_failed', '1234567890123', 'contract')",
+            psycopg.errors.CheckViolation,
+        ),
+        (
+            # Only a shipment something is in flight for holds a lease.
+            "INSERT INTO shipments (order_id, status, last_error, lease_owner, lease_expires_at) "
+            "VALUES ('O-1', 'label_failed', 'x', 'me', now())",
+            psycopg.errors.CheckViolation,
+        ),
         (
             "INSERT INTO shipments (order_id, status) VALUES ('O-1', 'label_created')",
             psycopg.errors.CheckViolation,

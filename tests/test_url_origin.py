@@ -6,6 +6,8 @@ import pytest
 
 from fulfil.url_origin import origin_of, same_origin
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("url", "origin"),

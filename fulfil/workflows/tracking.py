@@ -45,31 +45,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from fulfil.api_calls import LeaseLost
 from fulfil.audited_http import FailureClass, HttpOutcome
 from fulfil.bestbuy.client import SHIP, UPDATE_TRACKING, BestBuyClient
 from fulfil.bestbuy.errors import BestBuyError, BestBuyUnavailable, auth_error, interpret_error
-from fulfil.bestbuy.order_states import CANCELED_STATES, SHIPPED_STATES, SHIPPING
-from fulfil.db import connect, query
+from fulfil.bestbuy.verdicts import CANCELED_VERDICT, DONE, NOT_YET, STEP_NAMES, judge
 from fulfil.errors import ConfigError, FulfilError
 from fulfil.label_files import file_matches
-from fulfil.runs import owner_is_dead, release_leases
+from fulfil.runs import owner_is_dead
+from fulfil.shipments.states import ShipmentState
+from fulfil.shipments.store import Guard, ShipmentStore
 from fulfil.stop_signals import StopRequest
 from fulfil.workflows.run_results import RunResults
 
 # Shipment statuses this workflow reads and writes.
-LABEL_CREATED = "label_created"
-TRACKING_SENT = "tracking_sent"
-TRACKING_UPDATED = "tracking_updated"
-TRACKING_FAILED = "tracking_failed"
-ORDER_CANCELED = "order_canceled"
+LABEL_CREATED = ShipmentState.LABEL_CREATED
+TRACKING_SENT = ShipmentState.TRACKING_SENT
+TRACKING_UPDATED = ShipmentState.TRACKING_UPDATED
+TRACKING_FAILED = ShipmentState.TRACKING_FAILED
+ORDER_CANCELED = ShipmentState.ORDER_CANCELED
 
 # Outcomes a result can report.
 SHIPPED = "shipped"  # OR24 answered 204
 ALREADY_SHIPPED = "already_shipped"  # Best Buy shows the order shipped (OR11)
-CANCELED = "order_canceled"
+CANCELED = ShipmentState.ORDER_CANCELED.value
 FAILED = "failed"
 PENDING = "pending"  # nothing settled; the next run carries on from the same status
 WAITING = "waiting_for_pdf"  # bought moments ago, its PDF still being fetched: the next run pushes it
@@ -79,8 +79,6 @@ WOULD_PUSH = "would_push"
 RETRYABLE = "retryable"
 
 ATTENTION = frozenset({CANCELED, FAILED, PENDING, NOT_PUSHABLE})
-
-STEP_NAMES = {UPDATE_TRACKING: "the tracking number (OR23)", SHIP: "the ship confirmation (OR24)"}
 
 
 @dataclass
@@ -120,92 +118,6 @@ class TrackingSettings:
     check_batch: int = 100  # order ids per OR11 read (Mirakl's maximum)
     # How long after a purchase a missing PDF is taken as "being downloaded" rather than missing.
     download_grace_seconds: float = 600.0
-
-
-# ==============================================================================================
-# What Best Buy's copy of an order says about a push it refused
-# ==============================================================================================
-
-DONE = "done"
-CANCELED_VERDICT = "canceled"
-NOT_YET = "not_yet"
-REFUSED = "refused"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    kind: str  # DONE, CANCELED_VERDICT, NOT_YET, REFUSED
-    code: str | None = None
-    message: str | None = None
-    order_state: str | None = None
-
-
-def judge(
-    order_id: str,
-    tracking_pin: str,
-    step: str,
-    refusal: BestBuyError,
-    *,
-    unclear: bool,
-    order: dict[str, Any] | None,
-) -> Verdict:
-    """What to record for a shipment whose ``step`` failed, given Best Buy's copy of the order.
-
-    ``unclear``: the step may or may not have happened (no clear answer after the retries).
-    """
-    what = STEP_NAMES[step]
-    if order is None:
-        return Verdict(
-            REFUSED,
-            "order-not-found",
-            f"order {order_id}: {what} was refused ({refusal}), and Best Buy does not return the order "
-            "when asked by id: is it an order of this shop (FULFIL_BESTBUY_SHOP_ID)?",
-        )
-    raw_state = order.get("order_state")
-    state = raw_state if isinstance(raw_state, str) else repr(raw_state)
-    if state in SHIPPED_STATES:
-        tracking = order.get("shipping_tracking")
-        if isinstance(tracking, str) and tracking.strip() and tracking.strip() != tracking_pin:
-            return Verdict(
-                REFUSED,
-                "other-tracking",
-                f"order {order_id} is {state} on Best Buy with tracking number {tracking.strip()}, not "
-                f"PIN {tracking_pin} that fulfil bought. If the parcel left with {tracking.strip()}, void "
-                f"label {tracking_pin} at Canada Post (unused labels are refunded); otherwise have Best "
-                "Buy correct the tracking number",
-                state,
-            )
-        return Verdict(DONE, order_state=state)
-    if state in CANCELED_STATES:
-        return Verdict(
-            CANCELED_VERDICT,
-            "order-canceled",
-            f"order {order_id} is {state} on Best Buy, but a Canada Post label was bought for it "
-            f"(PIN {tracking_pin}): do not ship the parcel; void the label at Canada Post to get "
-            "the postage refunded",
-            state,
-        )
-    if state == SHIPPING and unclear:
-        return Verdict(
-            NOT_YET,
-            "ship-unconfirmed",
-            f"order {order_id}: {what} got no clear answer ({refusal}) and Best Buy still shows the "
-            "order SHIPPING: it did not go through; the next run sends it again",
-            state,
-        )
-    if state == SHIPPING:
-        return Verdict(
-            REFUSED,
-            "refused",
-            f"order {order_id}: {what} was refused ({refusal}); the order is SHIPPING on Best Buy",
-            state,
-        )
-    return Verdict(
-        REFUSED,
-        "not-shippable",
-        f"order {order_id}: {what} was refused ({refusal}); the order is {state} on Best Buy, not SHIPPING",
-        state,
-    )
 
 
 # ==============================================================================================
@@ -253,6 +165,7 @@ class TrackingWorkflow:
         on_result: Listener | None = None,
         clock: Callable[[], float] = time.monotonic,
         stop: StopRequest | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.database_url = database_url
         self.settings = settings
@@ -261,16 +174,19 @@ class TrackingWorkflow:
         self.on_result = on_result or (lambda result: None)
         self.clock = clock
         self.stop = stop or StopRequest()
+        self.run_id = run_id
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        """This run's connection; whatever happens, the run leaves no claim behind."""
-        try:
-            with connect(self.database_url, row_factory=dict_row, application_name="fulfil-tracking") as conn:
-                yield conn
-        finally:
-            with contextlib.suppress(FulfilError, psycopg.Error):
-                release_leases(self.database_url, self.owner)
+    def _store(self) -> Iterator[ShipmentStore]:
+        """This run's store (one connection); whatever happens, the run leaves no claim behind."""
+        with ShipmentStore.open(
+            self.database_url, owner=self.owner, run_id=self.run_id, purpose="tracking"
+        ) as store:
+            try:
+                yield store
+            finally:
+                with contextlib.suppress(FulfilError, psycopg.Error):
+                    store.release_leases()
 
     @property
     def client(self) -> BestBuyClient:
@@ -287,59 +203,50 @@ class TrackingWorkflow:
         checks: list[_Check] = []
         claimed: list[int] = []
         seen_orders: set[str] = set()
-        with self._connection() as conn:
-            dead = [
-                row["lease_owner"]
-                for row in conn.execute(query("tracking", "owners_of_open_shipments")).fetchall()
-                if owner_is_dead(row["lease_owner"])
-            ]
-            conn.commit()
+        with self._store() as store:
+            dead = [owner for owner in store.owners_of_open_shipments() if owner_is_dead(owner)]
             try:
                 while limit is None or len(claimed) < limit:
                     if self.stop.requested:
                         raise _StopRun(self.stop.describe())
-                    claim = self._claim(conn, order_ids, claimed, dead)
+                    claim = self._claim(store, order_ids, claimed, dead)
                     if claim is None:
                         break
                     claimed.append(claim.shipment_id)
                     seen_orders.add(claim.order_id)
-                    result = self._push_one(conn, run, claim, checks)
+                    result = self._push_one(store, run, claim, checks)
                     if result is not None:
                         self._report(run, result)
                     if self._checks_due(checks):
-                        self._settle_checks(conn, run, checks)
-                self._settle_checks(conn, run, checks)
+                        self._settle_checks(store, run, checks)
+                self._settle_checks(store, run, checks)
             except _StopRun as stop:
                 run.stopped = str(stop)
-                self._release_checks(conn, run, checks, str(stop))
+                self._release_checks(store, run, checks, str(stop))
             except ConfigError as exc:
                 run.fatal = exc
-                self._release_checks(conn, None, checks, None)
+                self._release_checks(store, None, checks, None)
             if order_ids and run.stopped is None and run.fatal is None:
-                self._report_untouched(conn, run, order_ids, seen_orders)
+                self._report_untouched(store, run, order_ids, seen_orders)
         return run
 
     def count_pushable(self, order_ids: list[str] | None) -> int:
         """About how many shipments a run would work on (for a progress bar)."""
-        with connect(self.database_url, row_factory=dict_row) as conn:
-            row = conn.execute(query("tracking", "count_pushable"), {"order_ids": order_ids}).fetchone()
-        return int(row["count"]) if row else 0
+        with ShipmentStore.open(
+            self.database_url, owner=self.owner, run_id=self.run_id, purpose="tracking"
+        ) as store:
+            return store.count_pushable(order_ids)
 
     def _claim(
-        self, conn: psycopg.Connection, order_ids: list[str] | None, skip: list[int], dead: list[str]
+        self, store: ShipmentStore, order_ids: list[str] | None, skip: list[int], dead: list[str]
     ) -> _Claim | None:
-        with conn.transaction():
-            row = conn.execute(
-                query("tracking", "claim_next_shipment"),
-                {
-                    "owner": self.owner,
-                    "lease_seconds": self.settings.lease_seconds,
-                    "dead_owners": dead,
-                    "order_ids": order_ids,
-                    "skip": skip,
-                    "download_grace_seconds": self.settings.download_grace_seconds,
-                },
-            ).fetchone()
+        row = store.claim_next_shipment(
+            lease_seconds=self.settings.lease_seconds,
+            dead_owners=dead,
+            order_ids=order_ids,
+            skip=skip,
+            download_grace_seconds=self.settings.download_grace_seconds,
+        )
         if row is None:
             return None
         return _Claim(
@@ -353,12 +260,12 @@ class TrackingWorkflow:
         )
 
     def _push_one(
-        self, conn: psycopg.Connection, run: TrackingRun, claim: _Claim, checks: list[_Check]
+        self, store: ShipmentStore, run: TrackingRun, claim: _Claim, checks: list[_Check]
     ) -> TrackingResult | None:
         """OR23 (unless Best Buy has the number already), then OR24. None: settled later by OR11."""
         if not file_matches(claim.label_pdf_path, claim.label_pdf_sha256):
             # OR24 tells the customer the parcel is on its way: never before its label is printable.
-            self._release(conn, claim, None, None)
+            self._release(store, claim, None, None)
             if claim.pdf_on_its_way:
                 # Another host's labels run bought it a moment ago and is fetching its PDF now: not
                 # a problem yet, the next push takes it.
@@ -375,9 +282,9 @@ class TrackingWorkflow:
             return TrackingResult(
                 claim.order_id, NOT_PUSHABLE, claim.status, claim.tracking_pin, error=message
             )
-        guard = self._lease_guard(claim.shipment_id)
+        guard = store.push_guard(claim.shipment_id)
         try:
-            return self._send_steps(conn, run, claim, checks, guard)
+            return self._send_steps(store, run, claim, checks, guard)
         except LeaseLost:
             message = (
                 f"order {claim.order_id}: another fulfil run took this shipment over before the next "
@@ -385,40 +292,31 @@ class TrackingWorkflow:
             )
             return TrackingResult(claim.order_id, SKIPPED, claim.status, claim.tracking_pin, error=message)
 
-    def _lease_guard(self, shipment_id: int) -> Callable[[psycopg.Connection], bool]:
-        def still_ours(audit_conn: psycopg.Connection) -> bool:
-            row = audit_conn.execute(
-                query("tracking", "hold_push_lease"), {"shipment_id": shipment_id, "owner": self.owner}
-            ).fetchone()
-            return row is not None
-
-        return still_ours
-
     def _send_steps(
         self,
-        conn: psycopg.Connection,
+        store: ShipmentStore,
         run: TrackingRun,
         claim: _Claim,
         checks: list[_Check],
-        guard: Callable[[psycopg.Connection], bool],
+        guard: Guard,
     ) -> TrackingResult | None:
         if claim.status == LABEL_CREATED:
             outcome = self.client.update_tracking(
                 claim.order_id, claim.tracking_pin, self.settings.carrier_code, guard=guard
             )
             if not outcome.ok:
-                return self._after_failure(conn, run, claim, UPDATE_TRACKING, outcome, checks)
-            if not self._cas(conn, "record_tracking_sent", shipment_id=claim.shipment_id):
-                return self._taken_over(conn, claim)
+                return self._after_failure(store, run, claim, UPDATE_TRACKING, outcome, checks)
+            if not store.record_tracking_sent(claim.shipment_id):
+                return self._taken_over(store, claim)
             claim.status = TRACKING_SENT
         outcome = self.client.ship(claim.order_id, guard=guard)
         if outcome.ok:
-            return self._record_shipped(conn, claim, SHIPPED, None)
-        return self._after_failure(conn, run, claim, SHIP, outcome, checks)
+            return self._record_shipped(store, claim, SHIPPED, None)
+        return self._after_failure(store, run, claim, SHIP, outcome, checks)
 
     def _after_failure(
         self,
-        conn: psycopg.Connection,
+        store: ShipmentStore,
         run: TrackingRun,
         claim: _Claim,
         step: str,
@@ -427,7 +325,7 @@ class TrackingWorkflow:
     ) -> TrackingResult | None:
         refusal = interpret_error(outcome)
         if refusal.is_auth:
-            self._release(conn, claim, None, None)
+            self._release(store, claim, None, None)
             raise auth_error(refusal)
         if outcome.failure is FailureClass.DEFINITIVE:
             checks.append(_Check(claim, step, refusal, unclear=False, since=self.clock()))
@@ -435,10 +333,10 @@ class TrackingWorkflow:
         if step == SHIP and outcome.failure is FailureClass.INDETERMINATE:
             # The ship confirmation may have gone through: find out now, then stop.
             checks.append(_Check(claim, step, refusal, unclear=True, since=self.clock()))
-            self._settle_checks(conn, run, checks)
+            self._settle_checks(store, run, checks)
             raise _StopRun(f"Best Buy did not answer {STEP_NAMES[step]} clearly ({refusal})")
         message = f"order {claim.order_id}: {STEP_NAMES[step]} not sent: {refusal}; the next run sends it"
-        self._release(conn, claim, "bestbuy-unavailable", message)
+        self._release(store, claim, "bestbuy-unavailable", message)
         self._report(
             run, TrackingResult(claim.order_id, PENDING, claim.status, claim.tracking_pin, error=message)
         )
@@ -458,7 +356,7 @@ class TrackingWorkflow:
         # Read before the oldest waiting claim's lease could run out.
         return self.clock() - checks[0].since >= self.settings.lease_seconds / 4
 
-    def _settle_checks(self, conn: psycopg.Connection, run: TrackingRun, checks: list[_Check]) -> None:
+    def _settle_checks(self, store: ShipmentStore, run: TrackingRun, checks: list[_Check]) -> None:
         while checks:
             batch = checks[: self.settings.check_batch]
             try:
@@ -467,19 +365,17 @@ class TrackingWorkflow:
                 raise _StopRun(f"could not read the orders' state on Best Buy: {exc}") from exc
             del checks[: len(batch)]
             for check in batch:
-                self._report(run, self._settle(conn, check, orders.get(check.claim.order_id)))
+                self._report(run, self._settle(store, check, orders.get(check.claim.order_id)))
 
-    def _settle(
-        self, conn: psycopg.Connection, check: _Check, order: dict[str, Any] | None
-    ) -> TrackingResult:
+    def _settle(self, store: ShipmentStore, check: _Check, order: dict[str, Any] | None) -> TrackingResult:
         claim = check.claim
         verdict = judge(
             claim.order_id, claim.tracking_pin, check.step, check.refusal, unclear=check.unclear, order=order
         )
         if verdict.kind == DONE:
-            return self._record_shipped(conn, claim, ALREADY_SHIPPED, verdict.order_state)
+            return self._record_shipped(store, claim, ALREADY_SHIPPED, verdict.order_state)
         if verdict.kind == NOT_YET:
-            self._release(conn, claim, verdict.code, verdict.message)
+            self._release(store, claim, verdict.code, verdict.message)
             return TrackingResult(
                 claim.order_id,
                 PENDING,
@@ -489,20 +385,10 @@ class TrackingWorkflow:
                 verdict.message,
             )
         if verdict.kind == CANCELED_VERDICT:
-            with conn.transaction():
-                row = conn.execute(
-                    query("tracking", "record_shipment_canceled"),
-                    {
-                        "shipment_id": claim.shipment_id,
-                        "owner": self.owner,
-                        "code": verdict.code,
-                        "error": verdict.message,
-                    },
-                ).fetchone()
-                if row is not None:
-                    conn.execute(query("tracking", "record_order_canceled"), {"order_id": claim.order_id})
-            if row is None:
-                return self._taken_over(conn, claim)
+            if not store.record_canceled(
+                claim.shipment_id, claim.order_id, code=verdict.code, error=verdict.message
+            ):
+                return self._taken_over(store, claim)
             return TrackingResult(
                 claim.order_id,
                 CANCELED,
@@ -511,20 +397,14 @@ class TrackingWorkflow:
                 verdict.order_state,
                 verdict.message,
             )
-        if not self._cas(
-            conn,
-            "record_tracking_failed",
-            shipment_id=claim.shipment_id,
-            code=verdict.code,
-            error=verdict.message,
-        ):
-            return self._taken_over(conn, claim)
+        if not store.refuse_push(claim.shipment_id, code=verdict.code, error=verdict.message):
+            return self._taken_over(store, claim)
         return TrackingResult(
             claim.order_id, FAILED, TRACKING_FAILED, claim.tracking_pin, verdict.order_state, verdict.message
         )
 
     def _release_checks(
-        self, conn: psycopg.Connection, run: TrackingRun | None, checks: list[_Check], why: str | None
+        self, store: ShipmentStore, run: TrackingRun | None, checks: list[_Check], why: str | None
     ) -> None:
         """The run stops: shipments still waiting for their order to be read keep their status."""
         for check in checks:
@@ -534,7 +414,7 @@ class TrackingWorkflow:
                 if why
                 else None
             )
-            self._release(conn, check.claim, "unsettled" if why else None, message)
+            self._release(store, check.claim, "unsettled" if why else None, message)
             if run is not None:
                 self._report(
                     run,
@@ -551,53 +431,35 @@ class TrackingWorkflow:
     # --- recording ------------------------------------------------------------------------------
 
     def _record_shipped(
-        self, conn: psycopg.Connection, claim: _Claim, outcome: str, order_state: str | None
+        self, store: ShipmentStore, claim: _Claim, outcome: str, order_state: str | None
     ) -> TrackingResult:
-        with conn.transaction():
-            row = conn.execute(
-                query("tracking", "record_shipment_shipped"),
-                {"shipment_id": claim.shipment_id, "owner": self.owner},
-            ).fetchone()
-            if row is not None:
-                conn.execute(query("tracking", "record_order_shipped"), {"order_id": claim.order_id})
-        if row is None:
-            return self._taken_over(conn, claim)
+        if not store.record_shipped(claim.shipment_id, claim.order_id):
+            return self._taken_over(store, claim)
         return TrackingResult(
             claim.order_id, outcome, TRACKING_UPDATED, claim.tracking_pin, order_state or "SHIPPED"
         )
 
-    def _release(self, conn: psycopg.Connection, claim: _Claim, code: str | None, error: str | None) -> None:
-        self._cas(conn, "release_shipment", shipment_id=claim.shipment_id, code=code, error=error)
+    def _release(self, store: ShipmentStore, claim: _Claim, code: str | None, error: str | None) -> None:
+        store.release_shipment(claim.shipment_id, code=code, error=error)
 
-    def _taken_over(self, conn: psycopg.Connection, claim: _Claim) -> TrackingResult:
-        rows = conn.execute(query("tracking", "shipment_states"), {"order_ids": [claim.order_id]}).fetchall()
-        conn.commit()
+    def _taken_over(self, store: ShipmentStore, claim: _Claim) -> TrackingResult:
+        row = store.push_states([claim.order_id]).get(claim.order_id)
         message = (
             f"order {claim.order_id}: another fulfil run took this shipment over "
             "(this run's lease had expired)"
         )
         return TrackingResult(
-            claim.order_id, SKIPPED, rows[0]["status"] if rows else None, claim.tracking_pin, error=message
+            claim.order_id, SKIPPED, row["status"] if row else None, claim.tracking_pin, error=message
         )
 
-    def _cas(self, conn: psycopg.Connection, name: str, **params: Any) -> bool:
-        """A compare-and-set write in its own transaction; True when the row was still ours."""
-        with conn.transaction():
-            cursor = conn.execute(query("tracking", name), {"owner": self.owner, **params})
-            return cursor.rowcount > 0
-
     def _report_untouched(
-        self, conn: psycopg.Connection, run: TrackingRun, order_ids: list[str], seen: set[str]
+        self, store: ShipmentStore, run: TrackingRun, order_ids: list[str], seen: set[str]
     ) -> None:
         """Say why an order named on the command line was not pushed."""
         rest = [order_id for order_id in order_ids if order_id not in seen]
         if not rest:
             return
-        states = {
-            row["order_id"]: row
-            for row in conn.execute(query("tracking", "shipment_states"), {"order_ids": rest}).fetchall()
-        }
-        conn.commit()
+        states = store.push_states(rest)
         for order_id in rest:
             row = states.get(order_id)
             if row is None:
@@ -636,15 +498,9 @@ class TrackingWorkflow:
     def retry(self, order_ids: list[str]) -> TrackingRun:
         """Put refused pushes back to label_created (OR23 first again), once the cause is fixed."""
         run = TrackingRun()
-        with connect(self.database_url, row_factory=dict_row) as conn, conn.transaction():
-            made = {
-                row["order_id"]: row["status"]
-                for row in conn.execute(query("tracking", "make_pushable"), {"order_ids": order_ids})
-            }
-            states = {
-                row["order_id"]: row
-                for row in conn.execute(query("tracking", "shipment_states"), {"order_ids": order_ids})
-            }
+        with self._store() as store:
+            made = store.retry_pushes(order_ids)
+            states = store.push_states(order_ids)
         for order_id in order_ids:
             state = states.get(order_id)
             pin = state["tracking_pin"] if state else None
@@ -676,11 +532,8 @@ class TrackingWorkflow:
     def dry_run(self, order_ids: list[str] | None, limit: int | None) -> TrackingRun:
         """The calls a run would make, shipment by shipment; no HTTP, no writes."""
         run = TrackingRun()
-        with connect(self.database_url, row_factory=dict_row) as conn:
-            rows = conn.execute(
-                query("tracking", "dry_run_candidates"), {"order_ids": order_ids, "limit": limit}
-            ).fetchall()
-            conn.rollback()
+        with self._store() as store:
+            rows = store.push_dry_run_candidates(order_ids, limit)
         for row in rows:
             order_id, pin = row["order_id"], row["tracking_pin"]
             planned: list[str] = []

@@ -10,6 +10,7 @@ import random
 import re
 from typing import Any
 
+import pytest
 from lxml import etree
 
 from fulfil.canadapost.destination import OrderDataError
@@ -22,6 +23,8 @@ from tests.canadapost.factories import (
     parcel_settings,
     sender_settings,
 )
+
+pytestmark = pytest.mark.unit
 
 ADDRESS = "customer.shipping_address"
 ORDERS = 400

@@ -19,6 +19,8 @@ from fulfil.canadapost.responses import (
     parse_shipment_links,
 )
 
+pytestmark = pytest.mark.unit
+
 CP = "https://ct.soa-gw.canadapost.ca"
 SHIPMENT = f"{CP}/rs/0002004381/0002004381/shipment/545021584835957806"
 V8 = "application/vnd.cpc.shipment-v8+xml"

@@ -13,6 +13,8 @@ from fulfil.canadapost.canada import (
     provinces_for_postal_code,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("raw", "expected"),

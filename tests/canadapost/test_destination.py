@@ -7,6 +7,8 @@ import pytest
 from fulfil.canadapost.destination import Destination, OrderDataError, destination_from_order
 from tests.canadapost.factories import ORDER_ID, make_order, real_orders
 
+pytestmark = pytest.mark.unit
+
 ADDRESS = "customer.shipping_address"
 
 

@@ -22,6 +22,8 @@ from fulfil.canadapost.responses import (
 from tests.canadapost.factories import build_request, non_contract_settings
 from tests.shared_reference import canadapost_samples
 
+pytestmark = pytest.mark.unit
+
 CT = "https://ct.soa-gw.canadapost.ca"
 KARRIO_SHIPMENT = f"{CT}/rs/0002004381/0002004381/shipment/545021584835957806"
 V8 = "application/vnd.cpc.shipment-v8+xml"

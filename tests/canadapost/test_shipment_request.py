@@ -29,6 +29,8 @@ from tests.canadapost.factories import (
     build_request as build,
 )
 
+pytestmark = pytest.mark.unit
+
 REQUEST_ID = "fulfil-261250893-A-1"  # build()'s default
 
 

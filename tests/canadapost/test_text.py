@@ -9,6 +9,8 @@ from fulfil.canadapost.text import (
     split_at_word_boundary,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("raw", "expected"),

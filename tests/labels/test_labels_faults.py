@@ -294,15 +294,15 @@ def test_a_claim_taken_over_before_sending_is_never_sent(
 ) -> None:
     from fulfil.config import load_settings
     from fulfil.services import label_workflow, open_session
+    from fulfil.workflows.labels import LabelRun
 
     [order_id] = seed_orders(db, 1)
     settings = load_settings(fulfil_env, Path("/"))
     with open_session(database_url, settings, "labels create") as session:
         workflow = label_workflow(database_url, settings, session)
-        with workflow._connection() as conn:
-            conn.execute("INSERT INTO shipments (order_id, status) VALUES (%s, 'label_pending')", (order_id,))
-            conn.commit()
-            claim = workflow._claim_and_prepare(conn, None, [])
+        with workflow.phases(LabelRun()) as phases:
+            db.execute("INSERT INTO shipments (order_id, status) VALUES (%s, 'label_pending')", (order_id,))
+            claim = phases.purchases.claim_next(None, [])
             assert claim is not None
             assert claim.request is not None
             # Another run takes the purchase over between this run's claim and its send.
@@ -310,7 +310,7 @@ def test_a_claim_taken_over_before_sending_is_never_sent(
                 "UPDATE shipments SET lease_owner = 'another-host/1/1.00/abc/def' WHERE order_id = %s",
                 (order_id,),
             )
-            result = workflow._purchase(conn, claim)
+            result = phases.purchases.purchase(claim)
 
     assert result.outcome == "skipped"
     assert "nothing was sent" in (result.error or "")

@@ -350,7 +350,7 @@ def test_retry_makes_a_failed_order_eligible_again(
     db.execute(
         "UPDATE shipments SET status = 'label_failed', last_error = 'x', "
         "failed_order_data_hash = (SELECT md5(raw_order_data::text) FROM orders WHERE order_id = %s) "
-        "WHERE order_id = %s",
+        "WHERE order_id = %s AND fulfil_shipment_move(shipment_id, 'refuse_order_data', NULL, NULL, 'x')",
         (order_id, order_id),
     )
     assert (

@@ -14,6 +14,8 @@ from fulfil.errors import UsageError
 from fulfil.workflows.order_import import NEW, UNCHANGED, UPDATED, decide
 from tests.orders.helpers import OTHER_SAMPLES, sample_path
 
+pytestmark = pytest.mark.unit
+
 
 def order(
     order_id: str = "1-A", state: str = "SHIPPING", updated: str | None = "2025-08-29T03:17:16Z"

@@ -10,6 +10,8 @@ import pytest
 
 from fulfil.untrusted_json import MAX_DEPTH, NotJson, TooDeep, load_untrusted_json, unstorable_field
 
+pytestmark = pytest.mark.unit
+
 
 def nested(depth: int, inner: str = "") -> str:
     return "[" * depth + inner + "]" * depth

@@ -58,9 +58,9 @@ def seed_labelled(
         )
         db.execute(
             """
-            INSERT INTO shipments (order_id, status, tracking_pin, cp_mode, label_created_at,
+            INSERT INTO shipments (order_id, status, tracking_pin, cp_shipment_id, cp_mode, label_created_at,
                                    tracking_sent_at, lease_owner, lease_expires_at)
-            VALUES (%(order_id)s, %(status)s, %(pin)s, 'contract', now(),
+            VALUES (%(order_id)s, %(status)s, %(pin)s, '9' || %(pin)s, 'contract', now(),
                     CASE WHEN %(status)s = 'tracking_sent' THEN now() END,
                     %(owner)s::text,
                     CASE WHEN %(owner)s::text IS NULL THEN NULL
@@ -89,6 +89,31 @@ def seed_labelled(
 def label_pdf(pin: str) -> bytes:
     """A small complete PDF standing in for a downloaded label."""
     return f"%PDF-1.4\n% label {pin}\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n".encode()
+
+
+def move_as_a_run_would(db: psycopg.Connection, order_id: str, move: str, sets: str = "") -> None:
+    """Make a move that needs the lease the way a run does: claim, move through
+    fulfil_shipment_move(), release (a plain UPDATE of the status is refused by the database)."""
+    owner = "an-earlier-run/1/1.00/0/?"
+    with db.transaction():
+        db.execute(
+            "UPDATE shipments SET lease_owner = %s, lease_expires_at = now() + interval '1 minute' "
+            "WHERE order_id = %s",
+            (owner, order_id),
+        )
+        target = db.execute(
+            "SELECT to_status FROM shipment_moves WHERE move = %s LIMIT 1", (move,)
+        ).fetchone()
+        assert target is not None, move
+        db.execute(
+            f"UPDATE shipments SET status = %s{', ' + sets if sets else ''} "
+            "WHERE order_id = %s AND fulfil_shipment_move(shipment_id, %s, %s, NULL, 'seeded by the test')",
+            (target[0], order_id, move, owner),
+        )
+        db.execute(
+            "UPDATE shipments SET lease_owner = NULL, lease_expires_at = NULL WHERE order_id = %s",
+            (order_id,),
+        )
 
 
 def send_tracking_directly(sandbox: Any, order_id: str, pin: str) -> None:

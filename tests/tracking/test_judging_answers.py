@@ -10,7 +10,9 @@ from requests.structures import CaseInsensitiveDict
 
 from fulfil.audited_http import FailureClass, HttpOutcome
 from fulfil.bestbuy.errors import BestBuyError, auth_error, interpret_error
-from fulfil.workflows.tracking import CANCELED_VERDICT, DONE, NOT_YET, REFUSED, judge
+from fulfil.bestbuy.verdicts import CANCELED_VERDICT, DONE, NOT_YET, REFUSED, judge
+
+pytestmark = pytest.mark.unit
 
 
 def answer(status: int | None, body: bytes = b"", content_type: str = "application/json") -> HttpOutcome:

@@ -148,14 +148,14 @@ def test_a_shipment_taken_over_before_the_ship_confirmation_is_not_shipped_by_it
     settings = load_settings(fulfil_env, Path("/"))
     with open_session(database_url, settings, "tracking push") as session:
         workflow = tracking_workflow(database_url, settings, session)
-        with workflow._connection() as conn:
-            claim = workflow._claim(conn, None, [], [])
+        with workflow._store() as store:
+            claim = workflow._claim(store, None, [], [])
             assert claim is not None
             db.execute(
                 "UPDATE shipments SET lease_owner = 'another-host/1/1.00/abc/def' WHERE order_id = %s",
                 (order["order_id"],),
             )
-            result = workflow._push_one(conn, TrackingRun(), claim, [])
+            result = workflow._push_one(store, TrackingRun(), claim, [])
 
     assert result is not None
     assert result.outcome == "skipped"

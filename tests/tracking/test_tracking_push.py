@@ -15,6 +15,7 @@ from tests.tracking.helpers import (
     dead_owner,
     json_lines,
     log_entries,
+    move_as_a_run_would,
     order_requests,
     order_statuses,
     seed_labelled,
@@ -328,10 +329,7 @@ def test_dry_run_sends_nothing_and_writes_nothing(
 ) -> None:
     orders = seed_labelled(db, sandbox, 2)
     send_tracking_directly(sandbox, orders[1]["order_id"], "7000000000000099")
-    db.execute(
-        "UPDATE shipments SET status = 'tracking_sent', tracking_sent_at = now() WHERE order_id = %s",
-        (orders[1]["order_id"],),
-    )
+    move_as_a_run_would(db, orders[1]["order_id"], "record_tracking_sent", "tracking_sent_at = now()")
     before = shipments(db)
     env = {k: v for k, v in fulfil_env.items() if k != "FULFIL_BESTBUY_API_KEY"}
 

@@ -1,6 +1,15 @@
--- Named queries for the label workflow (fulfil/workflows/labels.py).
--- Every write that follows an HTTP call is a compare-and-set on status and lease owner, so a row
--- another process has taken over (after this one's lease expired) is never overwritten.
+-- Every query on shipments (fulfil/shipments/store.py runs them; nothing else does).
+--
+-- A change of status is a move of the state machine (fulfil/shipments/states.py, and the
+-- shipment_moves table): each UPDATE that makes one names its move in fulfil_shipment_move(),
+-- called in its WHERE clause, which locks the row and answers whether this run may make the move
+-- now (the shipment is where the move starts and, for a move that needs it, this run holds the
+-- lease). Zero rows updated: the row was no longer ours (another run moved it or took it over).
+-- Writes that keep the status are compare-and-set on status and lease owner the same way.
+
+-- ============================================================================================
+-- Buying labels (fulfil labels create, reconcile, retry, keep)
+-- ============================================================================================
 
 -- name: orders_needing_label
 -- Accepted orders without a shipment, oldest first. Walks orders_accepted_created_idx and probes
@@ -59,6 +68,7 @@ SET status = 'label_creation_initiated',
     failed_order_data_hash = NULL,
     warnings = %(warnings)s
 WHERE shipment_id = %(shipment_id)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'claim_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING cp_request_id, purchase_started_at;
 
 -- name: mark_failed_before_sending
@@ -69,7 +79,9 @@ SET status = 'label_failed',
     last_error = %(error)s,
     failed_order_data_hash = %(order_data_hash)s,
     warnings = %(warnings)s
-WHERE shipment_id = %(shipment_id)s AND status IN ('label_pending', 'label_failed');
+WHERE shipment_id = %(shipment_id)s
+  -- again for an order that failed before (no move), or from label_pending (a move)
+  AND (status = 'label_failed' OR fulfil_shipment_move(%(shipment_id)s, 'refuse_order_data', %(owner)s, %(run_id)s, %(reason)s));
 
 -- name: record_label_bought
 UPDATE shipments
@@ -85,8 +97,7 @@ SET status = 'label_created',
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE shipment_id = %(shipment_id)s
-  AND status = 'label_creation_initiated'
-  AND lease_owner = %(owner)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'record_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING shipment_id;
 
 -- name: record_label_failed
@@ -98,8 +109,7 @@ SET status = 'label_failed',
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE shipment_id = %(shipment_id)s
-  AND status = 'label_creation_initiated'
-  AND lease_owner = %(owner)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'refuse_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING shipment_id;
 
 -- name: release_to_pending
@@ -111,8 +121,7 @@ SET status = 'label_pending',
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE shipment_id = %(shipment_id)s
-  AND status = 'label_creation_initiated'
-  AND lease_owner = %(owner)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'release_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING shipment_id;
 
 -- name: park_for_review
@@ -123,8 +132,7 @@ SET status = 'needs_review',
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE shipment_id = %(shipment_id)s
-  AND status = 'label_creation_initiated'
-  AND lease_owner = %(owner)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'park_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING shipment_id;
 
 -- name: leave_unsettled
@@ -153,6 +161,7 @@ SET status = 'needs_review',
 WHERE status = 'label_creation_initiated'
   AND cp_mode IS NULL
   AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
+  AND fulfil_shipment_move(shipment_id, 'park_unkeyed_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING order_id;
 
 -- name: claim_stuck_purchase
@@ -226,6 +235,7 @@ WHERE order_id = ANY (%(order_ids)s::text[])
   AND tracking_pin IS NULL
   AND NOT EXISTS (SELECT 1 FROM surplus_labels l
                   WHERE l.shipment_id = shipments.shipment_id AND l.resolved_at IS NULL)
+  AND fulfil_shipment_move(shipment_id, 'retry_label', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING order_id;
 
 -- name: shipment_states
@@ -338,7 +348,7 @@ SET status = 'label_created',
     lease_expires_at = NULL
 WHERE shipment_id = %(shipment_id)s
   AND cp_shipment_id IS NULL
-  AND status IN ('label_pending', 'label_creation_initiated', 'label_failed', 'needs_review')
+  AND fulfil_shipment_move(%(shipment_id)s, 'record_purchase_after_takeover', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING shipment_id;
 
 -- name: record_surplus_label
@@ -358,9 +368,8 @@ SET status = 'needs_review',
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE shipment_id = %(shipment_id)s
-  AND status IN ('label_created', 'needs_review')
+  AND (status = 'needs_review' OR fulfil_shipment_move(%(shipment_id)s, 'park_two_labels', %(owner)s, %(run_id)s, %(reason)s))
 RETURNING shipment_id;
-
 
 -- name: label_choice
 -- What `labels keep` chooses between: the shipment's own label and its open surplus labels.
@@ -415,5 +424,175 @@ SET status = 'label_created',
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE shipment_id = %(shipment_id)s
-  AND status = 'needs_review'
+  AND fulfil_shipment_move(%(shipment_id)s, 'keep_label', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING shipment_id;
+
+-- ============================================================================================
+-- Pushing tracking to Best Buy (fulfil tracking push, retry)
+-- ============================================================================================
+
+-- name: owners_of_open_shipments
+SELECT DISTINCT lease_owner
+FROM shipments
+WHERE status IN ('label_created', 'tracking_sent') AND lease_owner IS NOT NULL;
+
+-- name: claim_next_shipment
+-- The next shipment whose tracking Best Buy does not have yet, leased to this run. Half-done ones
+-- (tracking sent, ship not confirmed) first, then oldest label first. SKIP LOCKED and the lease
+-- let any number of runs share the work without two of them on one shipment.
+UPDATE shipments s
+SET lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE s.shipment_id = (
+    SELECT shipment_id
+    FROM shipments
+    WHERE status IN ('label_created', 'tracking_sent')
+      AND tracking_pin IS NOT NULL
+      AND (lease_owner IS NULL OR lease_expires_at < now()
+           OR lease_owner = ANY (%(dead_owners)s::text[]))
+      AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
+      AND NOT (shipment_id = ANY (%(skip)s::bigint[]))
+    ORDER BY status = 'tracking_sent' DESC, label_created_at NULLS FIRST, shipment_id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING s.shipment_id, s.order_id, s.status, s.tracking_pin, s.label_pdf_path, s.label_pdf_sha256,
+          -- a label bought moments ago whose PDF is still being fetched by the run that bought it
+          (s.label_pdf_path IS NULL AND s.last_error_code IS NULL
+           AND s.label_created_at > now() - make_interval(secs => %(download_grace_seconds)s))
+              AS pdf_on_its_way;
+
+-- name: hold_push_lease
+-- Run by the audit log in the transaction that records an OR23 or OR24 attempt, before it is sent:
+-- a shipment another run has taken over is never pushed by its old owner.
+SELECT shipment_id
+FROM shipments
+WHERE shipment_id = %(shipment_id)s
+  AND status IN ('label_created', 'tracking_sent')
+  AND lease_owner = %(owner)s
+FOR UPDATE;
+
+-- name: record_tracking_sent
+-- Best Buy accepted the tracking number (OR23): a crash from here on resumes at OR24.
+UPDATE shipments
+SET status = 'tracking_sent',
+    tracking_sent_at = now(),
+    last_error = NULL,
+    last_error_code = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'record_tracking_sent', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING shipment_id;
+
+-- name: record_shipment_shipped
+-- Best Buy has the order as shipped (OR24 answered 204, or OR11 shows it shipped).
+UPDATE shipments
+SET status = 'tracking_updated',
+    tracking_sent_at = coalesce(tracking_sent_at, now()),
+    shipped_at = now(),
+    last_error = NULL,
+    last_error_code = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'record_shipped', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING order_id;
+
+-- name: record_order_shipped
+-- In the same transaction as record_shipment_shipped. Best Buy's word that the order shipped is
+-- fresher than any copy imported before, so it holds even over a 'canceled' read earlier.
+UPDATE orders
+SET status = 'shipped'
+WHERE order_id = %(order_id)s
+  AND status IS DISTINCT FROM 'shipped';
+
+-- name: record_shipment_canceled
+-- The order was cancelled (or refused) on Best Buy although a label exists for it.
+UPDATE shipments
+SET status = 'order_canceled',
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'record_canceled', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING order_id;
+
+-- name: record_order_canceled
+UPDATE orders
+SET status = 'canceled'
+WHERE order_id = %(order_id)s
+  AND status IS DISTINCT FROM 'shipped'
+  AND status IS DISTINCT FROM 'canceled';
+
+-- name: record_tracking_failed
+UPDATE shipments
+SET status = 'tracking_failed',
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'refuse_push', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING shipment_id;
+
+-- name: release_shipment
+-- Nothing settled (Best Buy unreachable, throttling, or the run stops): the shipment keeps its
+-- status for the next run, with the reason it is still there.
+UPDATE shipments
+SET last_error_code = coalesce(%(code)s, last_error_code),
+    last_error = coalesce(%(error)s, last_error),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND status IN ('label_created', 'tracking_sent')
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
+
+-- name: count_pushable
+SELECT count(*)
+FROM shipments
+WHERE status IN ('label_created', 'tracking_sent')
+  AND tracking_pin IS NOT NULL
+  AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]));
+
+-- name: make_pushable
+-- `tracking retry`: a refused push starts again from OR23, which is safe to repeat and makes sure
+-- Best Buy has the tracking number before the ship confirmation.
+UPDATE shipments
+SET status = 'label_created',
+    last_error = NULL,
+    last_error_code = NULL
+WHERE order_id = ANY (%(order_ids)s::text[])
+  AND status = 'tracking_failed'
+  AND tracking_pin IS NOT NULL
+  AND fulfil_shipment_move(shipment_id, 'retry_push', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING order_id, status;
+
+-- name: push_states
+SELECT s.shipment_id, s.order_id, s.status, s.tracking_pin, s.last_error, s.lease_owner,
+       s.lease_expires_at > now() AS leased
+FROM shipments s
+WHERE s.order_id = ANY (%(order_ids)s::text[]);
+
+-- name: push_dry_run_candidates
+SELECT order_id, status, tracking_pin
+FROM shipments
+WHERE status IN ('label_created', 'tracking_sent')
+  AND tracking_pin IS NOT NULL
+  AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
+ORDER BY status = 'tracking_sent' DESC, label_created_at NULLS FIRST, shipment_id
+LIMIT %(limit)s;
+
+-- ============================================================================================
+-- Every run
+-- ============================================================================================
+
+-- name: release_leases
+-- At the end of a run (finished, stopped by a signal, or failed): no claim outlives the process
+-- that made it, so another run or host takes the work at once instead of waiting for the lease.
+-- Purchases whose answer is unknown stay label_creation_initiated; their settle window, not the
+-- lease, keeps them from being bought again too early.
+UPDATE shipments
+SET lease_owner = NULL, lease_expires_at = NULL
+WHERE lease_owner = %(owner)s
 RETURNING shipment_id;

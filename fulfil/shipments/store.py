@@ -1,0 +1,421 @@
+"""The one owner of every shipments query, like procrastinate's JobManager.
+
+Workflows ask the store, by name, for what they need (``claim_purchase``, ``record_shipped``…) and
+never see SQL, a status string or a commit. The store runs the named queries of
+``sql/queries/shipments.sql`` on one autocommit connection of its own (from ``db.connect``): every
+statement outside a ``transaction()`` block is its own transaction, so no transaction can stay
+open across an HTTP call by accident; the few steps that must be atomic run in a block. Every
+query gets this run's lease owner and run id, so each move it makes is checked against the lease
+and written to the shipment's history.
+
+Write methods that make a move answer whether it was made: False means the shipment was no longer
+this run's to move (another run moved it or took the claim over), and nothing was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from fulfil.db import connect, query
+from fulfil.shipments.states import ShipmentState
+
+Row = dict[str, Any]
+# Run in the audit log's transaction before a request is recorded and sent (audited_http.SendGuard).
+Guard = Callable[[psycopg.Connection[Any]], bool]
+
+
+def _sql(name: str) -> str:
+    return query("shipments", name)
+
+
+class ShipmentStore:
+    def __init__(self, conn: psycopg.Connection[Any], *, owner: str, run_id: str | None) -> None:
+        self.conn = conn
+        self.owner = owner
+        self.run_id = run_id
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls, database_url: str, *, owner: str, run_id: str | None, purpose: str
+    ) -> Iterator[ShipmentStore]:
+        with connect(
+            database_url, autocommit=True, row_factory=dict_row, application_name=f"fulfil-{purpose}"
+        ) as conn:
+            yield cls(conn, owner=owner, run_id=run_id)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Steps that must happen together (a claim and its intent, a move and its side effects)."""
+        with self.conn.transaction():
+            yield
+
+    # --- running queries ----------------------------------------------------------------------
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"owner": self.owner, "run_id": self.run_id, "reason": None, **params}
+
+    def _one(self, name: str, **params: Any) -> Row | None:
+        return self.conn.execute(_sql(name), self._params(params)).fetchone()
+
+    def _all(self, name: str, **params: Any) -> list[Row]:
+        return self.conn.execute(_sql(name), self._params(params)).fetchall()
+
+    def _write(self, name: str, **params: Any) -> bool:
+        """A compare-and-set (or a move) in its own transaction; True when the row was ours."""
+        with self.conn.transaction():
+            return self.conn.execute(_sql(name), self._params(params)).rowcount > 0
+
+    def _count(self, name: str, **params: Any) -> int:
+        row = self._one(name, **params)
+        return int(row["count"]) if row else 0
+
+    # ==========================================================================================
+    # Buying labels
+    # ==========================================================================================
+
+    def create_pending_shipments(self, order_ids: list[str] | None, limit: int | None) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                _sql("create_pending_shipments"), self._params({"order_ids": order_ids, "limit": limit})
+            )
+
+    def count_eligible(self, order_ids: list[str] | None) -> int:
+        return self._count("count_eligible", order_ids=order_ids)
+
+    def next_purchase(self, order_ids: list[str] | None, skip: list[int]) -> Row | None:
+        """The next order to buy a label for, locked until the end of the current transaction."""
+        return self._one("claim_next_purchase", order_ids=order_ids, skip=skip)
+
+    def assign_request_id(self, shipment_id: int) -> str | None:
+        row = self._one("assign_request_id", shipment_id=shipment_id)
+        return row["cp_request_id"] if row else None
+
+    def refuse_order_data(
+        self, shipment_id: int, *, error: str, order_data_hash: str, warnings: list[str] | None
+    ) -> None:
+        self.conn.execute(
+            _sql("mark_failed_before_sending"),
+            self._params(
+                {
+                    "shipment_id": shipment_id,
+                    "code": "order-data",
+                    "error": error,
+                    "reason": error,
+                    "order_data_hash": order_data_hash,
+                    "warnings": Jsonb(warnings) if warnings else None,
+                }
+            ),
+        )
+
+    def claim_purchase(
+        self, shipment_id: int, *, contract: bool, lease_seconds: float, warnings: list[str]
+    ) -> Row | None:
+        """Commit the intent: label_creation_initiated with this run's lease. Returns the lookup
+        key it goes out with (cp_request_id, purchase_started_at)."""
+        return self._one(
+            "mark_purchase_initiated",
+            shipment_id=shipment_id,
+            cp_mode="contract" if contract else "noncontract",
+            lease_seconds=lease_seconds,
+            warnings=Jsonb(warnings) if warnings else None,
+        )
+
+    def purchase_guard(self, shipment_id: int) -> Guard:
+        """Checked in the transaction that records each Create Shipment attempt: still ours?"""
+
+        def still_ours(audit_conn: psycopg.Connection[Any]) -> bool:
+            row = audit_conn.execute(
+                _sql("hold_purchase_lease"), {"shipment_id": shipment_id, "owner": self.owner}
+            ).fetchone()
+            return row is not None
+
+        return still_ours
+
+    def record_purchase(self, shipment_id: int, label: dict[str, Any]) -> bool:
+        return self._write("record_label_bought", shipment_id=shipment_id, **label)
+
+    def refuse_purchase(
+        self, shipment_id: int, *, code: str, error: str, order_data_hash: str | None
+    ) -> bool:
+        return self._write(
+            "record_label_failed",
+            shipment_id=shipment_id,
+            code=code,
+            error=error,
+            reason=error,
+            order_data_hash=order_data_hash,
+        )
+
+    def release_purchase(self, shipment_id: int, *, code: str, error: str) -> bool:
+        return self._write(
+            "release_to_pending", shipment_id=shipment_id, code=code, error=error, reason=error
+        )
+
+    def park_purchase(self, shipment_id: int, *, code: str, error: str) -> bool:
+        return self._write("park_for_review", shipment_id=shipment_id, code=code, error=error, reason=error)
+
+    def leave_unsettled(self, shipment_id: int, *, error: str) -> bool:
+        return self._write("leave_unsettled", shipment_id=shipment_id, code="unsettled", error=error)
+
+    # --- purchases whose outcome is unknown -----------------------------------------------------
+
+    def park_unkeyed_purchases(self, order_ids: list[str] | None) -> list[str]:
+        with self.conn.transaction():
+            rows = self.conn.execute(_sql("park_unkeyed_purchases"), self._params({"order_ids": order_ids}))
+            return [row["order_id"] for row in rows.fetchall()]
+
+    def owners_of_open_purchases(self) -> list[str]:
+        return [row["lease_owner"] for row in self._all("owners_of_open_purchases")]
+
+    def claim_stuck_purchase(
+        self, *, lease_seconds: float, dead_owners: list[str], order_ids: list[str] | None, skip: list[int]
+    ) -> Row | None:
+        with self.conn.transaction():
+            return self._one(
+                "claim_stuck_purchase",
+                lease_seconds=lease_seconds,
+                dead_owners=dead_owners,
+                order_ids=order_ids,
+                skip=skip,
+            )
+
+    def purchase_calls(self, order_id: str, since: datetime) -> list[Row]:
+        return self._all("purchase_calls", order_id=order_id, since=since)
+
+    def order_data_hash(self, order_id: str) -> str | None:
+        row = self._one("order_data_hash", order_id=order_id)
+        return row["md5"] if row else None
+
+    def purchase_key(self, shipment_id: int) -> Row:
+        row = self._one("purchase_key", shipment_id=shipment_id)
+        assert row is not None, f"shipment {shipment_id} is gone"
+        return row
+
+    def purchase_settles_at(
+        self, order_id: str, since: datetime, *, allowance: float, settle_seconds: float
+    ) -> Row:
+        row = self._one(
+            "purchase_settles_at",
+            order_id=order_id,
+            since=since,
+            allowance=allowance,
+            settle_seconds=settle_seconds,
+        )
+        assert row is not None
+        return row
+
+    def database_now(self) -> datetime:
+        row = self._one("database_now")
+        assert row is not None
+        now: datetime = row["now"]
+        return now
+
+    # --- a purchase that lost its claim -------------------------------------------------------
+
+    def lock_label(self, shipment_id: int) -> Row:
+        """The label a shipment holds, locked for the current transaction."""
+        row = self._one("lock_shipment_label", shipment_id=shipment_id)
+        assert row is not None, f"shipment {shipment_id} is gone"
+        return row
+
+    def record_purchase_after_takeover(
+        self, shipment_id: int, label: dict[str, Any], *, contract: bool
+    ) -> bool:
+        row = self._one(
+            "record_label_bought_after_takeover",
+            shipment_id=shipment_id,
+            cp_mode="contract" if contract else "noncontract",
+            **label,
+        )
+        return row is not None
+
+    def park_two_labels(self, shipment_id: int, *, error: str) -> None:
+        self.conn.execute(
+            _sql("park_for_two_labels"), self._params({"shipment_id": shipment_id, "error": error})
+        )
+
+    def record_surplus_label(
+        self,
+        *,
+        order_id: str,
+        shipment_id: int,
+        cp_shipment_id: str,
+        tracking_pin: str,
+        cp_self_url: str | None,
+        cp_label_url: str | None,
+        call_id: int | None,
+        reason: str,
+    ) -> None:
+        self.conn.execute(
+            _sql("record_surplus_label"),
+            self._params(
+                {
+                    "order_id": order_id,
+                    "shipment_id": shipment_id,
+                    "cp_shipment_id": cp_shipment_id,
+                    "tracking_pin": tracking_pin,
+                    "cp_self_url": cp_self_url,
+                    "cp_label_url": cp_label_url,
+                    "call_id": call_id,
+                    "reason": reason,
+                }
+            ),
+        )
+
+    def park_duplicate_purchase(self, shipment_id: int, *, error: str) -> bool:
+        """In the caller's transaction (with the surplus labels it records)."""
+        row = self._one(
+            "park_for_review", shipment_id=shipment_id, code="duplicate-labels", error=error, reason=error
+        )
+        return row is not None
+
+    # --- shipments and orders, for results and messages -----------------------------------------
+
+    def shipment_result(self, shipment_id: int) -> Row | None:
+        return self._one("shipment_result", shipment_id=shipment_id)
+
+    def shipment_of_order(self, order_id: str) -> Row | None:
+        return self._one("shipment_of_order", order_id=order_id)
+
+    def label_states(self, order_ids: list[str]) -> dict[str, Row]:
+        return {row["order_id"]: row for row in self._all("shipment_states", order_ids=order_ids)}
+
+    def requested_order_states(self, order_ids: list[str]) -> list[Row]:
+        return self._all("requested_order_states", order_ids=order_ids)
+
+    def dry_run_candidates(self, order_ids: list[str] | None, limit: int | None) -> list[Row]:
+        return self._all("dry_run_candidates", order_ids=order_ids, limit=limit)
+
+    # --- label files --------------------------------------------------------------------------
+
+    def labels_to_download(self, *, verify: bool, order_ids: list[str] | None) -> list[Row]:
+        return self._all("labels_to_download", verify=verify, order_ids=order_ids)
+
+    def record_label_file(self, shipment_id: int, *, path: str, sha256: str, size: int) -> None:
+        self._write("record_label_file", shipment_id=shipment_id, path=path, sha256=sha256, size=size)
+
+    def record_download_failed(self, shipment_id: int, *, error: str) -> None:
+        self._write("record_label_download_failed", shipment_id=shipment_id, error=error)
+
+    # --- the seller's commands ----------------------------------------------------------------
+
+    def retry_labels(self, order_ids: list[str], *, not_bought: bool) -> set[str]:
+        statuses = (
+            [ShipmentState.LABEL_FAILED, ShipmentState.NEEDS_REVIEW]
+            if not_bought
+            else [ShipmentState.LABEL_FAILED]
+        )
+        rows = self._all("make_retryable", order_ids=order_ids, statuses=[str(s) for s in statuses])
+        return {row["order_id"] for row in rows}
+
+    def label_choice(self, order_id: str) -> Row | None:
+        return self._one("label_choice", order_id=order_id)
+
+    def keep_label(
+        self, *, shipment_id: int, kept: dict[str, Any], resolution: str, swap: bool, move: bool
+    ) -> None:
+        """In the caller's transaction: the shipment holds ``kept``, the other labels are closed."""
+        params = {"shipment_id": shipment_id, "kept": kept["cp_shipment_id"], "resolution": resolution}
+        if swap:
+            self.conn.execute(_sql("retire_recorded_label"), self._params(params))
+            self.conn.execute(_sql("mark_surplus_kept"), self._params(params))
+        self.conn.execute(_sql("resolve_surplus_labels"), self._params(params))
+        if move:
+            self.conn.execute(_sql("take_kept_label"), self._params({"shipment_id": shipment_id, **kept}))
+
+    # ==========================================================================================
+    # Pushing tracking to Best Buy
+    # ==========================================================================================
+
+    def owners_of_open_shipments(self) -> list[str]:
+        return [row["lease_owner"] for row in self._all("owners_of_open_shipments")]
+
+    def count_pushable(self, order_ids: list[str] | None) -> int:
+        return self._count("count_pushable", order_ids=order_ids)
+
+    def claim_next_shipment(
+        self,
+        *,
+        lease_seconds: float,
+        dead_owners: list[str],
+        order_ids: list[str] | None,
+        skip: list[int],
+        download_grace_seconds: float,
+    ) -> Row | None:
+        with self.conn.transaction():
+            return self._one(
+                "claim_next_shipment",
+                lease_seconds=lease_seconds,
+                dead_owners=dead_owners,
+                order_ids=order_ids,
+                skip=skip,
+                download_grace_seconds=download_grace_seconds,
+            )
+
+    def push_guard(self, shipment_id: int) -> Guard:
+        """Checked in the transaction that records each OR23/OR24 attempt: still ours?"""
+
+        def still_ours(audit_conn: psycopg.Connection[Any]) -> bool:
+            row = audit_conn.execute(
+                _sql("hold_push_lease"), {"shipment_id": shipment_id, "owner": self.owner}
+            ).fetchone()
+            return row is not None
+
+        return still_ours
+
+    def record_tracking_sent(self, shipment_id: int) -> bool:
+        return self._write("record_tracking_sent", shipment_id=shipment_id)
+
+    def record_shipped(self, shipment_id: int, order_id: str) -> bool:
+        """The shipment tracking_updated and the order shipped, together."""
+        with self.conn.transaction():
+            row = self._one("record_shipment_shipped", shipment_id=shipment_id)
+            if row is not None:
+                self.conn.execute(_sql("record_order_shipped"), {"order_id": order_id})
+            return row is not None
+
+    def record_canceled(
+        self, shipment_id: int, order_id: str, *, code: str | None, error: str | None
+    ) -> bool:
+        """The shipment order_canceled (its label needs voiding) and the order canceled, together."""
+        with self.conn.transaction():
+            row = self._one(
+                "record_shipment_canceled", shipment_id=shipment_id, code=code, error=error, reason=error
+            )
+            if row is not None:
+                self.conn.execute(_sql("record_order_canceled"), {"order_id": order_id})
+            return row is not None
+
+    def refuse_push(self, shipment_id: int, *, code: str | None, error: str | None) -> bool:
+        return self._write(
+            "record_tracking_failed", shipment_id=shipment_id, code=code, error=error, reason=error
+        )
+
+    def release_shipment(self, shipment_id: int, *, code: str | None, error: str | None) -> bool:
+        return self._write("release_shipment", shipment_id=shipment_id, code=code, error=error)
+
+    def push_states(self, order_ids: list[str]) -> dict[str, Row]:
+        return {row["order_id"]: row for row in self._all("push_states", order_ids=order_ids)}
+
+    def retry_pushes(self, order_ids: list[str]) -> dict[str, str]:
+        with self.conn.transaction():
+            rows = self.conn.execute(_sql("make_pushable"), self._params({"order_ids": order_ids})).fetchall()
+        return {row["order_id"]: row["status"] for row in rows}
+
+    def push_dry_run_candidates(self, order_ids: list[str] | None, limit: int | None) -> list[Row]:
+        return self._all("push_dry_run_candidates", order_ids=order_ids, limit=limit)
+
+    # ==========================================================================================
+
+    def release_leases(self) -> int:
+        """Every claim this run still holds, given up (at the end of the run, however it ends)."""
+        with self.conn.transaction():
+            return len(self.conn.execute(_sql("release_leases"), {"owner": self.owner}).fetchall())

@@ -1,0 +1,96 @@
+"""Label PDFs: fetched once a label is bought, and again whenever the file is missing or changed.
+
+A failed download never loses the purchase: the shipment stays label_created without a file
+(``download_failed``, with the reason) until ``fulfil labels download`` fetches it. Canada Post's
+202 ("not ready yet") is asked again a few times with a growing wait; any other failure was
+already retried by the HTTP layer, and an answer too large or refused will not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fulfil.audited_http import HttpOutcome
+from fulfil.canadapost.client import interpret_error
+from fulfil.canadapost.media_types import PDF_MEDIA_TYPE
+from fulfil.label_files import file_matches, looks_like_pdf, write_label
+from fulfil.shipments.states import ShipmentState
+from fulfil.workflows.labels.context import LabelContext
+from fulfil.workflows.labels.results import DOWNLOAD_FAILED, DOWNLOADED, LabelResult
+
+
+class Downloads:
+    def __init__(self, ctx: LabelContext) -> None:
+        self.ctx = ctx
+
+    def download_all(self, order_ids: list[str] | None, *, verify: bool, exclude: Iterable[str] = ()) -> None:
+        """Every bought label without its file (with ``verify``: also files gone or changed)."""
+        ctx = self.ctx
+        rows = ctx.store.labels_to_download(verify=verify, order_ids=order_ids)
+        skip = set(exclude)
+        for row in rows:
+            ctx.stop_if_asked()
+            if row["order_id"] in skip or file_matches(row["label_pdf_path"], row["label_pdf_sha256"]):
+                continue
+            if not row["cp_api_label_url"]:
+                message = (
+                    f"order {row['order_id']}: no label link recorded; fetch it from Canada Post by hand"
+                )
+                ctx.report(LabelResult(row["order_id"], DOWNLOAD_FAILED, error=message))
+                continue
+            result = self.download(
+                row["shipment_id"], row["order_id"], row["cp_api_label_url"], row["cp_label_media_type"]
+            )
+            result.tracking_pin = row["tracking_pin"]
+            ctx.report(result)
+
+    def download(self, shipment_id: int, order_id: str, href: str, media_type: str | None) -> LabelResult:
+        ctx = self.ctx
+        error = ""
+        for attempt in range(ctx.settings.label_not_ready_retries + 1):
+            outcome = ctx.client.fetch_label(order_id, href, media_type)
+            if outcome.status_code == 202:
+                error = "Canada Post has not finished the label yet (202)"
+                if attempt < ctx.settings.label_not_ready_retries and not ctx.stop.requested:
+                    ctx.sleep(ctx.settings.label_not_ready_wait * (attempt + 1))
+                    continue
+                break
+            error = label_problem(outcome)
+            if not error:
+                try:
+                    saved = write_label(ctx.settings.labels_dir, order_id, outcome.body)
+                except OSError as exc:
+                    # The label is bought and recorded; only its file is missing. The run goes on.
+                    error = (
+                        f"the PDF could not be written to {ctx.settings.labels_dir}: {exc.strerror or exc}"
+                    )
+                    break
+                ctx.store.record_label_file(
+                    shipment_id, path=str(saved.path), sha256=saved.sha256, size=saved.size
+                )
+                return LabelResult(
+                    order_id, DOWNLOADED, ShipmentState.LABEL_CREATED, label_pdf_path=str(saved.path)
+                )
+            # Only "not ready yet" is worth asking again here: the client already retried what
+            # waiting can cure, and an answer too large or refused will not change.
+            break
+        message = (
+            f"order {order_id}: label not downloaded: {error}; `fulfil labels download` fetches it later"
+        )
+        ctx.store.record_download_failed(shipment_id, error=message)
+        return LabelResult(order_id, DOWNLOAD_FAILED, ShipmentState.LABEL_CREATED, error=message)
+
+
+def label_problem(outcome: HttpOutcome) -> str:
+    """Why an answer to Get Artifact is not a label PDF to save ("" when it is one)."""
+    if outcome.failure is not None:
+        if outcome.status_code == 404:
+            return "Canada Post no longer has it (404: link older than 90 days, or the label was voided)"
+        return interpret_error(outcome).description
+    if outcome.status_code != 200:
+        return f"unexpected HTTP {outcome.status_code}"
+    if outcome.content_type != PDF_MEDIA_TYPE:
+        return f"expected a PDF, got {outcome.content_type or 'no content type'}"
+    if not looks_like_pdf(outcome.body):
+        return "the answer is not a complete PDF"
+    return ""

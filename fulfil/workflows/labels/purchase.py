@@ -1,0 +1,150 @@
+"""Buying a label: claim the next order, commit the intent, send Create Shipment, record what the
+answer proves.
+
+1. Claim: lock the next eligible shipment (FOR UPDATE SKIP LOCKED), build its request, and commit
+   the intent: ``label_creation_initiated`` with a lease, a lookup key (contract: the
+   customer-request-id; non-contract: customer-ref-1 = order id) and ``purchase_started_at``.
+2. Call: POST Create Shipment through the audited HTTP layer. Each attempt is sent only while this
+   run still holds the claim, checked in the transaction that writes its api_calls row.
+3. Record what the answer proves: bought → ``label_created``; refused → ``label_failed`` with
+   Canada Post's code; provably not sent → back to ``label_pending``; unknown (a timeout, a reset,
+   a 5xx, an answer that fails the checks) → settled by looking it up, never a blind second POST.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from fulfil.api_calls import LeaseLost
+from fulfil.audited_http import FailureClass
+from fulfil.canadapost.client import auth_error, interpret_error
+from fulfil.canadapost.destination import OrderDataError
+from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
+from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
+from fulfil.errors import ConfigError
+from fulfil.shipments.states import ShipmentState
+from fulfil.workflows.labels.context import LabelContext
+from fulfil.workflows.labels.reconcile import Reconciler
+from fulfil.workflows.labels.recording import Recorder
+from fulfil.workflows.labels.results import BOUGHT, FAILED, SKIPPED, LabelResult, StopRun
+
+
+@dataclass
+class Claim:
+    shipment_id: int
+    order_id: str
+    order_data_hash: str
+    request: ShipmentRequest | None = None
+    request_id: str | None = None
+    purchase_started_at: datetime | None = None
+    # Set when the order cannot make a request (its data): nothing is sent for it.
+    result: LabelResult | None = None
+
+
+class Purchases:
+    def __init__(self, ctx: LabelContext, recorder: Recorder, reconciler: Reconciler) -> None:
+        self.ctx = ctx
+        self.recorder = recorder
+        self.reconciler = reconciler
+
+    def claim_next(self, order_ids: list[str] | None, skip: list[int]) -> Claim | None:
+        """Lock the next eligible order, build its request, commit the intent."""
+        ctx = self.ctx
+        store = ctx.store
+        with store.transaction():
+            row = store.next_purchase(order_ids, skip)
+            if row is None:
+                return None
+            claim = Claim(row["shipment_id"], row["order_id"], row["order_data_hash"])
+            request_id = row["cp_request_id"] or store.assign_request_id(claim.shipment_id)
+            try:
+                request = build_shipment_request(
+                    order_id=claim.order_id,
+                    order=row["raw_order_data"] or {},
+                    canadapost=ctx.settings.canadapost,
+                    sender=ctx.settings.sender,
+                    parcel=ctx.settings.parcel,
+                    request_id=request_id,
+                )
+            except OrderDataError as exc:
+                store.refuse_order_data(
+                    claim.shipment_id, error=str(exc), order_data_hash=claim.order_data_hash, warnings=None
+                )
+                claim.result = LabelResult(claim.order_id, FAILED, ShipmentState.LABEL_FAILED, error=str(exc))
+                return claim
+            intent = store.claim_purchase(
+                claim.shipment_id,
+                contract=request.contract,
+                lease_seconds=ctx.settings.lease_seconds,
+                warnings=list(request.warnings),
+            )
+            assert intent is not None, f"shipment {claim.shipment_id} was locked and yet not claimable"
+            claim.request = request
+            claim.request_id = intent["cp_request_id"]
+            claim.purchase_started_at = intent["purchase_started_at"]
+        return claim
+
+    def purchase(self, claim: Claim) -> LabelResult:
+        """Send, then record what the answer proves."""
+        ctx = self.ctx
+        assert claim.request is not None
+        warnings = list(claim.request.warnings)
+        try:
+            outcome = ctx.client.create_shipment(
+                claim.order_id, claim.request, guard=ctx.store.purchase_guard(claim.shipment_id)
+            )
+        except LeaseLost:
+            message = (
+                f"order {claim.order_id}: another fulfil run took this order over before its request "
+                "was sent; nothing was sent"
+            )
+            return LabelResult(claim.order_id, SKIPPED, error=message)
+        if outcome.ok:
+            try:
+                info = ctx.client.shipment_info_of(outcome.body)
+            except ResponseFormatError as exc:
+                # A 2xx we cannot read (or whose values fail the checks) may still be a bought
+                # label: find out, never re-POST.
+                return self.reconciler.settle(
+                    claim.shipment_id, claim.order_id, f"unusable answer: {exc}", warnings
+                )
+            return self.recorder.adopt(
+                claim.shipment_id, claim.order_id, info, BOUGHT, warnings, call_id=outcome.call_id
+            )
+
+        error = interpret_error(outcome)
+        if outcome.failure is FailureClass.NOT_SENT:
+            self._release(claim, "not-sent", f"Canada Post not reached: {outcome.error}")
+            raise StopRun(f"Canada Post could not be reached ({outcome.error}); the remaining orders wait")
+        if error.kind is ErrorKind.AUTH:
+            self._release(claim, "auth", error.description)
+            raise auth_error(error)
+        if error.kind is ErrorKind.RATE_LIMITED:
+            # Throttled at the gateway, before any processing: nothing was bought.
+            self._release(claim, "rate-limited", error.description)
+            raise StopRun(
+                "Canada Post is throttling this API key (it blocks for up to a minute); run again later"
+            )
+        if outcome.failure is FailureClass.DEFINITIVE and error.kind is ErrorKind.NOT_FOUND:
+            self._release(claim, "not-found", error.description)
+            raise ConfigError(
+                f"Canada Post answered 404 to Create Shipment ({outcome.url}); check "
+                "FULFIL_CANADAPOST_CUSTOMER_NUMBER and FULFIL_CANADAPOST_BASE_URL"
+            )
+        if outcome.failure is FailureClass.DEFINITIVE:
+            message = f"order {claim.order_id}: {error.description}"
+            ctx.store.refuse_purchase(
+                claim.shipment_id,
+                code=error.code or str(outcome.status_code),
+                error=message,
+                order_data_hash=claim.order_data_hash,
+            )
+            return LabelResult(
+                claim.order_id, FAILED, ShipmentState.LABEL_FAILED, error=message, warnings=warnings
+            )
+        # Indeterminate: a read timeout, a reset, a 5xx, a gateway page.
+        return self.reconciler.settle(claim.shipment_id, claim.order_id, error.description, warnings)
+
+    def _release(self, claim: Claim, code: str, error: str) -> None:
+        self.ctx.store.release_purchase(claim.shipment_id, code=code, error=error)

@@ -1,0 +1,166 @@
+"""The label workflow: buy each accepted order's Canada Post label exactly once, and everything
+around it, assembled from its phases (purchase, reconcile, download, recording, commands).
+
+Each run opens one store (one connection; no transaction ever open across HTTP) and, however it
+ends, releases every claim it still holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import psycopg
+
+from fulfil.canadapost.client import CanadaPostClient
+from fulfil.errors import ConfigError, FulfilError
+from fulfil.label_files import check_labels_dir
+from fulfil.shipments.store import ShipmentStore
+from fulfil.stop_signals import StopRequest
+from fulfil.workflows.labels import commands
+from fulfil.workflows.labels.context import LabelContext
+from fulfil.workflows.labels.download import Downloads
+from fulfil.workflows.labels.purchase import Purchases
+from fulfil.workflows.labels.reconcile import Reconciler
+from fulfil.workflows.labels.recording import Recorder
+from fulfil.workflows.labels.results import (
+    DOWNLOAD_FAILED,
+    LabelResult,
+    LabelRun,
+    LabelSettings,
+    Listener,
+    StopRun,
+)
+
+
+class LabelPhases:
+    """The phases of one run, wired together."""
+
+    def __init__(self, ctx: LabelContext) -> None:
+        self.ctx = ctx
+        self.downloads = Downloads(ctx)
+        self.recorder = Recorder(ctx, self.downloads)
+        self.reconciler = Reconciler(ctx, self.recorder)
+        self.purchases = Purchases(ctx, self.recorder, self.reconciler)
+
+
+class LabelWorkflow:
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        settings: LabelSettings,
+        client: CanadaPostClient,
+        lease_owner: str,
+        on_result: Listener | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        run_id: str | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.settings = settings
+        self.client = client
+        self.owner = lease_owner
+        self.on_result = on_result or (lambda result: None)
+        self.sleep = sleep
+        self.run_id = run_id
+        self.stop = stop or StopRequest()
+
+    @contextlib.contextmanager
+    def phases(self, run: LabelRun) -> Iterator[LabelPhases]:
+        """This run's phases over one store; whatever happens, the run leaves no claim behind."""
+        with ShipmentStore.open(
+            self.database_url, owner=self.owner, run_id=self.run_id, purpose="labels"
+        ) as store:
+            ctx = LabelContext(self.settings, self.client, store, run, self.on_result, self.stop, self.sleep)
+            try:
+                yield LabelPhases(ctx)
+            finally:
+                with contextlib.suppress(FulfilError, psycopg.Error):
+                    store.release_leases()
+
+    # --- labels create ------------------------------------------------------------------------
+
+    def create(self, order_ids: list[str] | None = None, limit: int | None = None) -> LabelRun:
+        run = LabelRun()
+        # A label is paid for before its PDF exists: a directory that cannot take it stops the run
+        # before anything is bought.
+        check_labels_dir(self.settings.labels_dir)
+        with self.phases(run) as phases:
+            ctx = phases.ctx
+            try:
+                phases.reconciler.reconcile_all(order_ids)
+                ctx.store.create_pending_shipments(order_ids, limit)
+                done: list[int] = []
+                while limit is None or len(done) < limit:
+                    ctx.stop_if_asked()
+                    claim = phases.purchases.claim_next(order_ids, done)
+                    if claim is None:
+                        break
+                    done.append(claim.shipment_id)
+                    ctx.report(claim.result if claim.result is not None else phases.purchases.purchase(claim))
+            except StopRun as stop:
+                run.stopped = str(stop)
+            except ConfigError as exc:
+                run.fatal = exc
+            if run.stopped is None and run.fatal is None:
+                # After buying: every label still without a file (this run's failures excepted).
+                tried = {r.order_id for r in run.results if r.outcome == DOWNLOAD_FAILED}
+                try:
+                    phases.downloads.download_all(order_ids, verify=False, exclude=tried)
+                except StopRun as stop:
+                    run.stopped = str(stop)
+                commands.report_untouched(ctx, order_ids)
+        return run
+
+    def count_eligible(self, order_ids: list[str] | None) -> int:
+        """About how many orders a run would work on (for a progress bar)."""
+        with ShipmentStore.open(
+            self.database_url, owner=self.owner, run_id=self.run_id, purpose="labels"
+        ) as store:
+            return store.count_eligible(order_ids)
+
+    # --- labels reconcile and download --------------------------------------------------------
+
+    def reconcile(self, order_ids: list[str] | None = None) -> LabelRun:
+        run = LabelRun()
+        with self.phases(run) as phases:
+            try:
+                phases.reconciler.reconcile_all(order_ids)
+            except StopRun as stop:
+                run.stopped = str(stop)
+            except ConfigError as exc:
+                run.fatal = exc
+        return run
+
+    def download(self, order_ids: list[str] | None = None, verify: bool = True) -> LabelRun:
+        """Fetch missing labels and (verify) re-fetch files that are gone or changed on disk."""
+        run = LabelRun()
+        check_labels_dir(self.settings.labels_dir)
+        with self.phases(run) as phases:
+            try:
+                phases.downloads.download_all(order_ids, verify=verify)
+            except StopRun as stop:
+                run.stopped = str(stop)
+        return run
+
+    # --- the seller's commands ----------------------------------------------------------------
+
+    def retry(self, order_ids: list[str], *, not_bought: bool) -> LabelRun:
+        run = LabelRun()
+        with self.phases(run) as phases:
+            commands.retry(phases.ctx, order_ids, not_bought=not_bought)
+        return run
+
+    def keep(self, order_id: str, cp_shipment_id: str) -> LabelResult:
+        with self.phases(LabelRun()) as phases:
+            return commands.keep(phases.ctx, order_id, cp_shipment_id)
+
+    def dry_run(self, order_ids: list[str] | None, limit: int | None) -> tuple[LabelRun, dict[str, bytes]]:
+        """Build and check each request a run would send; no HTTP, no writes."""
+        run = LabelRun()
+        with self.phases(run) as phases:
+            bodies = commands.dry_run(phases.ctx, order_ids, limit)
+            commands.report_untouched(phases.ctx, order_ids)
+        return run, bodies
