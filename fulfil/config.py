@@ -482,3 +482,10 @@ def _read_config_file(path: Path) -> dict[str, str]:
 
     visit("", document)
     return flat
+
+
+def setting_name(env: str) -> str:
+    """How errors name a setting: the variable and its config-file key, e.g.
+    "FULFIL_SENDER_POSTAL_CODE (or [sender] postal_code in the config file)"."""
+    spec = next(spec for spec in SETTINGS if spec.env == env)
+    return Setting(spec, None, "unset").name

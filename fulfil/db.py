@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from fulfil.audit.redaction import Redactor
 from fulfil.errors import ConfigError, DatabaseError
-from fulfil.redaction import Redactor
 
 if TYPE_CHECKING:
     import psycopg

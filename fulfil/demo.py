@@ -83,8 +83,8 @@ def fresh_demo_database(data_dir: Path) -> str:
     server = start_server(data_dir)
     with connect(server.get_uri(), autocommit=True, application_name="fulfil-demo") as conn:
         name = sql.Identifier(DEMO_DATABASE)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        conn.execute(sql.SQL(query("migrations", "drop_database")).format(name))
+        conn.execute(sql.SQL(query("migrations", "create_database")).format(name))
     return server.get_uri(database=DEMO_DATABASE)
 
 

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fulfil.db import query
 from fulfil.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -61,11 +62,13 @@ def embedded_database_url(data_dir: Path, database: str = DEFAULT_DATABASE) -> s
         with psycopg.connect(
             admin_url, autocommit=True, connect_timeout=10, application_name="fulfil"
         ) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+            exists = conn.execute(query("migrations", "database_exists"), {"name": database}).fetchone()
             if not exists:
                 # Another fulfil process may have created it a moment ago.
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+                    conn.execute(
+                        sql.SQL(query("migrations", "create_database")).format(sql.Identifier(database))
+                    )
     except psycopg.Error as exc:
         raise DatabaseError(f"embedded PostgreSQL in {pgdata_dir(data_dir)}: {exc}") from exc
     return server.get_uri(database=database)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from fulfil.db import connect, sql_dir
+from fulfil.db import connect, query, sql_dir
 from fulfil.errors import MigrationError
 
 # Any constant works; it only has to be the same for every fulfil process (hashtext('fulfil.migrate')).
@@ -74,21 +74,11 @@ def discover(directory: Path | None = None) -> list[Migration]:
     return found
 
 
-_CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS fulfil_schema_migrations (
-    version    integer PRIMARY KEY,
-    name       text NOT NULL,
-    checksum   text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)
-"""
-
-
 def _applied(conn) -> dict[int, tuple[str, str, datetime]]:  # type: ignore[no-untyped-def]
-    exists = conn.execute("SELECT to_regclass('fulfil_schema_migrations') IS NOT NULL").fetchone()[0]
+    exists = conn.execute(query("migrations", "migrations_table_exists")).fetchone()[0]
     if not exists:
         return {}
-    rows = conn.execute("SELECT version, name, checksum, applied_at FROM fulfil_schema_migrations").fetchall()
+    rows = conn.execute(query("migrations", "applied_migrations")).fetchall()
     return {version: (name, checksum, applied_at) for version, name, checksum, applied_at in rows}
 
 
@@ -116,9 +106,9 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
     migrations = discover(directory)
     applied_now: list[Migration] = []
     with connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute(query("migrations", "lock_migrations"), {"key": MIGRATION_LOCK_KEY})
         try:
-            conn.execute(_CREATE_TABLE)
+            conn.execute(query("migrations", "create_migrations_table"))
             applied = _applied(conn)
             _refuse_changed(migrations, applied)
             for migration in migrations:
@@ -128,9 +118,12 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
                     with conn.transaction():
                         conn.execute(migration.sql())
                         conn.execute(
-                            "INSERT INTO fulfil_schema_migrations (version, name, checksum) "
-                            "VALUES (%s, %s, %s)",
-                            (migration.version, migration.name, migration.checksum),
+                            query("migrations", "record_migration"),
+                            {
+                                "version": migration.version,
+                                "name": migration.name,
+                                "checksum": migration.checksum,
+                            },
                         )
                 except Exception as exc:
                     raise MigrationError(
@@ -138,7 +131,7 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
                     ) from exc
                 applied_now.append(migration)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+            conn.execute(query("migrations", "unlock_migrations"), {"key": MIGRATION_LOCK_KEY})
     return applied_now
 
 

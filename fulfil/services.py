@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from fulfil.api_calls import ApiCallLog, Redactor
-from fulfil.audited_http import AuditedHttp, RawKeyAuth, lease_seconds
+from fulfil.audit.log import ApiCallLog
+from fulfil.audit.redaction import Redactor
+from fulfil.audit.retry import lease_seconds
+from fulfil.audit.sender import AuditedHttp, RawKeyAuth
 from fulfil.config import Settings
 from fulfil.runs import Run
 from fulfil.stop_signals import StopRequest
@@ -125,7 +127,7 @@ def tracking_workflow(
     stop: StopRequest | None = None,
 ) -> TrackingWorkflow:
     """The tracking workflow for these settings; without a session (dry run) it cannot call out."""
-    from fulfil.bestbuy.client import BestBuyClient, RetryRules
+    from fulfil.bestbuy.client import RETRY, BestBuyClient
     from fulfil.workflows.tracking import TrackingSettings, TrackingWorkflow
 
     http = settings.http()
@@ -136,7 +138,7 @@ def tracking_workflow(
         carrier_code = bestbuy.carrier_code
         client = BestBuyClient(bestbuy, session.bestbuy_http())
     # A claim outlives both calls (OR23, OR24), each with all its attempts and waits.
-    policy = RetryRules().policy()
+    policy = RETRY
     return TrackingWorkflow(
         database_url=database_url,
         settings=TrackingSettings(

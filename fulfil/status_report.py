@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 from fulfil.db import connect, query
 from fulfil.label_files import file_matches
 from fulfil.runs import owner_is_dead
+from fulfil.shipments.states import ShipmentState
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,15 @@ class StatusReport:
         return lines
 
 
+S = ShipmentState
 _FIXES = {
-    "label_failed": "fix the order or the settings, then `fulfil labels retry {order}`",
-    "needs_review": (
+    S.LABEL_FAILED: "fix the order or the settings, then `fulfil labels retry {order}`",
+    S.NEEDS_REVIEW: (
         "check Canada Post for labels of this order (void extras); if none was bought: "
         "`fulfil labels retry --not-bought {order}`"
     ),
-    "tracking_failed": "see the error, then `fulfil tracking push --order {order}`",
-    "order_canceled": "the order was canceled on Best Buy: void or refund its label at Canada Post",
+    S.TRACKING_FAILED: "see the error, then `fulfil tracking push --order {order}`",
+    S.ORDER_CANCELED: "the order was canceled on Best Buy: void or refund its label at Canada Post",
 }
 
 
@@ -161,9 +163,9 @@ def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
 
 def _ship_now(order_id: str, shipment_status: str | None) -> str:
     """The next step for a late order, from where its shipment stands."""
-    if shipment_status in ("label_created", "tracking_sent", "tracking_failed"):
+    if shipment_status in (S.LABEL_CREATED, S.TRACKING_SENT, S.TRACKING_FAILED):
         return f"`fulfil tracking push --order {order_id}`"
-    if shipment_status in ("label_failed", "needs_review"):
+    if shipment_status in (S.LABEL_FAILED, S.NEEDS_REVIEW):
         return f"resolve its {shipment_status} first (above), then `fulfil labels create --order {order_id}`"
     return f"`fulfil labels create --order {order_id}` then `fulfil tracking push --order {order_id}`"
 

@@ -12,9 +12,10 @@ import psycopg
 import pytest
 from requests.auth import HTTPBasicAuth
 
-from fulfil.api_calls import ApiCallLog, LeaseLost
-from fulfil.audited_http import AuditedHttp, FailureClass, RawKeyAuth
-from fulfil.redaction import Redactor
+from fulfil.audit.log import ApiCallLog, LeaseLost
+from fulfil.audit.outcome import FailureClass
+from fulfil.audit.redaction import Redactor
+from fulfil.audit.sender import AuditedHttp, RawKeyAuth
 from tests.local_http import Reply, ScriptedServer, scripted
 
 API_KEY = "bb-key-51c0e2aa77"

@@ -17,8 +17,11 @@ import psycopg
 import pytest
 from requests.auth import HTTPBasicAuth
 
-from fulfil.api_calls import ApiCallLog, Redactor
-from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RawKeyAuth, RetryPolicy
+from fulfil.audit.log import ApiCallLog
+from fulfil.audit.outcome import FailureClass, HttpOutcome
+from fulfil.audit.redaction import Redactor
+from fulfil.audit.retry import RetryPolicy
+from fulfil.audit.sender import AuditedHttp, RawKeyAuth
 from tests.local_http import (
     Received,
     Reply,

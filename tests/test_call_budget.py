@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fulfil.audited_http import FailureClass, RetryPolicy, lease_seconds, settle_seconds
-from fulfil.bestbuy.client import RetryRules
+from fulfil.audit.outcome import FailureClass
+from fulfil.audit.retry import RetryPolicy, lease_seconds, settle_seconds
+from fulfil.bestbuy import client as bestbuy_client
 from fulfil.canadapost.client import RETRY_NOT_SENT, RETRY_READS
 from fulfil.config import load_settings
 from fulfil.services import label_workflow, tracking_workflow
@@ -29,7 +30,7 @@ def test_the_longest_call_is_every_attempt_to_its_deadline_and_every_wait_at_its
 
 
 def test_a_lease_outlasts_every_call_made_under_it() -> None:
-    policy = RetryRules().policy()
+    policy = bestbuy_client.RETRY
     assert lease_seconds(70, policy, policy) >= 2 * (policy.max_attempts * 70 + policy.longest_wait())
     assert lease_seconds(70, RETRY_NOT_SENT) > RETRY_NOT_SENT.max_attempts * 70
     assert lease_seconds(70, RETRY_READS) > lease_seconds(70, RETRY_NOT_SENT)  # reads also wait out 429s
@@ -54,7 +55,7 @@ def test_both_workflows_size_their_leases_from_the_configured_deadline() -> None
     assert labels_short.lease_seconds == lease_seconds(5, RETRY_NOT_SENT)
     assert labels_long.lease_seconds == lease_seconds(50, RETRY_NOT_SENT)
     assert labels_long.deadline == 50
-    policy = RetryRules().policy()
+    policy = bestbuy_client.RETRY
     tracking = tracking_workflow("postgresql:///x", long, None).settings
     assert tracking.lease_seconds == lease_seconds(50, policy, policy)
     # Unset, the deadline is connect + read timeout.

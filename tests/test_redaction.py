@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 from requests.auth import HTTPBasicAuth
 
-from fulfil.api_calls import ApiCallLog
-from fulfil.audited_http import AuditedHttp, RawKeyAuth
-from fulfil.redaction import Redactor, redactor_from_environment
+from fulfil.audit.log import ApiCallLog
+from fulfil.audit.redaction import Redactor, redactor_from_environment
+from fulfil.audit.sender import AuditedHttp, RawKeyAuth
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
 from fulfil.sandbox.orders import generate_orders
 from tests.conftest import run_fulfil

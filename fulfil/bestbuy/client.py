@@ -12,6 +12,7 @@ order), so both are retried like reads. A 4xx other than 429 is never retried he
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,9 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from fulfil.audited_http import AnswerCheck, AuditedHttp, FailureClass, HttpOutcome, RetryPolicy, SendGuard
+from fulfil.audit.outcome import FailureClass, HttpOutcome
+from fulfil.audit.retry import RetryPolicy
+from fulfil.audit.sender import AnswerCheck, AuditedHttp, SendGuard
 from fulfil.bestbuy.errors import BestBuyUnavailable, auth_error, interpret_error
 from fulfil.config import BestBuySettings
+from fulfil.untrusted_json import NotJson, load_untrusted_json
 
 SERVICE = "BestBuy"
 JSON_TYPE = "application/json"
@@ -35,31 +39,16 @@ SHIP = "OR24"
 ACCOUNT = "A01"
 
 
-@dataclass(frozen=True)
-class RetryRules:
-    max_attempts: int = 4
-    backoff_base: float = 0.5
-    backoff_max: float = 8.0
-    # A Retry-After longer than this is not slept through: the run stops and cron comes back.
-    max_retry_after: float = 60.0
-
-    def backoff(self, attempt: int) -> float:
-        return min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
-
-    def policy(self, sleep: Callable[[float], None] = time.sleep) -> RetryPolicy:
-        """The audited HTTP layer's retry policy for these rules: every failure but a 4xx."""
-        return RetryPolicy(
-            max_attempts=self.max_attempts,
-            retry_on=RETRYABLE,
-            backoff_base=self.backoff_base,
-            backoff_max=self.backoff_max,
-            max_retry_after=self.max_retry_after,
-            sleep=sleep,
-        )
-
-
-# Repeating OR23 or OR24 is harmless (see above); a definitive 4xx is never sent again.
-RETRYABLE = frozenset({FailureClass.NOT_SENT, FailureClass.INDETERMINATE, FailureClass.RATE_LIMITED})
+# Repeating OR23 or OR24 is harmless (see above), and so is reading again; a definitive 4xx is
+# never sent again. 429s wait the Retry-After Best Buy gives, up to a minute (a longer one ends the
+# retries: the run stops and cron comes back); the rest wait 0.5, 1, 2 s.
+RETRY = RetryPolicy(
+    max_attempts=4,
+    retry_on=frozenset({FailureClass.NOT_SENT, FailureClass.INDETERMINATE, FailureClass.RATE_LIMITED}),
+    backoff_base=0.5,
+    backoff_max=8.0,
+    max_retry_after=60.0,
+)
 
 
 @dataclass(frozen=True)
@@ -74,13 +63,12 @@ class BestBuyClient:
         settings: BestBuySettings,
         http: AuditedHttp,
         *,
-        retry: RetryRules | None = None,
+        retry: RetryPolicy = RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.http = http
-        self.retry = retry or RetryRules()
-        self.sleep = sleep
+        self.retry = dataclasses.replace(retry, sleep=sleep)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -156,28 +144,21 @@ class BestBuyClient:
         return document
 
     def _read_orders(self, params: dict[str, str], *, related_id: str | None) -> OrderPage:
-        # A 200 whose body cannot be read (cut off, garbled) says nothing; reading again is harmless.
-        for attempt in range(1, self.retry.max_attempts + 1):
-            outcome = self._send(
-                "GET",
-                f"{self.settings.base_url}/api/orders",
-                endpoint=LIST_ORDERS,
-                related_id=related_id,
-                headers={"Accept": JSON_TYPE},
-                params=params,
-            )
-            self._raise_for_failure(outcome, "read orders (OR11)")
-            document = _json_object(outcome)
-            if document is not None and isinstance(document.get("orders"), list):
-                total = document.get("total_count")
-                return OrderPage(
-                    document["orders"],
-                    total if isinstance(total, int) and not isinstance(total, bool) else None,
-                )
-            if attempt < self.retry.max_attempts:
-                self.sleep(self.retry.backoff(attempt))
-        raise BestBuyUnavailable(
-            f"Best Buy's answers to OR11 could not be read (call {outcome.call_id}: not an order list)"
+        outcome = self._send(
+            "GET",
+            f"{self.settings.base_url}/api/orders",
+            endpoint=LIST_ORDERS,
+            related_id=related_id,
+            headers={"Accept": JSON_TYPE},
+            params=params,
+            expect=order_list,
+        )
+        self._raise_for_failure(outcome, "read orders (OR11)")
+        document = _json_object(outcome)
+        assert document is not None  # order_list checked it
+        total = document.get("total_count")
+        return OrderPage(
+            document["orders"], total if isinstance(total, int) and not isinstance(total, bool) else None
         )
 
     def _raise_for_failure(self, outcome: HttpOutcome, what: str) -> None:
@@ -218,10 +199,22 @@ class BestBuyClient:
             headers=headers,
             params=query,
             data=data,
-            retry=self.retry.policy(self.sleep),
+            retry=self.retry,
             expect=expect,
             guard=guard,
         )
+
+
+def order_list(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
+    """OR11 answers a JSON object with an ``orders`` list. A 200 whose body cannot be read (cut off,
+    garbled, a proxy's page) says nothing: it is unclear, and the retry policy reads it again."""
+    try:
+        document = load_untrusted_json(body)
+    except NotJson:
+        return f"HTTP {status}, but not JSON: not Best Buy's order list"
+    if not isinstance(document, dict) or not isinstance(document.get("orders"), list):
+        return f"HTTP {status}, but not an order list"
+    return None
 
 
 def no_content(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
@@ -239,8 +232,6 @@ def no_content(status: int, headers: Mapping[str, str], body: bytes) -> str | No
 def _json_object(outcome: HttpOutcome) -> dict[str, Any] | None:
     # Untrusted: an order holding a NUL, a lone surrogate, bytes that are not UTF-8, 1e400 or
     # 100,000-deep nesting still parses, and is refused alone by the order checks (order_problem).
-    from fulfil.untrusted_json import NotJson, load_untrusted_json
-
     try:
         document = load_untrusted_json(outcome.body)
     except NotJson:

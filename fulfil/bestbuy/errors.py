@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from fulfil.audited_http import HttpOutcome
+from fulfil.audit.outcome import HttpOutcome
 from fulfil.errors import EXIT_LOCKED, ConfigError, FulfilError
 
 MAX_MESSAGE_CHARS = 300

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from fulfil.canadapost.limits import PHONE_MAX
+from fulfil.canadapost.schema import PHONE_MAX
 from fulfil.canadapost.text import clean_text, fold_for_matching
 
 # D, F, I, O, Q and U are never used (they read like other letters or digits to sorting machines);

@@ -6,14 +6,15 @@ order (bought, refused, unknown) is the label workflow's business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from fulfil.audited_http import AuditedHttp, FailureClass, HttpOutcome, RetryPolicy, SendGuard
-from fulfil.canadapost.media_types import NCSHIPMENT_MEDIA_TYPE, PDF_MEDIA_TYPE, SHIPMENT_MEDIA_TYPE
+from fulfil.audit.outcome import FailureClass, HttpOutcome
+from fulfil.audit.retry import RetryPolicy
+from fulfil.audit.sender import AuditedHttp, SendGuard
 from fulfil.canadapost.responses import (
     ErrorKind,
     Link,
@@ -26,9 +27,11 @@ from fulfil.canadapost.responses import (
     parse_shipment_info,
     parse_shipment_links,
 )
+from fulfil.canadapost.schema import NCSHIPMENT_MEDIA_TYPE, PDF_MEDIA_TYPE, SHIPMENT_MEDIA_TYPE
 from fulfil.canadapost.shipment_request import ShipmentRequest
 from fulfil.config import CanadaPostSettings
 from fulfil.errors import ConfigError
+from fulfil.label_files import looks_like_pdf
 
 T = TypeVar("T")
 
@@ -43,6 +46,28 @@ RETRY_READS = RetryPolicy(
     retry_on=frozenset({FailureClass.NOT_SENT, FailureClass.INDETERMINATE, FailureClass.RATE_LIMITED}),
     backoff_base=1.0,
 )
+
+
+# A label not rendered yet (202) or an answer that is not a complete PDF is asked for again, with
+# the waits growing (1, 2, 4 s); a label still not ready after that is fetched by the next run.
+RETRY_LABEL_FETCH = RetryPolicy(
+    max_attempts=4,
+    retry_on=frozenset({FailureClass.NOT_SENT, FailureClass.INDETERMINATE, FailureClass.RATE_LIMITED}),
+    backoff_base=1.0,
+)
+
+
+def label_pdf(status: int, headers: Mapping[str, str], body: bytes) -> str | None:
+    """Get Artifact answers 200 with the PDF; anything else in 2xx is not the label (yet)."""
+    if status == 202:
+        return "Canada Post has not finished the label yet (202)"
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    media = content_type.split(";")[0].strip().lower()
+    if media != PDF_MEDIA_TYPE:
+        return f"expected a PDF, got {media or 'no content type'}"
+    if not looks_like_pdf(body):
+        return "the answer is not a complete PDF"
+    return None
 
 
 class CanadaPostUnavailable(Exception):
@@ -242,5 +267,6 @@ class CanadaPostClient:
             endpoint="GetArtifact",
             related_id=order_id,
             headers={"Accept": media_type or PDF_MEDIA_TYPE},
-            retry=RETRY_READS,
+            retry=RETRY_LABEL_FETCH,
+            expect=label_pdf,
         )

@@ -19,7 +19,7 @@ from fulfil.canadapost.canada import (
     province_code,
     provinces_for_postal_code,
 )
-from fulfil.canadapost.limits import (
+from fulfil.canadapost.schema import (
     ADDITIONAL_ADDRESS_INFO_MAX,
     ADDRESS_LINE_MAX,
     CITY_MAX,

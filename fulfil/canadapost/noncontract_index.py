@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fulfil.canadapost.client import CanadaPostClient
-from fulfil.canadapost.media_types import NCSHIPMENT_MEDIA_TYPE
 from fulfil.canadapost.responses import Link, ShipmentDetails, ShipmentInfo
+from fulfil.canadapost.schema import NCSHIPMENT_MEDIA_TYPE
 
 # The listing is by creation time to the minute in Eastern time; the window is widened on both
 # sides so clock differences between us and Canada Post cannot hide a shipment.

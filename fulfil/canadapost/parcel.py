@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from fulfil.canadapost.limits import DIMENSION_MAX_CM, WEIGHT_MAX_KG
-from fulfil.canadapost.setting_names import setting_name
-from fulfil.config import ParcelSettings
+from fulfil.canadapost.schema import DIMENSION_MAX_CM, WEIGHT_MAX_KG
+from fulfil.config import ParcelSettings, setting_name
 from fulfil.errors import ConfigError
 
 _GRAM = Decimal("0.001")

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fulfil.canadapost.canada import normalise_phone, normalise_postal_code, province_code
-from fulfil.canadapost.limits import ADDRESS_LINE_MAX, CITY_MAX, COMPANY_MAX, NAME_MAX
-from fulfil.canadapost.setting_names import setting_name
+from fulfil.canadapost.schema import ADDRESS_LINE_MAX, CITY_MAX, COMPANY_MAX, NAME_MAX
 from fulfil.canadapost.text import clean_text
-from fulfil.config import SenderSettings
+from fulfil.config import SenderSettings, setting_name
 from fulfil.errors import ConfigError
 
 

@@ -16,18 +16,19 @@ from typing import Any
 from lxml import etree
 
 from fulfil.canadapost.destination import Destination, OrderDataError, destination_from_order
-from fulfil.canadapost.limits import CUSTOMER_REQUEST_ID_MAX, REFERENCE_MAX, SERVICE_CODE_MAX
-from fulfil.canadapost.media_types import (
+from fulfil.canadapost.parcel import Parcel, parcel_characteristics
+from fulfil.canadapost.schema import (
+    CUSTOMER_REQUEST_ID_MAX,
     NCSHIPMENT_MEDIA_TYPE,
     NCSHIPMENT_NAMESPACE,
+    REFERENCE_MAX,
+    SERVICE_CODE_MAX,
     SHIPMENT_MEDIA_TYPE,
     SHIPMENT_NAMESPACE,
 )
-from fulfil.canadapost.parcel import Parcel, parcel_characteristics
 from fulfil.canadapost.sender import SenderAddress, sender_address
-from fulfil.canadapost.setting_names import setting_name
 from fulfil.canadapost.text import clean_text
-from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
+from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings, setting_name
 from fulfil.errors import ConfigError
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
 def _scrubber() -> Callable[[str], str]:
     """Every secret of the environment, in every form, out of what is about to be printed."""
     try:
-        from fulfil.redaction import redactor_from_environment
+        from fulfil.audit.redaction import redactor_from_environment
 
         redactor = redactor_from_environment()
     except Exception:  # the last line of defence must never raise itself

@@ -119,7 +119,7 @@ def calls(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from fulfil.call_log import CallFilter, list_calls, normalise_service, outcome_of, parse_since
+    from fulfil.audit.reader import CallFilter, list_calls, normalise_service, outcome_of, parse_since
 
     state = state_of(ctx, json_mode)
     out = state.output
@@ -171,7 +171,7 @@ def calls_show(
 
         fulfil calls show 42
     """
-    from fulfil.call_log import get_call, outcome_of, pretty_body
+    from fulfil.audit.reader import get_call, outcome_of, pretty_body
     from fulfil.errors import UsageError
 
     state = state_of(ctx, json_mode)

@@ -27,7 +27,7 @@ from fulfil.db import connect, query
 from fulfil.shipments.states import ShipmentState
 
 Row = dict[str, Any]
-# Run in the audit log's transaction before a request is recorded and sent (audited_http.SendGuard).
+# Run in the audit log's transaction before a request is recorded and sent (audit.sender.SendGuard).
 Guard = Callable[[psycopg.Connection[Any]], bool]
 
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import psycopg
 
-from fulfil.api_calls import LeaseLost
-from fulfil.audited_http import FailureClass, HttpOutcome
+from fulfil.audit.log import LeaseLost
+from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.bestbuy.client import SHIP, UPDATE_TRACKING, BestBuyClient
 from fulfil.bestbuy.errors import BestBuyError, BestBuyUnavailable, auth_error, interpret_error
 from fulfil.bestbuy.verdicts import CANCELED_VERDICT, DONE, NOT_YET, STEP_NAMES, judge

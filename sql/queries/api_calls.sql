@@ -1,4 +1,4 @@
--- Named queries for the api_calls audit log (fulfil/api_calls.py).
+-- Named queries for the api_calls audit log (fulfil/audit/log.py).
 
 -- name: insert_request
 -- Written before the request is sent: a crash after this leaves the request with no answer.

@@ -1,4 +1,4 @@
--- Named queries for `fulfil calls` (fulfil/call_log.py).
+-- Named queries for `fulfil calls` (fulfil/audit/reader.py).
 
 -- name: list_calls
 SELECT call_id, started_at, finished_at, service, endpoint, related_id, method, status_code, is_success,

@@ -306,7 +306,7 @@ FOR UPDATE;
 -- name: purchase_settles_at
 -- When the absence of this purchase at Canada Post proves it was never bought: its last attempt's
 -- deadline plus the time Canada Post is given to finish what it received (for rows older than
--- deadline_at: its start plus this host's settle window, audited_http.settle_seconds). NULL: no
+-- deadline_at: its start plus this host's settle window, audit.retry.settle_seconds). NULL: no
 -- attempt was ever recorded.
 SELECT max(coalesce(deadline_at + make_interval(secs => %(allowance)s),
                     started_at + make_interval(secs => %(settle_seconds)s))) AS settles_at,

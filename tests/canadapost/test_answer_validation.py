@@ -11,13 +11,13 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from fulfil.canadapost.media_types import NCSHIPMENT_NAMESPACE, SHIPMENT_NAMESPACE
 from fulfil.canadapost.responses import (
     ResponseFormatError,
     parse_shipment_details,
     parse_shipment_info,
     parse_shipment_links,
 )
+from fulfil.canadapost.schema import NCSHIPMENT_NAMESPACE, SHIPMENT_NAMESPACE
 
 pytestmark = pytest.mark.unit
 

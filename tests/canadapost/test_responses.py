@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from fulfil.canadapost.media_types import NCSHIPMENT_NAMESPACE, SHIPMENT_NAMESPACE
 from fulfil.canadapost.responses import (
     CanadaPostMessage,
     ErrorKind,
@@ -19,6 +18,7 @@ from fulfil.canadapost.responses import (
     parse_shipment_info,
     parse_shipment_links,
 )
+from fulfil.canadapost.schema import NCSHIPMENT_NAMESPACE, SHIPMENT_NAMESPACE
 from tests.canadapost.factories import build_request, non_contract_settings
 from tests.shared_reference import canadapost_samples
 

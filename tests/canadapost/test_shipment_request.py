@@ -7,7 +7,7 @@ import pytest
 from lxml import etree
 
 from fulfil.canadapost.destination import OrderDataError
-from fulfil.canadapost.media_types import (
+from fulfil.canadapost.schema import (
     NCSHIPMENT_MEDIA_TYPE,
     NCSHIPMENT_NAMESPACE,
     SHIPMENT_MEDIA_TYPE,

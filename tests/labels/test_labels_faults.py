@@ -177,7 +177,7 @@ def test_a_label_trickled_past_the_deadline_is_download_failed_then_fetched(
 ) -> None:
     [order_id] = seed_orders(db, 1)
     sandbox.set_faults("canadapost", Faults(trickle_interval_s=0.4))
-    sandbox.script_faults("canadapost", "GetArtifact", ["trickle"] * 3)  # every read attempt
+    sandbox.script_faults("canadapost", "GetArtifact", ["trickle"] * 4)  # every attempt of the fetch
     env = {**fulfil_env, "FULFIL_HTTP_DEADLINE": "2"}
 
     first = run_fulfil("labels", "create", "--json", env=env, timeout=60)
@@ -367,8 +367,10 @@ def test_the_http_layer_refuses_to_send_credentials_to_another_origin(
 ) -> None:
     from requests.auth import HTTPBasicAuth
 
-    from fulfil.api_calls import ApiCallLog, Redactor
-    from fulfil.audited_http import AuditedHttp, FailureClass
+    from fulfil.audit.log import ApiCallLog
+    from fulfil.audit.outcome import FailureClass
+    from fulfil.audit.redaction import Redactor
+    from fulfil.audit.sender import AuditedHttp
 
     log = ApiCallLog(database_url, redactor=Redactor([PASSWORD]))
     with RecordingServer() as configured, RecordingServer() as elsewhere:

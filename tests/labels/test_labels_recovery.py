@@ -158,14 +158,14 @@ def test_label_never_ready_keeps_the_purchase_and_download_fetches_it_later(
     fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
 ) -> None:
     [order_id] = seed_orders(db, 1)
-    # Every attempt of the one fetch fails (the client retries reads); the run does not ask again
-    # and again: what waiting cures was already retried, and the next run fetches it.
-    sandbox.script_faults("canadapost", "GetArtifact", ["http_500"] * 2 + ["truncate"])
+    # Every attempt of the one fetch fails (the client's retry policy asks four times); the run does
+    # not ask again and again: what waiting cures was already retried, and the next run fetches it.
+    sandbox.script_faults("canadapost", "GetArtifact", ["http_500"] * 3 + ["truncate"])
 
     result = run_fulfil("labels", "create", "--json", env=fulfil_env)
 
     assert result.returncode == 3
-    assert sandbox.state()["requests"]["counts"]["canadapost.GetArtifact"] == 3
+    assert sandbox.state()["requests"]["counts"]["canadapost.GetArtifact"] == 4
     [record] = json_lines(result.stdout)
     assert record["outcome"] == "download_failed"
     assert "fulfil labels download" in record["error"]

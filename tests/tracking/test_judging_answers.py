@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from fulfil.audited_http import FailureClass, HttpOutcome
+from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.bestbuy.errors import BestBuyError, auth_error, interpret_error
 from fulfil.bestbuy.verdicts import CANCELED_VERDICT, DONE, NOT_YET, REFUSED, judge
 

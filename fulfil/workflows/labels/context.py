@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fulfil.canadapost.client import CanadaPostClient
@@ -20,7 +18,6 @@ class LabelContext:
     run: LabelRun
     on_result: Listener
     stop: StopRequest = field(default_factory=StopRequest)
-    sleep: Callable[[float], None] = time.sleep
 
     def report(self, result: LabelResult) -> None:
         self.run.results.append(result)

@@ -2,18 +2,18 @@
 
 A failed download never loses the purchase: the shipment stays label_created without a file
 (``download_failed``, with the reason) until ``fulfil labels download`` fetches it. Canada Post's
-202 ("not ready yet") is asked again a few times with a growing wait; any other failure was
-already retried by the HTTP layer, and an answer too large or refused will not change.
+202 ("not ready yet") and answers that are not a whole PDF are asked again by the client's retry
+policy (canadapost.client.RETRY_LABEL_FETCH), with what waiting can cure; an answer too large or
+refused is not asked again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fulfil.audited_http import HttpOutcome
+from fulfil.audit.outcome import HttpOutcome
 from fulfil.canadapost.client import interpret_error
-from fulfil.canadapost.media_types import PDF_MEDIA_TYPE
-from fulfil.label_files import file_matches, looks_like_pdf, write_label
+from fulfil.label_files import file_matches, write_label
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.results import DOWNLOAD_FAILED, DOWNLOADED, LabelResult
@@ -46,34 +46,22 @@ class Downloads:
 
     def download(self, shipment_id: int, order_id: str, href: str, media_type: str | None) -> LabelResult:
         ctx = self.ctx
-        error = ""
-        for attempt in range(ctx.settings.label_not_ready_retries + 1):
-            outcome = ctx.client.fetch_label(order_id, href, media_type)
-            if outcome.status_code == 202:
-                error = "Canada Post has not finished the label yet (202)"
-                if attempt < ctx.settings.label_not_ready_retries and not ctx.stop.requested:
-                    ctx.sleep(ctx.settings.label_not_ready_wait * (attempt + 1))
-                    continue
-                break
-            error = label_problem(outcome)
-            if not error:
-                try:
-                    saved = write_label(ctx.settings.labels_dir, order_id, outcome.body)
-                except OSError as exc:
-                    # The label is bought and recorded; only its file is missing. The run goes on.
-                    error = (
-                        f"the PDF could not be written to {ctx.settings.labels_dir}: {exc.strerror or exc}"
-                    )
-                    break
+        # One call: the client asks again while the label is not ready (202) or not whole.
+        outcome = ctx.client.fetch_label(order_id, href, media_type)
+        error = label_problem(outcome)
+        if not error:
+            try:
+                saved = write_label(ctx.settings.labels_dir, order_id, outcome.body)
+            except OSError as exc:
+                # The label is bought and recorded; only its file is missing. The run goes on.
+                error = f"the PDF could not be written to {ctx.settings.labels_dir}: {exc.strerror or exc}"
+            else:
                 ctx.store.record_label_file(
                     shipment_id, path=str(saved.path), sha256=saved.sha256, size=saved.size
                 )
                 return LabelResult(
                     order_id, DOWNLOADED, ShipmentState.LABEL_CREATED, label_pdf_path=str(saved.path)
                 )
-            # Only "not ready yet" is worth asking again here: the client already retried what
-            # waiting can cure, and an answer too large or refused will not change.
-            break
         message = (
             f"order {order_id}: label not downloaded: {error}; `fulfil labels download` fetches it later"
         )
@@ -82,15 +70,10 @@ class Downloads:
 
 
 def label_problem(outcome: HttpOutcome) -> str:
-    """Why an answer to Get Artifact is not a label PDF to save ("" when it is one)."""
-    if outcome.failure is not None:
-        if outcome.status_code == 404:
-            return "Canada Post no longer has it (404: link older than 90 days, or the label was voided)"
-        return interpret_error(outcome).description
-    if outcome.status_code != 200:
-        return f"unexpected HTTP {outcome.status_code}"
-    if outcome.content_type != PDF_MEDIA_TYPE:
-        return f"expected a PDF, got {outcome.content_type or 'no content type'}"
-    if not looks_like_pdf(outcome.body):
-        return "the answer is not a complete PDF"
-    return ""
+    """Why an answer to Get Artifact is not a label PDF to save ("" when it is one: the client
+    checked it, canadapost.client.label_pdf)."""
+    if outcome.failure is None:
+        return ""
+    if outcome.status_code == 404:
+        return "Canada Post no longer has it (404: link older than 90 days, or the label was voided)"
+    return interpret_error(outcome).description

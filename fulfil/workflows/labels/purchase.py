@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from fulfil.api_calls import LeaseLost
-from fulfil.audited_http import FailureClass
+from fulfil.audit.log import LeaseLost
+from fulfil.audit.outcome import FailureClass
 from fulfil.canadapost.client import auth_error, interpret_error
 from fulfil.canadapost.destination import OrderDataError
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError

@@ -15,7 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fulfil.audited_http import FailureClass, HttpOutcome, settle_seconds
+from fulfil.audit.outcome import FailureClass, HttpOutcome
+from fulfil.audit.retry import settle_seconds
 from fulfil.canadapost.client import CanadaPostUnavailable, interpret_error
 from fulfil.canadapost.noncontract_index import NonContractIndex
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError, ShipmentInfo

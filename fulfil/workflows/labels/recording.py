@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import psycopg
 
-from fulfil.canadapost.media_types import PDF_MEDIA_TYPE
 from fulfil.canadapost.responses import ShipmentInfo
+from fulfil.canadapost.schema import PDF_MEDIA_TYPE
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.download import Downloads

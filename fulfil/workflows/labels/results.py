@@ -66,15 +66,13 @@ class LabelSettings:
     parcel: ParcelSettings
     labels_dir: Path
     # How long a claim is held: the longest Create Shipment can take with all its attempts and
-    # waits (audited_http.lease_seconds).
+    # waits (audit.retry.lease_seconds).
     lease_seconds: float
     # The overall deadline of one call, for api_calls rows written before deadline_at existed.
     deadline: float
     # How long after an attempt's deadline Canada Post is given to make a purchase it received
-    # visible, before its absence proves nothing was bought (audited_http.settle_seconds).
+    # visible, before its absence proves nothing was bought (audit.retry.settle_seconds).
     settle_allowance: float
-    label_not_ready_retries: int = 5
-    label_not_ready_wait: float = 2.0
 
 
 class StopRun(Exception):

@@ -8,8 +8,7 @@ ends, releases every claim it still holds.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 
@@ -54,7 +53,6 @@ class LabelWorkflow:
         client: CanadaPostClient,
         lease_owner: str,
         on_result: Listener | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         run_id: str | None = None,
         stop: StopRequest | None = None,
     ) -> None:
@@ -63,7 +61,6 @@ class LabelWorkflow:
         self.client = client
         self.owner = lease_owner
         self.on_result = on_result or (lambda result: None)
-        self.sleep = sleep
         self.run_id = run_id
         self.stop = stop or StopRequest()
 
@@ -73,7 +70,7 @@ class LabelWorkflow:
         with ShipmentStore.open(
             self.database_url, owner=self.owner, run_id=self.run_id, purpose="labels"
         ) as store:
-            ctx = LabelContext(self.settings, self.client, store, run, self.on_result, self.stop, self.sleep)
+            ctx = LabelContext(self.settings, self.client, store, run, self.on_result, self.stop)
             try:
                 yield LabelPhases(ctx)
             finally:

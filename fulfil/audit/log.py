@@ -25,27 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fulfil.audit.redaction import SENSITIVE_NAME, Redactor
 from fulfil.db import connect, query
-from fulfil.redaction import REDACTED, SENSITIVE_NAME, Redactor
 
 if TYPE_CHECKING:
     import psycopg
-
-# Re-exported: Redactor lived here before fulfil.redaction.
-__all__ = [
-    "DEFAULT_BODY_CAP",
-    "REDACTED",
-    "ApiCallLog",
-    "LeaseLost",
-    "Redactor",
-    "SendGuard",
-    "StoredBody",
-    "binary_summary",
-    "request_payload",
-    "response_text",
-    "storable_json",
-    "storable_text",
-]
 
 DEFAULT_BODY_CAP = 64 * 1024
 # How much of an unreadable (NUL-bearing) body its summary shows.

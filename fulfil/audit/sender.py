@@ -21,23 +21,22 @@ A status code received is kept even when reading the body fails afterwards.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.auth import AuthBase
 
 from fulfil import __version__
-from fulfil.api_calls import ApiCallLog
+from fulfil.audit.log import ApiCallLog
+from fulfil.audit.outcome import FailureClass, HttpOutcome
+from fulfil.audit.retry import NO_RETRY, RetryPolicy
+from fulfil.audit.wire import ProbedAdapter, WireProbe, probing
 from fulfil.config import TRUST_VARIABLES
 from fulfil.url_origin import origin_of, same_origin
-from fulfil.wire_probe import ProbedAdapter, WireProbe, probing
 
 if TYPE_CHECKING:
     import psycopg
@@ -45,122 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fulfil.http")
 
 DEFAULT_MAX_RESPONSE_BYTES = 20 * 1024 * 1024
-
-
-class FailureClass(StrEnum):
-    DEFINITIVE = "definitive"
-    NOT_SENT = "not_sent"
-    INDETERMINATE = "indeterminate"
-    RATE_LIMITED = "rate_limited"
-
-
-@dataclass
-class HttpOutcome:
-    call_id: int
-    method: str
-    url: str
-    status_code: int | None
-    headers: Mapping[str, str]
-    body: bytes
-    failure: FailureClass | None
-    error: str | None
-    duration_ms: int
-    # False when sending the same request again cannot give another answer (an answer over the
-    # size cap, a link refused for naming another host): retry policies leave it alone.
-    repeatable: bool = True
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-    def retry_after(self) -> float | None:
-        """Seconds from a Retry-After header (delta-seconds or HTTP date), if any."""
-        raw = self.headers.get("Retry-After")
-        if raw is None:
-            return None
-        raw = raw.strip()
-        if raw.isdigit():
-            return float(raw)
-        try:
-            moment = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, moment.timestamp() - time.time())
-
-    def describe(self) -> str:
-        """One line for messages: what happened, never a credential."""
-        if self.status_code is not None and self.error and self.error != f"HTTP {self.status_code}":
-            return f"HTTP {self.status_code}, then {self.error}"
-        if self.status_code is not None:
-            return f"HTTP {self.status_code}"
-        return self.error or "no answer"
-
-
-@dataclass
-class RetryPolicy:
-    """Which failures to send again, how often and how long to wait. Each attempt is its own row."""
-
-    max_attempts: int = 1
-    retry_on: frozenset[FailureClass] = frozenset()
-    backoff_base: float = 1.0
-    backoff_max: float = 30.0
-    # A Retry-After longer than this is not slept through: the caller gets the 429 and stops
-    # (cron comes back later) rather than sleeping past what a run should.
-    max_retry_after: float = 60.0
-    sleep: Callable[[float], None] = field(default=time.sleep)
-
-    def backoff(self, attempt: int) -> float:
-        return min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
-
-    def delay(self, outcome: HttpOutcome, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt; None when waiting is not worth it."""
-        if outcome.failure is FailureClass.RATE_LIMITED:
-            hinted = outcome.retry_after()
-            if hinted is not None:
-                return hinted if hinted <= self.max_retry_after else None
-        return self.backoff(attempt)
-
-    def longest_wait(self) -> float:
-        """The most this policy can sleep in all between its attempts."""
-        total = 0.0
-        for attempt in range(1, self.max_attempts):
-            wait = self.backoff(attempt)
-            if FailureClass.RATE_LIMITED in self.retry_on:
-                wait = max(wait, self.max_retry_after)
-            total += wait
-        return total
-
-    def longest_call(self, deadline: float) -> float:
-        """The longest one call under this policy can take: every attempt to its deadline, every
-        wait at its longest."""
-        return self.max_attempts * deadline + self.longest_wait()
-
-
-NO_RETRY = RetryPolicy()
-# What a lease adds to the longest its calls can take: the database writes around them.
-LEASE_MARGIN_SECONDS = 30.0
-
-
-def lease_seconds(deadline: float, *calls: RetryPolicy) -> float:
-    """How long a claim on a piece of work must last so that every call made under it, each with
-    all its attempts and waits, has ended before anyone else may take the work over. Both
-    workflows size their leases here."""
-    return sum(policy.longest_call(deadline) for policy in calls) + LEASE_MARGIN_SECONDS
-
-
-def settle_seconds(deadline: float, service_allowance: float) -> float:
-    """How long after the start of a purchase's last attempt the seller's absence at the carrier
-    proves nothing was bought: the attempt cannot be on the wire after its deadline, and the
-    carrier is given ``service_allowance`` more to finish what it received."""
-    return deadline + service_allowance
 
 
 class RawKeyAuth(AuthBase):
