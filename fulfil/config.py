@@ -269,8 +269,8 @@ class Settings:
         return path if path.is_absolute() else self.cwd / path
 
     def http(self) -> HttpSettings:
-        connect_timeout = float(self._positive_decimal("FULFIL_HTTP_CONNECT_TIMEOUT", required=True))
-        read_timeout = float(self._positive_decimal("FULFIL_HTTP_READ_TIMEOUT", required=True))
+        connect_timeout = float(self._required_decimal("FULFIL_HTTP_CONNECT_TIMEOUT"))
+        read_timeout = float(self._required_decimal("FULFIL_HTTP_READ_TIMEOUT"))
         deadline = self._positive_decimal("FULFIL_HTTP_DEADLINE", required=False)
         return HttpSettings(
             connect_timeout=connect_timeout,
@@ -398,6 +398,11 @@ class Settings:
             raise ConfigError(f"{self.get(env).name} must be 1 to {max_len} digits")
         return value
 
+    def _required_decimal(self, env: str) -> Decimal:
+        value = self._positive_decimal(env, required=True)
+        assert value is not None
+        return value
+
     def _positive_decimal(self, env: str, *, required: bool) -> Decimal | None:
         raw = self.value(env)
         if raw is None:
@@ -423,10 +428,10 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     cwd = Path.cwd() if cwd is None else cwd
 
     explicit = environ.get("FULFIL_CONFIG") or None
+    config_file: Path | None
     if explicit:
-        config_file: Path | None = Path(explicit).expanduser()
-        if not config_file.is_absolute():
-            config_file = cwd / config_file
+        named = Path(explicit).expanduser()
+        config_file = named if named.is_absolute() else cwd / named
         if not config_file.is_file():
             raise ConfigError(f"FULFIL_CONFIG names {explicit}, which is not a readable file")
     else:

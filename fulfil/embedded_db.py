@@ -26,7 +26,7 @@ def pgdata_dir(data_dir: Path) -> Path:
     return data_dir / "pgdata"
 
 
-def _import_pgserver():  # type: ignore[no-untyped-def]
+def _import_pgserver():
     # platformdirs warns on import when XDG_RUNTIME_DIR is unset (cron, CI): noise, not news.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

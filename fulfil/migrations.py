@@ -13,9 +13,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fulfil.db import connect, query, sql_dir
 from fulfil.errors import MigrationError
+
+if TYPE_CHECKING:
+    import psycopg
 
 # Any constant works; it only has to be the same for every fulfil process (hashtext('fulfil.migrate')).
 MIGRATION_LOCK_KEY = 0x66756C66696C  # "fulfil" in ASCII
@@ -74,8 +78,9 @@ def discover(directory: Path | None = None) -> list[Migration]:
     return found
 
 
-def _applied(conn) -> dict[int, tuple[str, str, datetime]]:  # type: ignore[no-untyped-def]
-    exists = conn.execute(query("migrations", "migrations_table_exists")).fetchone()[0]
+def _applied(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str, datetime]]:
+    row = conn.execute(query("migrations", "migrations_table_exists")).fetchone()
+    exists = row is not None and row[0]
     if not exists:
         return {}
     rows = conn.execute(query("migrations", "applied_migrations")).fetchall()

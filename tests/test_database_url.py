@@ -60,6 +60,7 @@ MASKED = [
 SECRET_PIECES = ["s3cret", "Sup3r", "SecretPw", "Other5ecret", "keyPass1", "pa?ss", "a/b@c/d"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("url", "shown"), MASKED)
 def test_the_password_is_masked_in_every_form(url: str, shown: str) -> None:
     assert describe_url(url) == shown
@@ -67,6 +68,7 @@ def test_the_password_is_masked_in_every_form(url: str, shown: str) -> None:
         assert piece not in describe_url(url)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("url", "shown"), MASKED)
 def test_the_settings_table_shows_the_masked_url(url: str, shown: str) -> None:
     # mask() would have shown the last two characters, the password's in a key/value string.
@@ -74,6 +76,7 @@ def test_the_settings_table_shows_the_masked_url(url: str, shown: str) -> None:
     assert setting.display() == describe_url(setting.value or "")
 
 
+@pytest.mark.unit
 def test_the_password_forms_cover_what_libpq_and_the_user_meant() -> None:
     assert set(database_password_forms("postgresql://u:s3cret%2Fpw@h/db")) >= {"s3cret%2Fpw", "s3cret/pw"}
     pieces = database_password_forms("postgresql://u:Sup3r/SecretPw@h/db")
@@ -82,6 +85,7 @@ def test_the_password_forms_cover_what_libpq_and_the_user_meant() -> None:
     assert database_password_forms("postgresql://u@h/db") == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "url",
     [
@@ -96,6 +100,7 @@ def test_well_formed_urls_pass_the_check(url: str) -> None:
     check_database_url(url)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("url", "says"),
     [

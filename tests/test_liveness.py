@@ -68,6 +68,7 @@ def test_an_unknown_start_time_with_a_live_pid_counts_as_alive(sleeper: subproce
     assert not owner_is_dead(owner_of(sleeper.pid, "?"))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "owner",
     [
@@ -95,6 +96,7 @@ def test_a_process_we_may_not_inspect_counts_as_alive(
     assert not owner_is_dead(owner_of(999_999_999, "1.00"))
 
 
+@pytest.mark.unit
 def test_the_lease_owner_names_host_process_start_run_and_node() -> None:
     run = Run("labels create")
     host, pid, started, run_id, node = run.lease_owner.split("/")

@@ -11,6 +11,7 @@ import urllib.parse
 from typing import Any
 
 import psycopg
+import pytest
 from requests.auth import HTTPBasicAuth
 
 from fulfil.audit.log import ApiCallLog
@@ -205,6 +206,7 @@ def test_the_audit_log_scrubs_the_credentials_it_sees_sent_even_when_not_told_th
     assert_no_secret_stored(db, server)
 
 
+@pytest.mark.unit
 def test_every_form_of_a_secret_is_scrubbed_from_text_and_bytes() -> None:
     redactor = Redactor([BB_KEY]).with_credentials(CP_USER, CP_PASSWORD)
     for form in sorted(all_secret_forms()):
@@ -215,6 +217,7 @@ def test_every_form_of_a_secret_is_scrubbed_from_text_and_bytes() -> None:
     assert redactor.bytes(b"") == b""
 
 
+@pytest.mark.unit
 def test_the_longest_form_is_replaced_first() -> None:
     redactor = Redactor(["abcd"], credential_pairs=[("user", "abcd")])
     assert redactor.text("x user:abcd y abcd z") == "x [redacted] y [redacted] z"
@@ -224,6 +227,7 @@ def test_the_longest_form_is_replaced_first() -> None:
     assert nested.bytes(b"1 xxabcdyy 2") == b"1 [redacted] 2"
 
 
+@pytest.mark.unit
 def test_short_values_are_not_secrets_and_redactors_are_immutable() -> None:
     base = Redactor(["abc", ""])
     assert base.text("abc") == "abc"  # too short to be a credential, and would scrub everything
@@ -233,6 +237,7 @@ def test_short_values_are_not_secrets_and_redactors_are_immutable() -> None:
     assert base.with_credentials("u", "passw0rd").text("dTpwYXNzdzByZA==") == "[redacted]"
 
 
+@pytest.mark.unit
 def test_headers_and_urls() -> None:
     redactor = Redactor([BB_KEY])
     headers = redactor.headers({"Authorization": "anything", "X-Api-Key": "k", "X-Echo": f"was {BB_KEY}"})
@@ -241,6 +246,7 @@ def test_headers_and_urls() -> None:
     assert url == "https://[redacted]@h.example/x?api_key=%5Bredacted%5D&q=[redacted]"
 
 
+@pytest.mark.unit
 def test_a_large_body_is_scrubbed_in_one_pass() -> None:
     redactor = Redactor([CP_USER, CP_PASSWORD, BB_KEY], credential_pairs=[(CP_USER, CP_PASSWORD)])
     # 20 MB of text full of near misses: every form's first characters, never a whole form.
@@ -252,6 +258,7 @@ def test_a_large_body_is_scrubbed_in_one_pass() -> None:
     assert len(scrubbed) == len(body) - len(BB_KEY) + len(b"[redacted]")
 
 
+@pytest.mark.unit
 def test_the_redactor_from_the_environment_knows_every_secret() -> None:
     environ = {
         "FULFIL_CANADAPOST_USERNAME": CP_USER,

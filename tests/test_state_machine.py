@@ -63,6 +63,7 @@ def test_each_check_covers_exactly_the_states_the_table_says(
     assert _check_states(db, constraint) == {state.value for state in in_states(flag)}
 
 
+@pytest.mark.unit
 def test_the_readme_states_table_is_the_python_table() -> None:
     readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Shipment states", 1)[1].split("\n## ", 1)[0]

@@ -110,4 +110,4 @@ def _indent_xml(text: str) -> str:
     except UntrustedXmlError:
         return text
     etree.indent(root, space="  ")
-    return etree.tostring(root, encoding="unicode")
+    return str(etree.tostring(root, encoding="unicode"))

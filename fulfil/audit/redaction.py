@@ -106,7 +106,7 @@ class _FormIndex(Generic[Scrubbable]):
         groups: dict[Scrubbable, list[Scrubbable]] = {}
         for form in forms:
             groups.setdefault(form[:_PREFIX_LENGTH], []).append(form)
-        self._groups = {
+        self._groups: dict[Scrubbable, tuple[Scrubbable, ...]] = {
             prefix: tuple(sorted(items, key=len, reverse=True)) for prefix, items in groups.items()
         }
         self.longest = max((len(form) for items in self._groups.values() for form in items), default=0)

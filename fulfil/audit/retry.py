@@ -26,7 +26,7 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def backoff(self, attempt: int) -> float:
-        return min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max)
+        return float(min(self.backoff_base * (2 ** (attempt - 1)), self.backoff_max))
 
     def delay(self, outcome: HttpOutcome, attempt: int) -> float | None:
         """Seconds to wait before the next attempt; None when waiting is not worth it."""

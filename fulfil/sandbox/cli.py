@@ -192,7 +192,7 @@ def serve(
         }
         if xsd_dir is not None:
             overrides["xsd_dir"] = xsd_dir
-        config = SandboxConfig.from_environment(**overrides)
+        config = SandboxConfig.from_environment(**overrides)  # type: ignore[arg-type]
         sandbox = Sandbox(config, host=host, port=port)
     except (ValueError, FileNotFoundError) as error:
         raise typer.BadParameter(str(error)) from None

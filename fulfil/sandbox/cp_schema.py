@@ -493,7 +493,7 @@ def _check_complex(element: etree._Element, complex_type: ComplexType, namespace
             declaration = None
         if declaration is not None and complex_type.exactly_one_of:
             for group in complex_type.exactly_one_of:
-                if declaration.name in group and any(seen.get(member) for member in group):
+                if declaration is not None and declaration.name in group and any(seen.get(m) for m in group):
                     declaration = None
         if declaration is None:
             remaining = _remaining(complex_type, seen)

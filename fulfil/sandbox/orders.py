@@ -421,7 +421,7 @@ def _build(
     after_acceptance = state in ("SHIPPING", "SHIPPED")
     last_updated = {"WAITING_ACCEPTANCE": created, "SHIPPING": debited, "SHIPPED": shipped}[state]
     tracking = "".join(str(rng.randint(0, 9)) for _ in range(16)) if state == "SHIPPED" else None
-    order_lines = []
+    order_lines: list[dict[str, Any]] = []
     for index, (order_line_id, product, quantity) in enumerate(lines, start=1):
         price = _money(product.price * quantity)
         commission = _money(price * 0.08)

@@ -351,7 +351,7 @@ class Exchange:
         handler = self.handler
         socket_writer = handler.wfile
         captured = io.BytesIO()
-        handler.wfile = captured  # type: ignore[assignment]
+        handler.wfile = captured
         try:
             self._write(response, close=True)
         finally:

@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from fulfil.bestbuy.client import PAGE_SIZE, BestBuyClient
@@ -171,11 +171,15 @@ class OrderStore:
             self.store(conn, list(candidates), run)
         return run
 
-    def store(self, conn: psycopg.Connection, candidates: Sequence[OrderCandidate], run: OrderRun) -> None:
+    def store(
+        self, conn: psycopg.Connection[DictRow], candidates: Sequence[OrderCandidate], run: OrderRun
+    ) -> None:
         for start in range(0, len(candidates), CHUNK):
             self._store_chunk(conn, candidates[start : start + CHUNK], run)
 
-    def _store_chunk(self, conn: psycopg.Connection, chunk: Sequence[OrderCandidate], run: OrderRun) -> None:
+    def _store_chunk(
+        self, conn: psycopg.Connection[DictRow], chunk: Sequence[OrderCandidate], run: OrderRun
+    ) -> None:
         usable = [(index, c) for index, c in enumerate(chunk) if c.order is not None]
         # Locks are taken in order-id order (stable, so a repeated id keeps its input order).
         usable.sort(key=lambda item: str(item[1].order_id))
@@ -193,7 +197,7 @@ class OrderStore:
             self.report(run, result)
 
     def _store_one_by_one(
-        self, conn: psycopg.Connection, usable: Sequence[tuple[int, OrderCandidate]]
+        self, conn: psycopg.Connection[DictRow], usable: Sequence[tuple[int, OrderCandidate]]
     ) -> dict[int, OrderResult]:
         """The slow path, after the database refused a chunk: a savepoint per order."""
         results: dict[int, OrderResult] = {}
@@ -211,7 +215,7 @@ class OrderStore:
                     )
         return results
 
-    def _store_one(self, conn: psycopg.Connection, candidate: OrderCandidate) -> OrderResult:
+    def _store_one(self, conn: psycopg.Connection[DictRow], candidate: OrderCandidate) -> OrderResult:
         order = candidate.order
         assert order is not None
         order_id = str(order["order_id"])
@@ -297,7 +301,7 @@ class OrderPull:
                     run.fatal = exc
         return run
 
-    def _check_poll_allowed(self, guard: psycopg.Connection) -> None:
+    def _check_poll_allowed(self, guard: psycopg.Connection[DictRow]) -> None:
         locked = guard.execute(query("orders", "try_pull_lock")).fetchone()
         if not locked or not next(iter(locked.values())):
             raise PollTooSoon(
@@ -313,7 +317,9 @@ class OrderPull:
                 f"Run again in {wait} s, or pass --force"
             )
 
-    def _pull_listing(self, conn: psycopg.Connection, run: OrderRun, states: Sequence[str]) -> list[str]:
+    def _pull_listing(
+        self, conn: psycopg.Connection[DictRow], run: OrderRun, states: Sequence[str]
+    ) -> list[str]:
         """The ids of the orders listed; raises BestBuyUnavailable when the listing does not end."""
         seen: dict[str, None] = {}
         offset = 0
@@ -351,7 +357,7 @@ class OrderPull:
                 )
         raise _endless_listing(f"it still sent full pages after {MAX_PAGES} pages", MAX_PAGES, run)
 
-    def _refresh_accepted(self, conn: psycopg.Connection, run: OrderRun, seen: list[str]) -> None:
+    def _refresh_accepted(self, conn: psycopg.Connection[DictRow], run: OrderRun, seen: list[str]) -> None:
         missing = [
             row["order_id"]
             for row in conn.execute(query("orders", "accepted_orders_not_in"), {"seen": seen}).fetchall()
