@@ -92,7 +92,7 @@ def label_workflow(
     stop: StopRequest | None = None,
 ) -> LabelWorkflow:
     """The label workflow for these settings; without a session (dry run, retry) it cannot call out."""
-    from fulfil.canadapost.client import RETRY_NOT_SENT, CanadaPostClient
+    from fulfil.canadapost.client import RETRY_LABEL_FETCH, RETRY_NOT_SENT, CanadaPostClient
     from fulfil.workflows.labels import LabelSettings, LabelWorkflow
 
     http = settings.http()
@@ -106,6 +106,7 @@ def label_workflow(
         # Canada Post is given as long as we wait for an answer to make a purchase it received
         # visible to its look-ups.
         settle_allowance=http.read_timeout,
+        download_lease_seconds=lease_seconds(http.deadline, RETRY_LABEL_FETCH),
     )
     client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None
     return LabelWorkflow(

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from requests.auth import HTTPBasicAuth
 
-from fulfil.audit.log import ApiCallLog, LeaseLost
+from fulfil.audit.log import ApiCallLog, LeaseLost, SendGuard
 from fulfil.audit.outcome import FailureClass
 from fulfil.audit.redaction import Redactor
 from fulfil.audit.sender import AuditedHttp, RawKeyAuth
@@ -173,54 +173,51 @@ def test_a_nul_in_a_binary_or_pdf_answer_is_still_a_binary_summary(
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def claimed(db: psycopg.Connection) -> int:
+    """A shipment claimed by the run "r-1" (its purchase in flight)."""
+    db.execute("INSERT INTO orders (order_id, status, raw_order_data) VALUES ('G-1', 'accepted', '{}')")
+    row = db.execute(
+        "INSERT INTO shipments (order_id, status, cp_mode, cp_request_id, purchase_started_at, "
+        "lease_owner, lease_expires_at) VALUES ('G-1', 'label_creation_initiated', 'contract', 'F1', "
+        "now(), 'r-1', now() + interval '1 hour') RETURNING shipment_id"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def guard_of(shipment_id: int, owner: str, description: str | None = None) -> SendGuard:
+    return SendGuard(
+        "shipments", "hold_purchase_lease", {"shipment_id": shipment_id, "owner": owner}, description
+    )
+
+
 def test_a_guard_that_refuses_leaves_no_row_and_raises_lease_lost(
-    audit: ApiCallLog, db: psycopg.Connection
+    audit: ApiCallLog, db: psycopg.Connection, claimed: int
 ) -> None:
-    seen_in_transaction: list[bool] = []
-
-    def taken_over(conn: psycopg.Connection) -> bool:
-        seen_in_transaction.append(conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS)
-        # Written in the guard's transaction: must vanish with it.
-        conn.execute("INSERT INTO orders (order_id, status) VALUES ('G-1', 'accepted')")
-        return False
-
     with pytest.raises(LeaseLost, match="taken over before the request was sent"):
-        begin(audit, guard=taken_over)
-    assert seen_in_transaction == [True]
+        begin(audit, guard=guard_of(claimed, "r-2"))
     assert rows(db) == []
-    assert db.execute("SELECT count(*) FROM orders").fetchone() == (0,)
-
-    class Described:
-        description = "shipment 7 (order O-1) now belongs to run r-2"
-
-        def __call__(self, conn: psycopg.Connection) -> bool:
-            return False
-
     with pytest.raises(LeaseLost, match=r"shipment 7 \(order O-1\) now belongs to run r-2"):
-        begin(audit, guard=Described())
+        begin(audit, guard=guard_of(claimed, "r-2", "shipment 7 (order O-1) now belongs to run r-2"))
     # The log is still usable after a refusal.
     begin(audit)
     assert len(rows(db)) == 1
 
 
-def test_a_guard_that_allows_commits_with_the_row(audit: ApiCallLog, db: psycopg.Connection) -> None:
-    db.execute("INSERT INTO orders (order_id, status) VALUES ('G-2', 'accepted')")
-
-    def still_ours(conn: psycopg.Connection) -> bool:
-        locked = conn.execute("SELECT order_id FROM orders WHERE order_id = 'G-2' FOR UPDATE").fetchone()
-        conn.execute("UPDATE orders SET status = 'accepted' WHERE order_id = 'G-2'")
-        return locked is not None
-
-    call_id = begin(audit, guard=still_ours)
+def test_a_guard_that_allows_commits_with_the_row(
+    audit: ApiCallLog, db: psycopg.Connection, claimed: int
+) -> None:
+    call_id = begin(audit, guard=guard_of(claimed, "r-1"))
     [row] = rows(db)
     assert row["call_id"] == call_id
-    # The lock was released with the commit: another connection can take it at once.
+    # The row lock ended with the statement: another connection can take it at once.
     with psycopg.connect(db.info.dsn, autocommit=True) as other:
         other.execute("SET lock_timeout = '2s'")
-        other.execute("SELECT 1 FROM orders WHERE order_id = 'G-2' FOR UPDATE NOWAIT")
+        other.execute("SELECT 1 FROM shipments WHERE shipment_id = %s FOR UPDATE NOWAIT", (claimed,))
 
 
-def test_a_guard_that_refuses_sends_nothing(audit: ApiCallLog, db: psycopg.Connection) -> None:
+def test_a_guard_that_refuses_sends_nothing(audit: ApiCallLog, db: psycopg.Connection, claimed: int) -> None:
     with scripted(Reply(200, b"<shipment/>")) as server:
         http = AuditedHttp(
             audit,
@@ -232,7 +229,10 @@ def test_a_guard_that_refuses_sends_nothing(audit: ApiCallLog, db: psycopg.Conne
         )
         with pytest.raises(LeaseLost):
             http.send(
-                "POST", f"{server.url}/rs/1/1/shipment", endpoint="CreateShipment", guard=lambda _: False
+                "POST",
+                f"{server.url}/rs/1/1/shipment",
+                endpoint="CreateShipment",
+                guard=guard_of(claimed, "someone-else"),
             )
     assert server.received == []
     assert rows(db) == []

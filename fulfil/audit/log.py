@@ -21,7 +21,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +40,21 @@ _BINARY_TYPES = re.compile(r"^(application/(pdf|zpl|octet-stream|zip)|image/|aud
 # What PostgreSQL text and jsonb cannot hold: U+0000 and (UTF-8 cannot encode them) lone surrogates.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
+
 # Run on the audit connection, in the transaction that inserts the request row and before it:
 # False means the work was taken over, and nothing is recorded or sent.
-SendGuard = Callable[["psycopg.Connection[Any]"], bool]
+@dataclass(frozen=True)
+class SendGuard:
+    """A condition the request row is written under, in the same statement: a named query (a
+    ``SELECT … FOR UPDATE`` returning a row while the work is still the caller's) and its
+    parameters. No row: nothing is written, ``LeaseLost`` is raised, nothing is sent. One
+    statement, so a takeover either waits for the row lock and then sees the request, or wins and
+    the request is never sent."""
+
+    group: str
+    name: str
+    params: Mapping[str, Any]
+    description: str | None = None
 
 
 class LeaseLost(Exception):
@@ -285,10 +297,15 @@ class ApiCallLog:
             if guard is None:
                 row = conn.execute(query("api_calls", "insert_request"), parameters).fetchone()
             else:
-                with conn.transaction():
-                    if not guard(conn):
-                        raise LeaseLost(getattr(guard, "description", None) or LEASE_LOST_MESSAGE)
-                    row = conn.execute(query("api_calls", "insert_request"), parameters).fetchone()
+                from psycopg import sql
+
+                # Both queries are fulfil's own named queries; only values travel as parameters.
+                statement = sql.SQL(query("api_calls", "insert_request_guarded")).format(
+                    guard=sql.SQL(query(guard.group, guard.name))
+                )
+                row = conn.execute(statement, {**guard.params, **parameters}).fetchone()
+                if row is None:
+                    raise LeaseLost(guard.description or LEASE_LOST_MESSAGE)
         assert row is not None
         return int(row[0])
 

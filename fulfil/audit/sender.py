@@ -31,7 +31,7 @@ import requests
 from requests.auth import AuthBase
 
 from fulfil import __version__
-from fulfil.audit.log import ApiCallLog
+from fulfil.audit.log import ApiCallLog, SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.retry import NO_RETRY, RetryPolicy
 from fulfil.audit.wire import ProbedAdapter, WireProbe, probing
@@ -39,7 +39,7 @@ from fulfil.config import TRUST_VARIABLES
 from fulfil.url_origin import origin_of, same_origin
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 log = logging.getLogger("fulfil.http")
 
@@ -59,9 +59,6 @@ class RawKeyAuth(AuthBase):
 
 # An answer judged by its caller: None when a 2xx is what the service answers, else what is wrong.
 AnswerCheck = Callable[[int, Mapping[str, str], bytes], str | None]
-# Run in the transaction that records the request, before it is sent: False = the work was taken
-# over by another run, so nothing is sent (see ApiCallLog.begin).
-SendGuard = Callable[["psycopg.Connection"], bool]
 
 
 def trust_store(ca_bundle: str | None, environ: Mapping[str, str] | None = None) -> str | bool:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from fulfil.audit.log import SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.retry import RetryPolicy
-from fulfil.audit.sender import AnswerCheck, AuditedHttp, SendGuard
+from fulfil.audit.sender import AnswerCheck, AuditedHttp
 from fulfil.bestbuy.errors import BestBuyUnavailable, auth_error, interpret_error
 from fulfil.config import BestBuySettings
 from fulfil.untrusted_json import NotJson, load_untrusted_json

@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from fulfil.audit.log import SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.retry import RetryPolicy
-from fulfil.audit.sender import AuditedHttp, SendGuard
+from fulfil.audit.sender import AuditedHttp
 from fulfil.canadapost.responses import (
     ErrorKind,
     Link,

@@ -15,7 +15,7 @@ this run's to move (another run moved it or took the claim over), and nothing wa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +23,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from fulfil.audit.log import SendGuard
 from fulfil.db import connect, query
 from fulfil.shipments.states import ShipmentState
 
 Row = dict[str, Any]
-# Run in the audit log's transaction before a request is recorded and sent (audit.sender.SendGuard).
-Guard = Callable[[psycopg.Connection[Any]], bool]
 
 
 def _sql(name: str) -> str:
@@ -69,9 +68,9 @@ class ShipmentStore:
         return self.conn.execute(_sql(name), self._params(params)).fetchall()
 
     def _write(self, name: str, **params: Any) -> bool:
-        """A compare-and-set (or a move) in its own transaction; True when the row was ours."""
-        with self.conn.transaction():
-            return self.conn.execute(_sql(name), self._params(params)).rowcount > 0
+        """A compare-and-set (or a move): one statement, its own transaction on this autocommit
+        connection (or part of the caller's block); True when the row was ours."""
+        return self.conn.execute(_sql(name), self._params(params)).rowcount > 0
 
     def _count(self, name: str, **params: Any) -> int:
         row = self._one(name, **params)
@@ -82,65 +81,43 @@ class ShipmentStore:
     # ==========================================================================================
 
     def create_pending_shipments(self, order_ids: list[str] | None, limit: int | None) -> None:
-        with self.conn.transaction():
-            self.conn.execute(
-                _sql("create_pending_shipments"), self._params({"order_ids": order_ids, "limit": limit})
-            )
+        self.conn.execute(
+            _sql("create_pending_shipments"), self._params({"order_ids": order_ids, "limit": limit})
+        )
 
     def count_eligible(self, order_ids: list[str] | None) -> int:
         return self._count("count_eligible", order_ids=order_ids)
 
-    def next_purchase(self, order_ids: list[str] | None, skip: list[int]) -> Row | None:
-        """The next order to buy a label for, locked until the end of the current transaction."""
-        return self._one("claim_next_purchase", order_ids=order_ids, skip=skip)
-
-    def assign_request_id(self, shipment_id: int) -> str | None:
-        row = self._one("assign_request_id", shipment_id=shipment_id)
-        return row["cp_request_id"] if row else None
-
-    def refuse_order_data(
-        self, shipment_id: int, *, error: str, order_data_hash: str, warnings: list[str] | None
-    ) -> None:
-        self.conn.execute(
-            _sql("mark_failed_before_sending"),
-            self._params(
-                {
-                    "shipment_id": shipment_id,
-                    "code": "order-data",
-                    "error": error,
-                    "reason": error,
-                    "order_data_hash": order_data_hash,
-                    "warnings": Jsonb(warnings) if warnings else None,
-                }
-            ),
-        )
-
-    def claim_purchase(
-        self, shipment_id: int, *, contract: bool, lease_seconds: float, warnings: list[str]
+    def claim_next_purchase(
+        self, order_ids: list[str] | None, *, contract: bool, lease_seconds: float
     ) -> Row | None:
-        """Commit the intent: label_creation_initiated with this run's lease. Returns the lookup
-        key it goes out with (cp_request_id, purchase_started_at)."""
+        """Claim the next order to buy a label for and commit the intent, in one statement:
+        label_creation_initiated with this run's lease and its lookup key. Returns the order's data
+        (and shipment_id, order_id, cp_request_id, purchase_started_at, order_data_hash)."""
         return self._one(
-            "mark_purchase_initiated",
-            shipment_id=shipment_id,
+            "claim_next_purchase",
+            order_ids=order_ids,
             cp_mode="contract" if contract else "noncontract",
             lease_seconds=lease_seconds,
-            warnings=Jsonb(warnings) if warnings else None,
         )
 
-    def purchase_guard(self, shipment_id: int) -> Guard:
-        """Checked in the transaction that records each Create Shipment attempt: still ours?"""
+    def purchase_guard(self, shipment_id: int) -> SendGuard:
+        """Checked in the statement that records each Create Shipment attempt: still ours?"""
+        return SendGuard(
+            "shipments", "hold_purchase_lease", {"shipment_id": shipment_id, "owner": self.owner}
+        )
 
-        def still_ours(audit_conn: psycopg.Connection[Any]) -> bool:
-            row = audit_conn.execute(
-                _sql("hold_purchase_lease"), {"shipment_id": shipment_id, "owner": self.owner}
-            ).fetchone()
-            return row is not None
-
-        return still_ours
-
-    def record_purchase(self, shipment_id: int, label: dict[str, Any]) -> bool:
-        return self._write("record_label_bought", shipment_id=shipment_id, **label)
+    def record_purchase(
+        self, shipment_id: int, label: dict[str, Any], *, warnings: list[str], download_lease_seconds: float
+    ) -> bool:
+        """label_created; the lease is kept while the label's PDF is fetched."""
+        return self._write(
+            "record_label_bought",
+            shipment_id=shipment_id,
+            warnings=Jsonb(warnings) if warnings else None,
+            download_lease_seconds=download_lease_seconds,
+            **label,
+        )
 
     def refuse_purchase(
         self, shipment_id: int, *, code: str, error: str, order_data_hash: str | None
@@ -168,9 +145,7 @@ class ShipmentStore:
     # --- purchases whose outcome is unknown -----------------------------------------------------
 
     def park_unkeyed_purchases(self, order_ids: list[str] | None) -> list[str]:
-        with self.conn.transaction():
-            rows = self.conn.execute(_sql("park_unkeyed_purchases"), self._params({"order_ids": order_ids}))
-            return [row["order_id"] for row in rows.fetchall()]
+        return [row["order_id"] for row in self._all("park_unkeyed_purchases", order_ids=order_ids)]
 
     def owners_of_open_purchases(self) -> list[str]:
         return [row["lease_owner"] for row in self._all("owners_of_open_purchases")]
@@ -178,14 +153,13 @@ class ShipmentStore:
     def claim_stuck_purchase(
         self, *, lease_seconds: float, dead_owners: list[str], order_ids: list[str] | None, skip: list[int]
     ) -> Row | None:
-        with self.conn.transaction():
-            return self._one(
-                "claim_stuck_purchase",
-                lease_seconds=lease_seconds,
-                dead_owners=dead_owners,
-                order_ids=order_ids,
-                skip=skip,
-            )
+        return self._one(
+            "claim_stuck_purchase",
+            lease_seconds=lease_seconds,
+            dead_owners=dead_owners,
+            order_ids=order_ids,
+            skip=skip,
+        )
 
     def purchase_calls(self, order_id: str, since: datetime) -> list[Row]:
         return self._all("purchase_calls", order_id=order_id, since=since)
@@ -296,8 +270,21 @@ class ShipmentStore:
 
     # --- label files --------------------------------------------------------------------------
 
-    def labels_to_download(self, *, verify: bool, order_ids: list[str] | None) -> list[Row]:
-        return self._all("labels_to_download", verify=verify, order_ids=order_ids)
+    def bought_labels(self, order_ids: list[str] | None) -> list[Row]:
+        """Every bought label, to check each file (``labels download``)."""
+        return self._all("labels_to_download", order_ids=order_ids)
+
+    def claim_next_download(
+        self, *, lease_seconds: float, dead_owners: list[str], order_ids: list[str] | None, skip: list[int]
+    ) -> Row | None:
+        """The next bought label without its PDF, leased to this run while it is fetched."""
+        return self._one(
+            "claim_next_download",
+            lease_seconds=lease_seconds,
+            dead_owners=dead_owners,
+            order_ids=order_ids,
+            skip=skip,
+        )
 
     def record_label_file(self, shipment_id: int, *, path: str, sha256: str, size: int) -> None:
         self._write("record_label_file", shipment_id=shipment_id, path=path, sha256=sha256, size=size)
@@ -350,49 +337,32 @@ class ShipmentStore:
         skip: list[int],
         download_grace_seconds: float,
     ) -> Row | None:
-        with self.conn.transaction():
-            return self._one(
-                "claim_next_shipment",
-                lease_seconds=lease_seconds,
-                dead_owners=dead_owners,
-                order_ids=order_ids,
-                skip=skip,
-                download_grace_seconds=download_grace_seconds,
-            )
+        return self._one(
+            "claim_next_shipment",
+            lease_seconds=lease_seconds,
+            dead_owners=dead_owners,
+            order_ids=order_ids,
+            skip=skip,
+            download_grace_seconds=download_grace_seconds,
+        )
 
-    def push_guard(self, shipment_id: int) -> Guard:
-        """Checked in the transaction that records each OR23/OR24 attempt: still ours?"""
-
-        def still_ours(audit_conn: psycopg.Connection[Any]) -> bool:
-            row = audit_conn.execute(
-                _sql("hold_push_lease"), {"shipment_id": shipment_id, "owner": self.owner}
-            ).fetchone()
-            return row is not None
-
-        return still_ours
+    def push_guard(self, shipment_id: int) -> SendGuard:
+        """Checked in the statement that records each OR23/OR24 attempt: still ours?"""
+        return SendGuard("shipments", "hold_push_lease", {"shipment_id": shipment_id, "owner": self.owner})
 
     def record_tracking_sent(self, shipment_id: int) -> bool:
         return self._write("record_tracking_sent", shipment_id=shipment_id)
 
-    def record_shipped(self, shipment_id: int, order_id: str) -> bool:
-        """The shipment tracking_updated and the order shipped, together."""
-        with self.conn.transaction():
-            row = self._one("record_shipment_shipped", shipment_id=shipment_id)
-            if row is not None:
-                self.conn.execute(_sql("record_order_shipped"), {"order_id": order_id})
-            return row is not None
+    def record_shipped(self, shipment_id: int) -> bool:
+        """The shipment tracking_updated and the order shipped, in one statement."""
+        return self._one("record_shipment_shipped", shipment_id=shipment_id) is not None
 
-    def record_canceled(
-        self, shipment_id: int, order_id: str, *, code: str | None, error: str | None
-    ) -> bool:
+    def record_canceled(self, shipment_id: int, *, code: str | None, error: str | None) -> bool:
         """The shipment order_canceled (its label needs voiding) and the order canceled, together."""
-        with self.conn.transaction():
-            row = self._one(
-                "record_shipment_canceled", shipment_id=shipment_id, code=code, error=error, reason=error
-            )
-            if row is not None:
-                self.conn.execute(_sql("record_order_canceled"), {"order_id": order_id})
-            return row is not None
+        row = self._one(
+            "record_shipment_canceled", shipment_id=shipment_id, code=code, error=error, reason=error
+        )
+        return row is not None
 
     def refuse_push(self, shipment_id: int, *, code: str | None, error: str | None) -> bool:
         return self._write(
@@ -406,9 +376,7 @@ class ShipmentStore:
         return {row["order_id"]: row for row in self._all("push_states", order_ids=order_ids)}
 
     def retry_pushes(self, order_ids: list[str]) -> dict[str, str]:
-        with self.conn.transaction():
-            rows = self.conn.execute(_sql("make_pushable"), self._params({"order_ids": order_ids})).fetchall()
-        return {row["order_id"]: row["status"] for row in rows}
+        return {row["order_id"]: row["status"] for row in self._all("make_pushable", order_ids=order_ids)}
 
     def push_dry_run_candidates(self, order_ids: list[str] | None, limit: int | None) -> list[Row]:
         return self._all("push_dry_run_candidates", order_ids=order_ids, limit=limit)
@@ -417,5 +385,4 @@ class ShipmentStore:
 
     def release_leases(self) -> int:
         """Every claim this run still holds, given up (at the end of the run, however it ends)."""
-        with self.conn.transaction():
-            return len(self.conn.execute(_sql("release_leases"), {"owner": self.owner}).fetchall())
+        return len(self._all("release_leases"))

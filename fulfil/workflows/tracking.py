@@ -46,7 +46,7 @@ from typing import Any
 
 import psycopg
 
-from fulfil.audit.log import LeaseLost
+from fulfil.audit.log import LeaseLost, SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.bestbuy.client import SHIP, UPDATE_TRACKING, BestBuyClient
 from fulfil.bestbuy.errors import BestBuyError, BestBuyUnavailable, auth_error, interpret_error
@@ -55,7 +55,7 @@ from fulfil.errors import ConfigError, FulfilError
 from fulfil.label_files import file_matches
 from fulfil.runs import owner_is_dead
 from fulfil.shipments.states import ShipmentState
-from fulfil.shipments.store import Guard, ShipmentStore
+from fulfil.shipments.store import ShipmentStore
 from fulfil.stop_signals import StopRequest
 from fulfil.workflows.run_results import RunResults
 
@@ -298,7 +298,7 @@ class TrackingWorkflow:
         run: TrackingRun,
         claim: _Claim,
         checks: list[_Check],
-        guard: Guard,
+        guard: SendGuard,
     ) -> TrackingResult | None:
         if claim.status == LABEL_CREATED:
             outcome = self.client.update_tracking(
@@ -385,9 +385,7 @@ class TrackingWorkflow:
                 verdict.message,
             )
         if verdict.kind == CANCELED_VERDICT:
-            if not store.record_canceled(
-                claim.shipment_id, claim.order_id, code=verdict.code, error=verdict.message
-            ):
+            if not store.record_canceled(claim.shipment_id, code=verdict.code, error=verdict.message):
                 return self._taken_over(store, claim)
             return TrackingResult(
                 claim.order_id,
@@ -433,7 +431,7 @@ class TrackingWorkflow:
     def _record_shipped(
         self, store: ShipmentStore, claim: _Claim, outcome: str, order_state: str | None
     ) -> TrackingResult:
-        if not store.record_shipped(claim.shipment_id, claim.order_id):
+        if not store.record_shipped(claim.shipment_id):
             return self._taken_over(store, claim)
         return TrackingResult(
             claim.order_id, outcome, TRACKING_UPDATED, claim.tracking_pin, order_state or "SHIPPED"

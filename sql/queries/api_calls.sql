@@ -10,6 +10,18 @@ VALUES (%(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(reques
         clock_timestamp() + make_interval(secs => %(deadline_seconds)s::double precision))
 RETURNING call_id;
 
+-- name: insert_request_guarded
+-- The same, written only while the caller's guard (a named SELECT … FOR UPDATE, composed in as
+-- {guard}) returns a row: the lease re-checked and the request recorded in one statement.
+WITH held AS ({guard})
+INSERT INTO api_calls (service, endpoint, related_id, method, url, request_headers, request_payload,
+                       run_id, started_at, deadline_at)
+SELECT %(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request_headers)s,
+       %(request_payload)s, %(run_id)s, clock_timestamp(),
+       clock_timestamp() + make_interval(secs => %(deadline_seconds)s::double precision)
+FROM (SELECT 1 FROM held LIMIT 1) AS still_held
+RETURNING call_id;
+
 -- name: record_response
 UPDATE api_calls
 SET status_code = %(status_code)s,

@@ -11,17 +11,6 @@
 -- Buying labels (fulfil labels create, reconcile, retry, keep)
 -- ============================================================================================
 
--- name: orders_needing_label
--- Accepted orders without a shipment, oldest first. Walks orders_accepted_created_idx and probes
--- the unique index on shipments.order_id: no scan of either table.
-SELECT o.order_id
-FROM orders o
-WHERE o.status = 'accepted'
-  AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.order_id)
-  AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
-ORDER BY o.created_at, o.order_id
-LIMIT %(limit)s;
-
 -- name: create_pending_shipments
 -- One shipment row per accepted order that has none. The customer-request-id is fixed here, once
 -- per shipment, and random: a reset database can never reuse an id Canada Post already knows.
@@ -29,7 +18,9 @@ INSERT INTO shipments (order_id, status, cp_request_id)
 SELECT o.order_id, 'label_pending', 'F' || replace(gen_random_uuid()::text, '-', '')
 FROM orders o
 WHERE o.status = 'accepted'
-  AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.order_id)
+  -- OFFSET 0 keeps this a probe of shipments_order_id_uidx per accepted order: the planner would
+  -- otherwise turn it into a hash anti-join over every shipment ever made.
+  AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.order_id OFFSET 0)
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
 ORDER BY o.created_at, o.order_id
 LIMIT %(limit)s
@@ -37,39 +28,39 @@ ON CONFLICT (order_id) DO NOTHING
 RETURNING order_id;
 
 -- name: claim_next_purchase
--- The next order to buy a label for, locked for this transaction only (SKIP LOCKED: other
--- processes take the next one). A failed order becomes eligible again when its data changed.
-SELECT s.shipment_id, s.order_id, s.cp_request_id, s.attempts, o.raw_order_data,
-       md5(o.raw_order_data::text) AS order_data_hash
-FROM shipments s
-JOIN orders o ON o.order_id = s.order_id
-WHERE o.status = 'accepted'
-  AND (s.status = 'label_pending'
-       OR (s.status = 'label_failed'
-           AND s.failed_order_data_hash IS DISTINCT FROM md5(o.raw_order_data::text)))
-  AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))
-  AND NOT (s.shipment_id = ANY (%(skip)s::bigint[]))
-ORDER BY o.created_at, o.order_id
-LIMIT 1
-FOR UPDATE OF s SKIP LOCKED;
-
--- name: mark_purchase_initiated
--- Intent, committed before the request is sent.
-UPDATE shipments
+-- The next order to buy a label for, claimed in one statement: label_creation_initiated with this
+-- run's lease and the key Canada Post can find it by, committed before anything is sent (SKIP
+-- LOCKED: other processes and workers take the next one). Walks shipments_pending_idx in
+-- creation order, so its cost does not grow with the orders waiting. Returns the order's data;
+-- an order whose data cannot make a request is refused right after (refuse_purchase).
+UPDATE shipments s
 SET status = 'label_creation_initiated',
     cp_mode = %(cp_mode)s,
-    cp_request_id = coalesce(cp_request_id, 'F' || replace(gen_random_uuid()::text, '-', '')),
+    cp_request_id = coalesce(s.cp_request_id, 'F' || replace(gen_random_uuid()::text, '-', '')),
     purchase_started_at = now(),
-    attempts = attempts + 1,
+    attempts = s.attempts + 1,
     lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
     last_error = NULL,
     last_error_code = NULL,
     failed_order_data_hash = NULL,
-    warnings = %(warnings)s
-WHERE shipment_id = %(shipment_id)s
-  AND fulfil_shipment_move(%(shipment_id)s, 'claim_purchase', %(owner)s, %(run_id)s, %(reason)s)
-RETURNING cp_request_id, purchase_started_at;
+    warnings = NULL
+FROM orders o
+WHERE s.shipment_id = (
+        SELECT p.shipment_id
+        FROM shipments p
+        JOIN orders po ON po.order_id = p.order_id
+        WHERE p.status = 'label_pending'
+          AND po.status = 'accepted'
+          AND (%(order_ids)s::text[] IS NULL OR p.order_id = ANY (%(order_ids)s::text[]))
+        ORDER BY p.shipment_id
+        LIMIT 1
+        FOR UPDATE OF p SKIP LOCKED
+    )
+  AND o.order_id = s.order_id
+  AND fulfil_shipment_move(s.shipment_id, 'claim_purchase', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING s.shipment_id, s.order_id, s.cp_request_id, s.purchase_started_at, o.raw_order_data,
+          md5(o.raw_order_data::text) AS order_data_hash
 
 -- name: mark_failed_before_sending
 -- The order's data cannot make a request: nothing was sent.
@@ -84,6 +75,8 @@ WHERE shipment_id = %(shipment_id)s
   AND (status = 'label_failed' OR fulfil_shipment_move(%(shipment_id)s, 'refuse_order_data', %(owner)s, %(run_id)s, %(reason)s));
 
 -- name: record_label_bought
+-- The lease is kept for the PDF's download (record_label_file or record_label_download_failed
+-- gives it up), so no other run fetches the same label meanwhile.
 UPDATE shipments
 SET status = 'label_created',
     tracking_pin = %(tracking_pin)s,
@@ -92,10 +85,10 @@ SET status = 'label_created',
     cp_api_label_url = %(cp_label_url)s,
     cp_label_media_type = %(cp_label_media_type)s,
     label_created_at = now(),
+    warnings = %(warnings)s,
     last_error = NULL,
     last_error_code = NULL,
-    lease_owner = NULL,
-    lease_expires_at = NULL
+    lease_expires_at = now() + make_interval(secs => %(download_lease_seconds)s)
 WHERE shipment_id = %(shipment_id)s
   AND fulfil_shipment_move(%(shipment_id)s, 'record_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING shipment_id;
@@ -198,30 +191,56 @@ ORDER BY call_id;
 SELECT md5(raw_order_data::text) FROM orders WHERE order_id = %(order_id)s;
 
 -- name: labels_to_download
--- Bought labels whose PDF is not on file (or, with verify, all of them, to check the files).
+-- With verify (`labels download`): every bought label, to check each file against its sha256.
 SELECT s.shipment_id, s.order_id, s.tracking_pin, s.cp_api_label_url, s.cp_label_media_type,
        s.label_pdf_path, s.label_pdf_sha256
 FROM shipments s
 WHERE s.status IN ('label_created', 'tracking_sent', 'tracking_updated', 'tracking_failed', 'order_canceled')
   AND s.tracking_pin IS NOT NULL
-  AND (%(verify)s OR s.label_pdf_path IS NULL)
   AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))
 ORDER BY s.shipment_id;
 
+-- name: claim_next_download
+-- The next bought label without its PDF, leased to this run while it is fetched (so two runs
+-- never fetch the same label): walks shipments_without_pdf_idx, not the table.
+UPDATE shipments s
+SET lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE s.shipment_id = (
+    SELECT shipment_id
+    FROM shipments
+    WHERE label_pdf_path IS NULL
+      AND tracking_pin IS NOT NULL
+      AND status IN ('label_created', 'tracking_sent')
+      AND (lease_owner IS NULL OR lease_expires_at < now() OR lease_owner = ANY (%(dead_owners)s::text[]))
+      AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
+      AND NOT (shipment_id = ANY (%(skip)s::bigint[]))
+    ORDER BY shipment_id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING s.shipment_id, s.order_id, s.tracking_pin, s.cp_api_label_url, s.cp_label_media_type
+
 -- name: record_label_file
+-- The PDF is on disk: the download's lease (if this run held one) is given up.
 UPDATE shipments
 SET label_pdf_path = %(path)s,
     label_pdf_sha256 = %(sha256)s,
     label_pdf_bytes = %(size)s,
     last_error = CASE WHEN last_error_code = 'label-download' THEN NULL ELSE last_error END,
-    last_error_code = CASE WHEN last_error_code = 'label-download' THEN NULL ELSE last_error_code END
-WHERE shipment_id = %(shipment_id)s;
+    last_error_code = CASE WHEN last_error_code = 'label-download' THEN NULL ELSE last_error_code END,
+    lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_expires_at END
+WHERE shipment_id = %(shipment_id)s
 
 -- name: record_label_download_failed
 -- The label stays bought; only its file is missing. status shows it, download fetches it later.
 UPDATE shipments
-SET last_error_code = 'label-download', last_error = %(error)s
-WHERE shipment_id = %(shipment_id)s AND status = 'label_created';
+SET last_error_code = 'label-download',
+    last_error = %(error)s,
+    lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_expires_at END
+WHERE shipment_id = %(shipment_id)s AND status = 'label_created'
 
 -- name: make_retryable
 UPDATE shipments
@@ -239,7 +258,7 @@ WHERE order_id = ANY (%(order_ids)s::text[])
 RETURNING order_id;
 
 -- name: shipment_states
-SELECT s.order_id, s.status, s.last_error, s.last_error_code, o.status AS order_status
+SELECT s.shipment_id, s.order_id, s.status, s.last_error, s.last_error_code, o.status AS order_status
 FROM shipments s
 JOIN orders o ON o.order_id = s.order_id
 WHERE s.order_id = ANY (%(order_ids)s::text[]);
@@ -250,15 +269,19 @@ FROM shipments
 WHERE shipment_id = %(shipment_id)s;
 
 -- name: count_eligible
--- How many orders a run would try to buy a label for (the size of the progress bar).
-SELECT count(*)
-FROM orders o
-LEFT JOIN shipments s ON s.order_id = o.order_id
-WHERE o.status = 'accepted'
-  AND (s.shipment_id IS NULL
-       OR s.status = 'label_pending'
-       OR (s.status = 'label_failed' AND s.failed_order_data_hash IS DISTINCT FROM md5(o.raw_order_data::text)))
-  AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]));
+-- How many orders a run would try to buy a label for (the size of the progress bar): accepted
+-- orders without a shipment yet, and shipments waiting (each part on its own small index).
+SELECT (SELECT count(*)
+        FROM orders o
+        WHERE o.status = 'accepted'
+          AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.order_id OFFSET 0)
+          AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[])))
+     + (SELECT count(*)
+        FROM shipments s
+        JOIN orders o ON o.order_id = s.order_id
+        WHERE s.status = 'label_pending'
+          AND o.status = 'accepted'
+          AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))) AS count;
 
 -- name: dry_run_candidates
 SELECT o.order_id, o.raw_order_data, s.cp_request_id, coalesce(s.status, 'no shipment yet') AS status
@@ -266,8 +289,7 @@ FROM orders o
 LEFT JOIN shipments s ON s.order_id = o.order_id
 WHERE o.status = 'accepted'
   AND (s.shipment_id IS NULL
-       OR s.status = 'label_pending'
-       OR (s.status = 'label_failed' AND s.failed_order_data_hash IS DISTINCT FROM md5(o.raw_order_data::text)))
+       OR s.status = 'label_pending')
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
 ORDER BY o.created_at, o.order_id
 LIMIT %(limit)s;
@@ -484,45 +506,52 @@ WHERE shipment_id = %(shipment_id)s
 RETURNING shipment_id;
 
 -- name: record_shipment_shipped
--- Best Buy has the order as shipped (OR24 answered 204, or OR11 shows it shipped).
-UPDATE shipments
-SET status = 'tracking_updated',
-    tracking_sent_at = coalesce(tracking_sent_at, now()),
-    shipped_at = now(),
-    last_error = NULL,
-    last_error_code = NULL,
-    lease_owner = NULL,
-    lease_expires_at = NULL
-WHERE shipment_id = %(shipment_id)s
-  AND fulfil_shipment_move(%(shipment_id)s, 'record_shipped', %(owner)s, %(run_id)s, %(reason)s)
-RETURNING order_id;
-
--- name: record_order_shipped
--- In the same transaction as record_shipment_shipped. Best Buy's word that the order shipped is
--- fresher than any copy imported before, so it holds even over a 'canceled' read earlier.
-UPDATE orders
-SET status = 'shipped'
-WHERE order_id = %(order_id)s
-  AND status IS DISTINCT FROM 'shipped';
+-- Best Buy has the order as shipped (OR24 answered 204, or OR11 shows it shipped): the shipment
+-- tracking_updated and the order shipped, in one statement. Best Buy's word that the order
+-- shipped is fresher than any copy imported before, so it holds even over a 'canceled' read.
+WITH moved AS (
+    UPDATE shipments
+    SET status = 'tracking_updated',
+        tracking_sent_at = coalesce(tracking_sent_at, now()),
+        shipped_at = now(),
+        last_error = NULL,
+        last_error_code = NULL,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE shipment_id = %(shipment_id)s
+      AND fulfil_shipment_move(%(shipment_id)s, 'record_shipped', %(owner)s, %(run_id)s, %(reason)s)
+    RETURNING order_id
+), order_shipped AS (
+    UPDATE orders
+    SET status = 'shipped'
+    FROM moved
+    WHERE orders.order_id = moved.order_id
+      AND orders.status IS DISTINCT FROM 'shipped'
+)
+SELECT order_id FROM moved
 
 -- name: record_shipment_canceled
--- The order was cancelled (or refused) on Best Buy although a label exists for it.
-UPDATE shipments
-SET status = 'order_canceled',
-    last_error_code = %(code)s,
-    last_error = %(error)s,
-    lease_owner = NULL,
-    lease_expires_at = NULL
-WHERE shipment_id = %(shipment_id)s
-  AND fulfil_shipment_move(%(shipment_id)s, 'record_canceled', %(owner)s, %(run_id)s, %(reason)s)
-RETURNING order_id;
-
--- name: record_order_canceled
-UPDATE orders
-SET status = 'canceled'
-WHERE order_id = %(order_id)s
-  AND status IS DISTINCT FROM 'shipped'
-  AND status IS DISTINCT FROM 'canceled';
+-- The order was cancelled (or refused) on Best Buy although a label exists for it: the shipment
+-- order_canceled (its label needs voiding) and the order canceled, in one statement.
+WITH moved AS (
+    UPDATE shipments
+    SET status = 'order_canceled',
+        last_error_code = %(code)s,
+        last_error = %(error)s,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE shipment_id = %(shipment_id)s
+      AND fulfil_shipment_move(%(shipment_id)s, 'record_canceled', %(owner)s, %(run_id)s, %(reason)s)
+    RETURNING order_id
+), order_canceled AS (
+    UPDATE orders
+    SET status = 'canceled'
+    FROM moved
+    WHERE orders.order_id = moved.order_id
+      AND orders.status IS DISTINCT FROM 'shipped'
+      AND orders.status IS DISTINCT FROM 'canceled'
+)
+SELECT order_id FROM moved
 
 -- name: record_tracking_failed
 UPDATE shipments

@@ -271,7 +271,7 @@ def test_selection_is_an_index_lookup(db: psycopg.Connection) -> None:
     plan = "\n".join(
         row[0]
         for row in db.execute(
-            "EXPLAIN " + query("shipments", "orders_needing_label"), {"order_ids": None, "limit": None}
+            "EXPLAIN " + query("shipments", "create_pending_shipments"), {"order_ids": None, "limit": None}
         ).fetchall()
     )
     assert "orders_accepted_created_idx" in plan, plan

@@ -302,7 +302,7 @@ def test_a_claim_taken_over_before_sending_is_never_sent(
         workflow = label_workflow(database_url, settings, session)
         with workflow.phases(LabelRun()) as phases:
             db.execute("INSERT INTO shipments (order_id, status) VALUES (%s, 'label_pending')", (order_id,))
-            claim = phases.purchases.claim_next(None, [])
+            claim = phases.purchases.claim_next(None)
             assert claim is not None
             assert claim.request is not None
             # Another run takes the purchase over between this run's claim and its send.

@@ -10,10 +10,12 @@ refused is not asked again.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from fulfil.audit.outcome import HttpOutcome
 from fulfil.canadapost.client import interpret_error
 from fulfil.label_files import file_matches, write_label
+from fulfil.runs import owner_is_dead
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.results import DOWNLOAD_FAILED, DOWNLOADED, LabelResult
@@ -24,25 +26,48 @@ class Downloads:
         self.ctx = ctx
 
     def download_all(self, order_ids: list[str] | None, *, verify: bool, exclude: Iterable[str] = ()) -> None:
-        """Every bought label without its file (with ``verify``: also files gone or changed)."""
+        """Every bought label without its file, each claimed (leased) while it is fetched so no
+        other run fetches it too; with ``verify``, also every file gone or changed on disk."""
+        if verify:
+            self._verify_all(order_ids)
+            return
         ctx = self.ctx
-        rows = ctx.store.labels_to_download(verify=verify, order_ids=order_ids)
-        skip = set(exclude)
-        for row in rows:
+        skip = (
+            [row["shipment_id"] for row in ctx.store.label_states(list(exclude)).values()] if exclude else []
+        )
+        dead = [owner for owner in ctx.store.owners_of_open_shipments() if owner_is_dead(owner)]
+        while True:
             ctx.stop_if_asked()
-            if row["order_id"] in skip or file_matches(row["label_pdf_path"], row["label_pdf_sha256"]):
-                continue
-            if not row["cp_api_label_url"]:
-                message = (
-                    f"order {row['order_id']}: no label link recorded; fetch it from Canada Post by hand"
-                )
-                ctx.report(LabelResult(row["order_id"], DOWNLOAD_FAILED, error=message))
-                continue
-            result = self.download(
-                row["shipment_id"], row["order_id"], row["cp_api_label_url"], row["cp_label_media_type"]
+            row = ctx.store.claim_next_download(
+                lease_seconds=ctx.settings.download_lease_seconds,
+                dead_owners=dead,
+                order_ids=order_ids,
+                skip=skip,
             )
-            result.tracking_pin = row["tracking_pin"]
-            ctx.report(result)
+            if row is None:
+                return
+            # Tried once in this run: a failure waits for the next run (or `labels download`).
+            skip.append(row["shipment_id"])
+            self._fetch(row)
+
+    def _verify_all(self, order_ids: list[str] | None) -> None:
+        for row in self.ctx.store.bought_labels(order_ids):
+            self.ctx.stop_if_asked()
+            if not file_matches(row["label_pdf_path"], row["label_pdf_sha256"]):
+                self._fetch(row)
+
+    def _fetch(self, row: dict[str, Any]) -> None:
+        ctx = self.ctx
+        if not row["cp_api_label_url"]:
+            message = f"order {row['order_id']}: no label link recorded; fetch it from Canada Post by hand"
+            ctx.store.record_download_failed(row["shipment_id"], error=message)
+            ctx.report(LabelResult(row["order_id"], DOWNLOAD_FAILED, error=message))
+            return
+        result = self.download(
+            row["shipment_id"], row["order_id"], row["cp_api_label_url"], row["cp_label_media_type"]
+        )
+        result.tracking_pin = row["tracking_pin"]
+        ctx.report(result)
 
     def download(self, shipment_id: int, order_id: str, href: str, media_type: str | None) -> LabelResult:
         ctx = self.ctx

@@ -1,9 +1,10 @@
 """Buying a label: claim the next order, commit the intent, send Create Shipment, record what the
 answer proves.
 
-1. Claim: lock the next eligible shipment (FOR UPDATE SKIP LOCKED), build its request, and commit
-   the intent: ``label_creation_initiated`` with a lease, a lookup key (contract: the
-   customer-request-id; non-contract: customer-ref-1 = order id) and ``purchase_started_at``.
+1. Claim, in one statement: the next eligible shipment (FOR UPDATE SKIP LOCKED) becomes
+   ``label_creation_initiated`` with a lease, a lookup key (contract: the customer-request-id;
+   non-contract: customer-ref-1 = order id) and ``purchase_started_at``; then its request is
+   built (an order whose data cannot make one is refused at once: nothing is sent).
 2. Call: POST Create Shipment through the audited HTTP layer. Each attempt is sent only while this
    run still holds the claim, checked in the transaction that writes its api_calls row.
 3. Record what the answer proves: bought → ``label_created``; refused → ``label_failed`` with
@@ -48,41 +49,43 @@ class Purchases:
         self.recorder = recorder
         self.reconciler = reconciler
 
-    def claim_next(self, order_ids: list[str] | None, skip: list[int]) -> Claim | None:
-        """Lock the next eligible order, build its request, commit the intent."""
+    def claim_next(self, order_ids: list[str] | None) -> Claim | None:
+        """Claim the next eligible order and commit the intent (one statement), then build its
+        request; an order whose data cannot make one is refused at once, nothing sent."""
         ctx = self.ctx
-        store = ctx.store
-        with store.transaction():
-            row = store.next_purchase(order_ids, skip)
-            if row is None:
-                return None
-            claim = Claim(row["shipment_id"], row["order_id"], row["order_data_hash"])
-            request_id = row["cp_request_id"] or store.assign_request_id(claim.shipment_id)
-            try:
-                request = build_shipment_request(
-                    order_id=claim.order_id,
-                    order=row["raw_order_data"] or {},
-                    canadapost=ctx.settings.canadapost,
-                    sender=ctx.settings.sender,
-                    parcel=ctx.settings.parcel,
-                    request_id=request_id,
-                )
-            except OrderDataError as exc:
-                store.refuse_order_data(
-                    claim.shipment_id, error=str(exc), order_data_hash=claim.order_data_hash, warnings=None
-                )
-                claim.result = LabelResult(claim.order_id, FAILED, ShipmentState.LABEL_FAILED, error=str(exc))
-                return claim
-            intent = store.claim_purchase(
-                claim.shipment_id,
-                contract=request.contract,
-                lease_seconds=ctx.settings.lease_seconds,
-                warnings=list(request.warnings),
+        row = ctx.store.claim_next_purchase(
+            order_ids, contract=ctx.client.contract, lease_seconds=ctx.settings.lease_seconds
+        )
+        if row is None:
+            return None
+        claim = Claim(
+            row["shipment_id"],
+            row["order_id"],
+            row["order_data_hash"],
+            request_id=row["cp_request_id"],
+            purchase_started_at=row["purchase_started_at"],
+        )
+        try:
+            claim.request = build_shipment_request(
+                order_id=claim.order_id,
+                order=row["raw_order_data"] or {},
+                canadapost=ctx.settings.canadapost,
+                sender=ctx.settings.sender,
+                parcel=ctx.settings.parcel,
+                request_id=claim.request_id,
             )
-            assert intent is not None, f"shipment {claim.shipment_id} was locked and yet not claimable"
-            claim.request = request
-            claim.request_id = intent["cp_request_id"]
-            claim.purchase_started_at = intent["purchase_started_at"]
+        except OrderDataError as exc:
+            ctx.store.refuse_purchase(
+                claim.shipment_id, code="order-data", error=str(exc), order_data_hash=claim.order_data_hash
+            )
+            claim.result = LabelResult(claim.order_id, FAILED, ShipmentState.LABEL_FAILED, error=str(exc))
+        except BaseException as exc:
+            # A setting that cannot make any request (say, a parcel over 30 kg): nothing was sent,
+            # so the order goes back to waiting, and the run stops with the configuration error.
+            ctx.store.release_purchase(
+                claim.shipment_id, code="not-sent", error=f"order {claim.order_id}: not sent: {exc}"
+            )
+            raise
         return claim
 
     def purchase(self, claim: Claim) -> LabelResult:

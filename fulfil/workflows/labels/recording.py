@@ -54,7 +54,13 @@ class Recorder:
         store = self.ctx.store
         values = label_values(info)
         try:
-            if not store.record_purchase(shipment_id, values):
+            recorded = store.record_purchase(
+                shipment_id,
+                values,
+                warnings=warnings,
+                download_lease_seconds=self.ctx.settings.download_lease_seconds,
+            )
+            if not recorded:
                 # Our claim was taken over while the purchase was in flight. It was paid for all
                 # the same, so it is recorded, never dropped.
                 taken_over = self._record_after_takeover(

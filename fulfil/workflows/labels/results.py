@@ -73,6 +73,8 @@ class LabelSettings:
     # How long after an attempt's deadline Canada Post is given to make a purchase it received
     # visible, before its absence proves nothing was bought (audit.retry.settle_seconds).
     settle_allowance: float
+    # How long a label's download is this run's alone: one fetch with all its attempts and waits.
+    download_lease_seconds: float = 120.0
 
 
 class StopRun(Exception):

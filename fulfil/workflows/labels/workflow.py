@@ -89,13 +89,13 @@ class LabelWorkflow:
             try:
                 phases.reconciler.reconcile_all(order_ids)
                 ctx.store.create_pending_shipments(order_ids, limit)
-                done: list[int] = []
-                while limit is None or len(done) < limit:
+                claimed = 0
+                while limit is None or claimed < limit:
                     ctx.stop_if_asked()
-                    claim = phases.purchases.claim_next(order_ids, done)
+                    claim = phases.purchases.claim_next(order_ids)
                     if claim is None:
                         break
-                    done.append(claim.shipment_id)
+                    claimed += 1
                     ctx.report(claim.result if claim.result is not None else phases.purchases.purchase(claim))
             except StopRun as stop:
                 run.stopped = str(stop)
