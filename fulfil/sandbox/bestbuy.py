@@ -27,6 +27,7 @@ from fulfil.sandbox.config import SandboxConfig
 from fulfil.sandbox.faults import FaultKind
 from fulfil.sandbox.orders import ORDER_STATES, mirakl_time, random_address
 from fulfil.sandbox.state import SandboxState
+from fulfil.sandbox.throttle import Throttle
 from fulfil.sandbox.wire import ApiRequest, ApiResponse, Route
 
 JSON = "application/json"
@@ -100,10 +101,13 @@ def _now_text(moment: float, *, millis: bool = False) -> str:
 class BestBuyService:
     service = "bestbuy"
 
-    def __init__(self, config: SandboxConfig, state: SandboxState, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, config: SandboxConfig, state: SandboxState, clock: Callable[[], float], throttle: Throttle
+    ) -> None:
         self.config = config
         self.state = state
         self.clock = clock
+        self.throttle = throttle
 
     def routes(self) -> list[Route]:
         order = r"/api/orders/(?P<order_id>[^/]+)"
@@ -131,8 +135,16 @@ class BestBuyService:
         response.headers["Allow"] = ", ".join(allowed)
         return response
 
-    def refusal(self, kind: FaultKind, request: ApiRequest, retry_after_s: int) -> ApiResponse:
+    def refusal(self, kind: FaultKind, request: ApiRequest, endpoint: str, retry_after_s: int) -> ApiResponse:
+        if kind is FaultKind.RATE_LIMIT:
+            # An injected 429 is a Retry-After like any other: arrivals before it elapses are recorded.
+            self.throttle.retry_after_sent(endpoint, retry_after_s)
         return refusal(kind, retry_after_s)
+
+    def throttled(self, request: ApiRequest, endpoint: str) -> ApiResponse | None:
+        """429 with Retry-After when the endpoint is over its limit or inside a 429's window."""
+        retry_after_s = self.throttle.admit_bestbuy(endpoint)
+        return None if retry_after_s is None else refusal(FaultKind.RATE_LIMIT, retry_after_s)
 
     def _guard(
         self, handler: Callable[[ApiRequest, dict[str, str]], ApiResponse]

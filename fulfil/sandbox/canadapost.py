@@ -7,7 +7,8 @@ Wire behaviour follows the reference brief. The service is split by concept:
 - ``canadapost_shipments``: what both kinds of shipment share (recording a bought label, refunds);
 - ``canadapost_contract`` and ``canadapost_noncontract``: the endpoints of each kind;
 - ``canadapost_documents``: the XML answers, their links and the ``<messages>`` documents;
-- this module: the routing table, the checks every call passes, labels and tracking.
+- this module: the routing table, the checks every call passes, the throttle (per API key and
+  group of calls, see ``throttle``), labels and tracking.
 
 HTTP statuses Canada Post does not document are the sandbox's choice (see
 ``canadapost_requests``); 404 for tracking code 004 and for an unknown path.
@@ -91,6 +92,20 @@ class CanadaPostService(ContractShipments, NonContractShipments):
 
     def refusal(self, kind: FaultKind, request: ApiRequest) -> ApiResponse:
         return refusal_response(kind, media_for_path(request.path))
+
+    def throttled(self, request: ApiRequest, endpoint: str) -> ApiResponse | None:
+        """Canada Post's "Rejected by SLM Monitor" when this key's group is over or blocked, else None.
+
+        Only a call with valid credentials counts (the limits are per API key); any other is
+        left to the guard, which answers E002.
+        """
+        try:
+            authenticate(request, self.config.canadapost_username, self.config.canadapost_password)
+        except CanadaPostError:
+            return None
+        if self.throttle.admit_canadapost(self.config.canadapost_username, endpoint):
+            return None
+        return self.refusal(FaultKind.RATE_LIMIT, request)
 
     def _guard(self, handler: Handler) -> Handler:
         """Every call is authenticated and its customer numbers checked before the handler runs."""

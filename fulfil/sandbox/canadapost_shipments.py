@@ -2,8 +2,8 @@
 
 ``ContractShipments`` and ``NonContractShipments`` extend this class with their endpoints, and
 ``CanadaPostService`` combines both, so every handler sees the same configuration, state, faults,
-schemas and clock. Like the real service, creating a shipment is not idempotent: the same request
-twice buys two labels.
+schemas, clock and throttle. Like the real service, creating a shipment is not idempotent: the
+same request twice buys two labels.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from fulfil.sandbox.canadapost_requests import (
 from fulfil.sandbox.config import SandboxConfig
 from fulfil.sandbox.faults import FaultPlan
 from fulfil.sandbox.state import SandboxState, Shipment
+from fulfil.sandbox.throttle import Throttle
 from fulfil.sandbox.wire import ApiRequest, ApiResponse
 from fulfil.sandbox.xsd import OfficialSchemas
 from fulfil.xml_parsing import child, child_text, find_path
@@ -47,12 +48,14 @@ class CanadaPostShipments:
         faults: FaultPlan,
         schemas: OfficialSchemas | None,
         clock: Callable[[], float],
+        throttle: Throttle,
     ) -> None:
         self.config = config
         self.faults = faults
         self.state = state
         self.schemas = schemas
         self.clock = clock
+        self.throttle = throttle
         self.padded_customer = config.customer_number.zfill(10)
 
     def _links(self, request: ApiRequest) -> Links:

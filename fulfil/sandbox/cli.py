@@ -36,6 +36,7 @@ def sandbox_group() -> None:
 CP = "Canada Post faults"
 BB = "Best Buy faults"
 RATE = "Probability per request, 0 to 1."
+THROTTLE = "Throttling"
 
 
 @sandbox_app.command(
@@ -147,10 +148,57 @@ def serve(
         float, typer.Option(help=f"Bodies cut short. {RATE}", rich_help_panel=BB)
     ] = 0.0,
     bb_garbage_rate: Annotated[float, typer.Option(help=f"Garbage bodies. {RATE}", rich_help_panel=BB)] = 0.0,
+    cp_throttle: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                'Throttle like Canada Post: per API key and group of calls in a rolling window, "Rejected '
+                'by SLM Monitor" (HTTP 503) over the limit, then the group is blocked for the window.'
+            ),
+            rich_help_panel=THROTTLE,
+        ),
+    ] = True,
+    cp_throttle_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=(
+                "GROUP=CALLS per window instead of Canada Post's default (A 646: create/get shipment, "
+                "artifact; B 468: void, refund; C 730: get shipments; E 20: tracking). Repeatable."
+            ),
+            metavar="GROUP=CALLS",
+            rich_help_panel=THROTTLE,
+        ),
+    ] = None,
+    cp_throttle_scale: Annotated[
+        float,
+        typer.Option(
+            help="Multiply Canada Post's default limits (rounded down, at least 1).", rich_help_panel=THROTTLE
+        ),
+    ] = 1.0,
+    cp_throttle_window_s: Annotated[
+        float, typer.Option(help="Canada Post's rolling window and block, s.", rich_help_panel=THROTTLE)
+    ] = 60.0,
+    bb_throttle_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=(
+                "ENDPOINT=CALLS/SECONDS, e.g. OR11=1/60: beyond it, and before a 429's Retry-After has "
+                "elapsed, Best Buy answers 429 with Retry-After. Repeatable."
+            ),
+            metavar="ENDPOINT=CALLS/SECONDS",
+            rich_help_panel=THROTTLE,
+        ),
+    ] = None,
 ) -> None:
     from fulfil.sandbox.config import DEFAULT_CREDENTIALS, SandboxConfig
     from fulfil.sandbox.faults import Faults
     from fulfil.sandbox.sandbox import Sandbox
+    from fulfil.sandbox.throttle import (
+        EndpointLimits,
+        GroupLimits,
+        parse_endpoint_limit,
+        parse_group_limit,
+    )
 
     try:
         canadapost_faults = Faults(
@@ -189,6 +237,15 @@ def serve(
             "orders_seed": orders_seed,
             "orders_state": orders_state,
             "problem_orders": problem_orders,
+            "canadapost_limits": GroupLimits(
+                enabled=cp_throttle,
+                limits=dict(parse_group_limit(text) for text in cp_throttle_limit or ()),
+                scale=cp_throttle_scale,
+                window_s=cp_throttle_window_s,
+            ),
+            "bestbuy_limits": EndpointLimits(
+                dict(parse_endpoint_limit(text) for text in bb_throttle_limit or ())
+            ),
         }
         if xsd_dir is not None:
             overrides["xsd_dir"] = xsd_dir
@@ -222,6 +279,15 @@ def serve(
             )
         if config.xsd_dir is not None:
             typer.echo(f"# checking requests and answers against the XSDs in {config.xsd_dir}")
+        limits = config.canadapost_limits
+        if limits.enabled:
+            groups = ", ".join(f"{group} {calls}" for group, calls in limits.per_group().items())
+            typer.echo(f"# Canada Post throttles per {limits.window_s:g} s: {groups}")
+        for endpoint, endpoint_limit in config.bestbuy_limits.limits.items():
+            typer.echo(
+                f"# Best Buy {endpoint}: at most {endpoint_limit.calls} per {endpoint_limit.window_s:g} s, "
+                "then 429 with Retry-After"
+            )
         typer.echo(f"# state: curl {url}/_sandbox/state    stop: Ctrl-C")
         while not stop.wait(0.2):
             pass

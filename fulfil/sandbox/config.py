@@ -1,4 +1,5 @@
-"""What a sandbox is started with: credentials, customer number, seeds, XSDs, time scale, faults.
+"""What a sandbox is started with: credentials, customer number, seeds, XSDs, time scale, faults,
+throttle limits.
 
 The sandbox accepts the credentials fulfil itself reads (the same environment variables), so a
 shell that is set up for fulfil is set up for the sandbox. When they are unset, the documented
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fulfil.sandbox.faults import Faults
+from fulfil.sandbox.throttle import EndpointLimits, GroupLimits
 
 SERVICES = ("canadapost", "bestbuy")
 
@@ -47,6 +49,10 @@ class SandboxConfig:
     debit_delay_s: float = 0.0
     canadapost_faults: Faults = field(default_factory=Faults)
     bestbuy_faults: Faults = field(default_factory=Faults)
+    # Canada Post always throttles: on by default, with its published limits (see throttle.py).
+    canadapost_limits: GroupLimits = field(default_factory=GroupLimits)
+    # Mirakl's Retry-After mode, per endpoint; none by default.
+    bestbuy_limits: EndpointLimits = field(default_factory=EndpointLimits)
     generated_orders: int = 0
     orders_seed: int = 1
     orders_state: str = "SHIPPING"

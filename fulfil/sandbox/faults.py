@@ -3,7 +3,8 @@
 Every API request draws the same three numbers from its service's random generator, whatever
 happens to it, so the same seed and the same request sequence give the same faults. Scripted
 faults (``FaultPlan.script``) are consumed first, in order, per endpoint, and draw nothing. Faults
-never apply to the control API (``/_sandbox/*``).
+never apply to the control API (``/_sandbox/*``), nor to a call the throttle refuses (it never
+reaches the fault plan: see ``throttle``).
 
 Faults fall in three groups:
 

@@ -4,6 +4,7 @@ with Sandbox(SandboxConfig(seed=7), port=0) as sandbox:
     os.environ["FULFIL_CANADAPOST_BASE_URL"] = sandbox.base_url
     ...
     assert sandbox.state()["canadapost"]["labels_bought"] == 1
+    assert sandbox.throttle_report()["rejection_count"] == 0
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fulfil.sandbox.faults import FaultPlan, Faults
 from fulfil.sandbox.orders import generate_order_set
 from fulfil.sandbox.server import SandboxHTTPServer
 from fulfil.sandbox.state import SandboxState
+from fulfil.sandbox.throttle import CANADA_POST_ENDPOINT_GROUPS, EndpointLimits, GroupLimits, Throttle
 from fulfil.sandbox.wire import Route
 from fulfil.sandbox.xsd import OfficialSchemas
 
@@ -45,12 +47,21 @@ class Sandbox:
         self.fault_plan = FaultPlan(
             self.config.seed, {service: self.config.faults_for(service) for service in SERVICES}
         )
+        self.throttle = Throttle(self.config.canadapost_limits, self.config.bestbuy_limits, clock)
         self.canadapost = CanadaPostService(
-            self.config, self.sandbox_state, self.fault_plan, self.schemas, clock
+            self.config, self.sandbox_state, self.fault_plan, self.schemas, clock, self.throttle
         )
-        self.bestbuy = BestBuyService(self.config, self.sandbox_state, clock)
+        self.bestbuy = BestBuyService(self.config, self.sandbox_state, clock, self.throttle)
         self.services: tuple[CanadaPostService | BestBuyService, ...] = (self.canadapost, self.bestbuy)
         self.routes: dict[str, list[Route]] = {service.service: service.routes() for service in self.services}
+        unthrottled = {route.endpoint for route in self.routes["canadapost"]} - set(
+            CANADA_POST_ENDPOINT_GROUPS
+        )
+        if unthrottled:
+            raise RuntimeError(
+                f"sandbox bug: no Canada Post throttle group for {', '.join(sorted(unthrottled))}"
+            )
+        self._check_bestbuy_endpoints(self.config.bestbuy_limits)
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._seed_configured_orders()
@@ -111,7 +122,16 @@ class Sandbox:
     def state(self) -> dict[str, Any]:
         with self.sandbox_state.lock:
             self.bestbuy.advance(self.clock())
-            return self.sandbox_state.snapshot()
+            snapshot = self.sandbox_state.snapshot()
+        snapshot["throttle"] = self.throttle_report()
+        return snapshot
+
+    def throttle_report(self) -> dict[str, Any]:
+        """Throttle settings and windows, every refusal, every arrival inside a Retry-After window.
+
+        ``rejection_count`` and ``inside_retry_after_count`` are what a client must keep at 0.
+        """
+        return self.throttle.report()
 
     def request_log(self) -> list[dict[str, Any]]:
         with self.sandbox_state.lock:
@@ -131,6 +151,7 @@ class Sandbox:
         """Forget every shipment, order and request; faults and generated orders as configured."""
         self.sandbox_state.clear()
         self.fault_plan.reset()
+        self.throttle.reset()
         if self._server is not None:
             # A request held by a fault (late_commit, a late answer, a trickle) is abandoned.
             self._server.interrupt_holds()
@@ -138,6 +159,22 @@ class Sandbox:
 
     def set_faults(self, service: str, faults: Faults) -> None:
         self.fault_plan.set_faults(service, faults)
+
+    def set_canadapost_limits(self, limits: GroupLimits) -> None:
+        """Replace Canada Post's throttle limits (until ``reset()``); windows and blocks start afresh."""
+        self.throttle.set_canadapost(limits)
+
+    def set_bestbuy_limits(self, limits: EndpointLimits) -> None:
+        """Replace Best Buy's per-endpoint limits (until ``reset()``); windows start afresh."""
+        self._check_bestbuy_endpoints(limits)
+        self.throttle.set_bestbuy(limits)
+
+    def _check_bestbuy_endpoints(self, limits: EndpointLimits) -> None:
+        known = {route.endpoint for route in self.routes["bestbuy"]}
+        unknown = sorted(set(limits.limits) - known)
+        if unknown:
+            endpoints = ", ".join(sorted(known))
+            raise ValueError(f"unknown bestbuy endpoint {unknown[0]!r} in the limits; endpoints: {endpoints}")
 
     def script_faults(self, service: str, endpoint: str, faults: list[str]) -> None:
         """The next len(faults) calls of one endpoint get exactly these faults ("none" = no fault)."""

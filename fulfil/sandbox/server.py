@@ -1,9 +1,10 @@
 """HTTP plumbing: one threaded server, routing to the two services, faults, the request log.
 
 Both services share one port (their paths do not overlap: Canada Post under /rs, /ers and /vis,
-Mirakl under /api). ``/_sandbox/*`` is the control API (state, reset, faults, orders); faults
-never apply to it and it is not logged. Connections are HTTP/1.1 keep-alive, like the real
-gateways; ``stop()`` closes idle ones and waits for every handler thread, so nothing outlives it.
+Mirakl under /api). ``/_sandbox/*`` is the control API (state, reset, faults, throttle, orders);
+faults and throttles never apply to it and it is not logged. Connections are HTTP/1.1 keep-alive,
+like the real gateways; ``stop()`` closes idle ones and waits for every handler thread, so nothing
+outlives it.
 
 Links in answers point back at the origin the client addressed: the ``Host`` header over plain
 HTTP, or ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` when a front end (a TLS terminator) sets
@@ -35,6 +36,7 @@ from fulfil.sandbox.fault_answers import (
 )
 from fulfil.sandbox.faults import REFUSALS, FaultDecision, FaultKind, Faults
 from fulfil.sandbox.state import RequestRecord
+from fulfil.sandbox.throttle import EndpointLimits, GroupLimits
 from fulfil.sandbox.wire import ApiRequest, ApiResponse, Route, match_route
 from fulfil.sandbox.xsd import XsdError
 
@@ -53,6 +55,7 @@ class Service(Protocol):
     def routes(self) -> list[Route]: ...
     def owns(self, path: str) -> bool: ...
     def not_found(self, request: ApiRequest) -> ApiResponse: ...
+    def throttled(self, request: ApiRequest, endpoint: str) -> ApiResponse | None: ...
     def method_not_allowed(self, request: ApiRequest, allowed: tuple[str, ...]) -> ApiResponse: ...
 
 
@@ -213,6 +216,12 @@ class Exchange:
             )
             self._finish(service.service, None, response, None)
             return
+        # The service's throttle stands in front of everything else: a call it refuses is not
+        # performed, draws no fault and consumes no scripted one.
+        throttled = service.throttled(request, match.endpoint)
+        if throttled is not None:
+            self._finish(service.service, match.endpoint, throttled, None)
+            return
         decision = self.sandbox.fault_plan.decide(service.service, match.endpoint)
         if decision.latency_s > 0 and self.server.stopping.wait(decision.latency_s):
             self.handler.close_connection = True
@@ -225,7 +234,7 @@ class Exchange:
             self.handler.close_connection = True
             return
         if decision.kind in REFUSALS:
-            response = self._refusal(service, decision.kind, request, faults)
+            response = self._refusal(service, decision.kind, request, match.endpoint, faults)
         else:
             response = match.handler(request, match.params)
             response = self._checked(response)
@@ -254,7 +263,9 @@ class Exchange:
         scheme = proto if proto in ("http", "https") else "http"
         return f"{scheme}://{host}"
 
-    def _refusal(self, service: Any, kind: FaultKind, request: ApiRequest, faults: Faults) -> ApiResponse:
+    def _refusal(
+        self, service: Any, kind: FaultKind, request: ApiRequest, endpoint: str, faults: Faults
+    ) -> ApiResponse:
         if kind is FaultKind.ECHO_HEADERS:
             return echo_headers_page(self.handler.requestline, self.handler.headers.items())
         if kind is FaultKind.HTML_200:
@@ -264,7 +275,7 @@ class Exchange:
         if kind is FaultKind.GATEWAY_504:
             return gateway_page(504)
         if service.service == "bestbuy":
-            return service.refusal(kind, request, faults.retry_after_s)
+            return service.refusal(kind, request, endpoint, faults.retry_after_s)
         return service.refusal(kind, request)
 
     def _checked(self, response: ApiResponse) -> ApiResponse:
@@ -432,6 +443,8 @@ class ControlApi:
             ("POST", 1, "reset"): self._reset,
             ("PUT", 2, "faults"): self._faults,
             ("POST", 3, "script"): self._script,
+            ("GET", 1, "throttle"): lambda _parts, _body: self.sandbox.throttle_report(),
+            ("PUT", 2, "throttle"): self._throttle,
             ("POST", 1, "orders"): self._orders,
             ("POST", 2, "orders"): self._generate,
             ("PUT", 3, "orders"): self._order_state,
@@ -454,6 +467,20 @@ class ControlApi:
         faults = Faults(**(payload or {}))
         self.sandbox.set_faults(parts[1], faults)
         return {"service": parts[1], "faults": faults.as_dict()}
+
+    def _throttle(self, parts: list[str], payload: Any) -> object:
+        settings = payload or {}
+        if not isinstance(settings, dict):
+            raise ValueError("the body must be a JSON object of throttle settings")
+        if parts[1] == "canadapost":
+            canadapost = GroupLimits.from_dict(settings)
+            self.sandbox.set_canadapost_limits(canadapost)
+            return {"service": "canadapost", "throttle": canadapost.as_dict()}
+        if parts[1] == "bestbuy":
+            bestbuy = EndpointLimits.from_dict(settings)
+            self.sandbox.set_bestbuy_limits(bestbuy)
+            return {"service": "bestbuy", "throttle": bestbuy.as_dict()}
+        raise ValueError(f"unknown service {parts[1]!r}; services: canadapost, bestbuy")
 
     def _script(self, parts: list[str], payload: Any) -> object:
         if not isinstance(payload, list):

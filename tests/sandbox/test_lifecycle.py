@@ -59,10 +59,27 @@ def test_state_has_exactly_the_documented_keys(sandbox: Sandbox, canadapost: Can
     sandbox.generate_orders(1, seed=60)
     canadapost.create()
     state = requests.get(f"{sandbox.base_url}/_sandbox/state", timeout=5).json()
-    assert set(state) == {"canadapost", "bestbuy", "requests"}
+    assert set(state) == {"canadapost", "bestbuy", "requests", "throttle"}
     assert set(state["canadapost"]) == {"shipments", "labels_bought"}
     assert set(state["bestbuy"]) == {"orders"}
     assert set(state["requests"]) == {"counts", "log"}
+    assert set(state["throttle"]) == {
+        "canadapost",
+        "bestbuy",
+        "rejection_count",
+        "rejections_by_group",
+        "rejections",
+        "inside_retry_after_count",
+        "inside_retry_after",
+    }
+    assert set(state["throttle"]["canadapost"]) == {"enabled", "limits", "scale", "window_s", "groups"}
+    assert set(state["throttle"]["canadapost"]["groups"]["A"]) == {
+        "limit",
+        "in_window",
+        "peak_in_window",
+        "blocked_for_s",
+    }
+    assert set(state["throttle"]["bestbuy"]) == {"limits", "endpoints"}
     shipment = state["canadapost"]["shipments"][0]
     assert {
         "shipment_id",
