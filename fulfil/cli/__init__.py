@@ -1,14 +1,72 @@
 """The `fulfil` command line: parse, call the library, render. No SQL and no HTTP here.
 
-Only the standard library, typer and fulfil's light modules are imported at start-up; database,
-HTTP and XML libraries are imported by the commands that use them, so `fulfil --help` stays fast
-under cron and in pipelines. Each command group registers itself on ``app`` when imported.
+Start-up is kept short, for cron, pipelines and people: importing this package loads nothing but the
+standard library, `fulfil --version` is answered here, and the typer application, with every command
+group (the sandbox's too), is put together only when a command line is parsed or ``app`` is first
+read. Each command group registers itself on the application when imported; the database, HTTP
+and XML libraries are imported by the commands that use them, and rich's Markdown and tracebacks
+(imported by typer for help) not at all (fulfil.cli.deferred_rich). The modules that define
+commands do without ``from __future__ import annotations``: typer would evaluate every annotation
+string of every command two or three times to build the command line, a tenth of `fulfil --help`.
+tests/test_startup.py names any import that creeps back in; tests/benchmarks/startup.py measures.
 """
 
-from fulfil.cli import db, demo, labels, orders, reports, tracking
-from fulfil.cli.app import app, main
-from fulfil.sandbox.cli import sandbox_app
+from __future__ import annotations
 
-app.add_typer(sandbox_app, name="sandbox")
+import functools
+import sys
 
-__all__ = ["app", "db", "demo", "labels", "main", "orders", "reports", "tracking"]
+from fulfil import __version__
+
+TYPE_CHECKING = False  # typing itself is a tenth of `fulfil --version`: not imported to ask
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    import typer
+
+    app: typer.Typer
+
+__all__ = ["app", "application", "main", "version_text"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; expected errors become one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        _print_version()
+    from fulfil.cli.shared import run_command_line
+
+    run_command_line(application(), args)
+
+
+def version_text() -> str:
+    return f"fulfil {__version__}"
+
+
+def _print_version() -> NoReturn:
+    # What the --version option prints, without loading typer to parse one flag.
+    try:
+        if sys.stdout is not None:
+            sys.stdout.write(version_text() + "\n")
+            sys.stdout.flush()
+    except BrokenPipeError:
+        pass  # the reader went away (`fulfil --version | true`): not an error of ours
+    sys.exit(0)
+
+
+@functools.cache
+def application() -> typer.Typer:
+    """The `fulfil` typer application with every command group registered, the sandbox's last."""
+    from fulfil.cli import db, demo, labels, orders, reports, tracking  # noqa: F401  each registers itself
+    from fulfil.cli.shared import app as root
+    from fulfil.sandbox.cli import sandbox_app
+
+    root.add_typer(sandbox_app, name="sandbox")
+    return root
+
+
+def __getattr__(name: str) -> Any:
+    # `from fulfil.cli import app` gets the whole application, put together on first use.
+    if name == "app":
+        return application()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

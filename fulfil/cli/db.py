@@ -1,10 +1,8 @@
 """`fulfil db …`: migrations, schema status, the embedded server."""
 
-from __future__ import annotations
-
 import typer
 
-from fulfil.cli.app import JsonOption, app, database_url, state_of
+from fulfil.cli.shared import JsonOption, app, database_url, state_of
 
 db_app = typer.Typer(
     help="The database: migrations, schema status, the embedded server.", no_args_is_help=True

@@ -1,12 +1,10 @@
 """`fulfil demo`: the whole pipeline against the sandbox, with nothing configured."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
 
-from fulfil.cli.app import JsonOption, app, state_of
+from fulfil.cli.shared import JsonOption, app, state_of
 
 
 @app.command("demo")

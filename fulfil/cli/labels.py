@@ -1,12 +1,10 @@
 """`fulfil labels …`: buy labels exactly once, download, reconcile, retry."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fulfil.cli.app import (
+from fulfil.cli.shared import (
     AppState,
     DryRunOption,
     JsonOption,
@@ -37,8 +35,8 @@ LABEL_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "label_pdf_pat
 
 
 def _label_workflow(
-    state: AppState, session: Session | None, url: str, on_result: Any = None, stop: Any = None
-) -> LabelWorkflow:
+    state: AppState, session: "Session | None", url: str, on_result: Any = None, stop: Any = None
+) -> "LabelWorkflow":
     from fulfil.services import label_workflow
 
     return label_workflow(url, state.settings, session, on_result, stop)
@@ -57,13 +55,13 @@ def _run_label_command(
         # Before anything is bought: a label whose PDF cannot be saved is money spent for nothing.
         check_labels_dir(state.settings.labels_dir)
 
-    def count(session: Session) -> int:
+    def count(session: "Session") -> int:
         if action != "create":
             return 0
         eligible = _label_workflow(state, session, session.database_url).count_eligible(order_ids)
         return min(eligible, limit) if limit else eligible
 
-    def work(session: Session, on_result: Any, stop: Any) -> Any:
+    def work(session: "Session", on_result: Any, stop: Any) -> Any:
         workflow = _label_workflow(state, session, session.database_url, on_result, stop)
         if action == "create":
             return workflow.create(order_ids, limit)

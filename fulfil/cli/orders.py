@@ -1,7 +1,5 @@
 """`fulfil orders …`: bring Best Buy orders in, from a file or straight from Best Buy."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fulfil.bestbuy.order_states import KNOWN_STATES
-from fulfil.cli.app import AppState, JsonOption, app, schema_ready_url, state_of
+from fulfil.cli.shared import AppState, JsonOption, app, schema_ready_url, state_of
 
 if TYPE_CHECKING:
     from fulfil.workflows.order_import import OrderResult, OrderRun
@@ -168,17 +166,17 @@ def _read_source(source: str) -> bytes:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
 
 
-def _streamer(state: AppState) -> Callable[[OrderResult], None]:
+def _streamer(state: AppState) -> "Callable[[OrderResult], None]":
     out = state.output
 
-    def on_result(result: OrderResult) -> None:
+    def on_result(result: "OrderResult") -> None:
         if out.json_mode:
             out.record(result.as_record())
 
     return on_result
 
 
-def _summarise(state: AppState, verb: str, run: OrderRun) -> None:
+def _summarise(state: AppState, verb: str, run: "OrderRun") -> None:
     """Problems always on stderr; the counts for a person (or -v); nothing else under cron."""
     out = state.output
     for result in run.results:

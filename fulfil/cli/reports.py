@@ -1,12 +1,10 @@
 """`fulfil status`, `fulfil calls` and `fulfil config check`: looking, never changing."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer
 
-from fulfil.cli.app import JsonOption, app, database_url, schema_ready_url, state_of
+from fulfil.cli.shared import JsonOption, app, database_url, schema_ready_url, state_of
 from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
 
 # --------------------------------------------------------------------------------------------

@@ -1,13 +1,11 @@
 """`fulfil tracking …`: give Best Buy each tracking number and confirm the order shipped, exactly once."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fulfil.cli.app import (
+from fulfil.cli.shared import (
     AppState,
     DryRunOption,
     JsonOption,
@@ -36,10 +34,10 @@ TRACKING_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "order_stat
 def _tracking_workflow(
     state: AppState,
     url: str,
-    session: Session | None,
-    on_result: Callable[[TrackingResult], None] | None = None,
+    session: "Session | None",
+    on_result: "Callable[[TrackingResult], None] | None" = None,
     stop: Any = None,
-) -> TrackingWorkflow:
+) -> "TrackingWorkflow":
     from fulfil.services import tracking_workflow
 
     return tracking_workflow(url, state.settings, session, on_result, stop)
@@ -79,11 +77,11 @@ def tracking_push(
     state.settings.bestbuy()  # configuration errors before anything is claimed
     state.settings.http()
 
-    def count(session: Session) -> int:
+    def count(session: "Session") -> int:
         pushable = _tracking_workflow(state, session.database_url, session).count_pushable(order_ids)
         return min(pushable, limit) if limit else pushable
 
-    def work(session: Session, on_result: Any, stop: Any) -> Any:
+    def work(session: "Session", on_result: Any, stop: Any) -> Any:
         return _tracking_workflow(state, session.database_url, session, on_result, stop).push(
             order_ids, limit
         )

@@ -4,8 +4,6 @@ Only typer and the standard library are imported here; the server (and lxml with
 by the command itself, so `fulfil --help` stays light.
 """
 
-from __future__ import annotations
-
 import signal
 import threading
 from pathlib import Path

@@ -1,29 +1,29 @@
 """The `fulfil` application object, shared options and helpers, and the one error handler.
 
-Only the standard library, typer and fulfil's light modules are imported at start-up; database,
-HTTP and XML libraries are imported by the commands that use them, so `fulfil --help` stays fast
-under cron and in pipelines.
+Only the standard library, typer and fulfil's light modules are imported at start-up; settings,
+output, database, HTTP and XML modules are imported by the code that uses them, so `fulfil --help`
+stays fast under cron and in pipelines (tests/test_startup.py names any import that creeps in).
 """
 
-from __future__ import annotations
-
-import logging
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from fulfil import __version__
-from fulfil.config import Settings, load_settings
+from fulfil.cli import version_text
+from fulfil.cli.deferred_rich import defer_unused_rich
 from fulfil.errors import EXIT_UNEXPECTED, EXIT_USAGE, FulfilError
-from fulfil.output import Output
 
 if TYPE_CHECKING:
+    from fulfil.config import Settings
+    from fulfil.output import Output
     from fulfil.services import Session
     from fulfil.stop_signals import StopRequest
+
+defer_unused_rich()
 
 ENVIRONMENT_HELP = (
     "Configuration comes from FULFIL_* environment variables (FULFIL_DATABASE_URL, "
@@ -44,14 +44,22 @@ app = typer.Typer(
 )
 
 
+def _new_output(json_mode: bool = False, verbose: int = 0) -> "Output":
+    from fulfil.output import Output
+
+    return Output(json_mode=json_mode, verbose=verbose)
+
+
 @dataclass
 class AppState:
-    output: Output = field(default_factory=Output)
-    _settings: Settings | None = None
+    output: "Output" = field(default_factory=_new_output)
+    _settings: "Settings | None" = None
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> "Settings":
         if self._settings is None:
+            from fulfil.config import load_settings
+
             self._settings = load_settings()
         return self._settings
 
@@ -71,7 +79,7 @@ def state_of(ctx: typer.Context, json_mode: bool = False) -> AppState:
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"fulfil {__version__}")
+        typer.echo(version_text())
         raise typer.Exit()
 
 
@@ -86,7 +94,7 @@ def root(
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    state = AppState(output=Output(json_mode=json_mode, verbose=verbose))
+    state = AppState(output=_new_output(json_mode=json_mode, verbose=verbose))
     ctx.obj = state
     _configure_logging(verbose)
 
@@ -94,6 +102,8 @@ def root(
 def _configure_logging(verbose: int) -> None:
     if verbose <= 0:
         return
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("fulfil")
@@ -184,8 +194,8 @@ def run_order_workflow(
     command: str,
     progress_label: str,
     columns: list[str],
-    count: Callable[[Session], int],
-    work: Callable[[Session, Callable[[Any], None], StopRequest], Any],
+    count: "Callable[[Session], int]",
+    work: "Callable[[Session, Callable[[Any], None], StopRequest], Any]",
     display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
     """One run of a workflow that works order by order: its run row, a progress bar on a terminal,
@@ -252,12 +262,11 @@ def run_order_workflow(
 # --------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; expected errors become one line on stderr and an exit code."""
+def run_command_line(application: typer.Typer, args: list[str]) -> NoReturn:
+    """Run the command line ``args``; expected errors become one line on stderr and an exit code."""
     from fulfil.stop_signals import RunInterrupted, interrupt_on_sigterm
 
-    command = typer.main.get_command(app)
-    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(application)
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
     try:
         # Commands that do not stop gracefully (the order workflows do) end on SIGTERM like on
