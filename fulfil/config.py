@@ -31,6 +31,10 @@ BESTBUY_DEFAULT_BASE_URL = "https://marketplace.bestbuy.ca"
 # Environment variables a seller behind a TLS-inspecting proxy uses to name the CA to trust, in the
 # order they are honoured after FULFIL_CA_BUNDLE. None of them can turn verification off.
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+# Workers per run. Four reach Canada Post's default group A limit (646 calls a minute, two calls an
+# order) at a typical 300 ms an answer, and hold 9 database connections a process.
+DEFAULT_CONCURRENCY = 4
+MAX_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         None,
         False,
         "CA certificates to trust (PEM file or directory), e.g. a TLS-inspecting proxy's",
+    ),
+    SettingSpec(
+        "FULFIL_CONCURRENCY",
+        "concurrency",
+        str(DEFAULT_CONCURRENCY),
+        False,
+        f"workers per run (each claims one order at a time), 1 to {MAX_CONCURRENCY}",
     ),
     SettingSpec("FULFIL_CANADAPOST_ENV", "canadapost.env", "development", False, "development or production"),
     SettingSpec(
@@ -278,6 +289,18 @@ class Settings:
             deadline=float(deadline) if deadline is not None else connect_timeout + read_timeout,
             ca_bundle=self._ca_bundle(),
         )
+
+    def concurrency(self, override: int | None = None) -> int:
+        """Workers per run: ``override`` (the --concurrency option), else FULFIL_CONCURRENCY."""
+        if override is not None:
+            raw = str(override)
+            name = "--concurrency"
+        else:
+            raw = self.value("FULFIL_CONCURRENCY") or str(DEFAULT_CONCURRENCY)
+            name = self.get("FULFIL_CONCURRENCY").name
+        if not re.fullmatch(r"\d{1,3}", raw.strip()) or not 1 <= int(raw) <= MAX_CONCURRENCY:
+            raise ConfigError(f"{name} is {raw!r}; expected a whole number from 1 to {MAX_CONCURRENCY}")
+        return int(raw)
 
     def _ca_bundle(self) -> str | None:
         """FULFIL_CA_BUNDLE, else the first trust variable the environment sets; checked to exist,

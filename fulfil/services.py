@@ -34,18 +34,48 @@ class Session:
     run: Run
     audit: ApiCallLog
 
-    def canadapost_http(self) -> AuditedHttp:
+    def canadapost_http(self, audit: ApiCallLog | None = None) -> AuditedHttp:
         cp = self.settings.canadapost()
-        return self._http("CanadaPost", cp.base_url, HTTPBasicAuth(cp.username, cp.password))
+        return self._http("CanadaPost", cp.base_url, HTTPBasicAuth(cp.username, cp.password), audit)
 
-    def bestbuy_http(self) -> AuditedHttp:
+    def bestbuy_http(self, audit: ApiCallLog | None = None) -> AuditedHttp:
         bb = self.settings.bestbuy()
-        return self._http("BestBuy", bb.base_url, RawKeyAuth(bb.api_key))
+        return self._http("BestBuy", bb.base_url, RawKeyAuth(bb.api_key), audit)
 
-    def _http(self, service: str, base_url: str, auth: AuthBase) -> AuditedHttp:
+    @contextmanager
+    def worker_canadapost_http(self) -> Iterator[AuditedHttp]:
+        """Canada Post for one worker of the run: its own keep-alive session and its own audit
+        connection (the run's redactor), closed when the worker ends."""
+        with self._worker_audit() as audit:
+            http = self.canadapost_http(audit)
+            try:
+                yield http
+            finally:
+                http.close()
+
+    @contextmanager
+    def worker_bestbuy_http(self) -> Iterator[AuditedHttp]:
+        with self._worker_audit() as audit:
+            http = self.bestbuy_http(audit)
+            try:
+                yield http
+            finally:
+                http.close()
+
+    @contextmanager
+    def _worker_audit(self) -> Iterator[ApiCallLog]:
+        audit = ApiCallLog(self.database_url, run_id=self.run.run_id, redactor=self.audit.redactor)
+        try:
+            yield audit
+        finally:
+            audit.close()
+
+    def _http(
+        self, service: str, base_url: str, auth: AuthBase, audit: ApiCallLog | None = None
+    ) -> AuditedHttp:
         http = self.settings.http()
         return AuditedHttp(
-            self.audit,
+            audit or self.audit,
             service=service,
             # Credentials go to the configured scheme, host and port, and nowhere an answer points.
             origin=base_url,
@@ -90,6 +120,7 @@ def label_workflow(
     session: Session | None,
     on_result: Callable[[Any], None] | None = None,
     stop: StopRequest | None = None,
+    concurrency: int = 1,
 ) -> LabelWorkflow:
     """The label workflow for these settings; without a session (dry run, retry) it cannot call out."""
     from fulfil.canadapost.client import RETRY_LABEL_FETCH, RETRY_NOT_SENT, CanadaPostClient
@@ -109,6 +140,13 @@ def label_workflow(
         download_lease_seconds=lease_seconds(http.deadline, RETRY_LABEL_FETCH),
     )
     client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None
+
+    @contextmanager
+    def worker_client() -> Iterator[CanadaPostClient]:
+        assert session is not None
+        with session.worker_canadapost_http() as http:
+            yield CanadaPostClient(label_settings.canadapost, http)
+
     return LabelWorkflow(
         database_url=database_url,
         settings=label_settings,
@@ -117,6 +155,10 @@ def label_workflow(
         on_result=on_result,
         run_id=session.run.run_id if session else None,
         stop=stop,
+        concurrency=concurrency,
+        worker_client=worker_client if session is not None else None,
+        # Whoever takes each result as it comes keeps them; the run keeps only its counts.
+        keep_results=on_result is None,
     )
 
 
@@ -126,6 +168,7 @@ def tracking_workflow(
     session: Session | None,
     on_result: Callable[[Any], None] | None = None,
     stop: StopRequest | None = None,
+    concurrency: int = 1,
 ) -> TrackingWorkflow:
     """The tracking workflow for these settings; without a session (dry run) it cannot call out."""
     from fulfil.bestbuy.client import RETRY, BestBuyClient
@@ -138,6 +181,13 @@ def tracking_workflow(
         bestbuy = settings.bestbuy()
         carrier_code = bestbuy.carrier_code
         client = BestBuyClient(bestbuy, session.bestbuy_http())
+
+    @contextmanager
+    def worker_client() -> Iterator[BestBuyClient]:
+        assert session is not None
+        with session.worker_bestbuy_http() as http:
+            yield BestBuyClient(settings.bestbuy(), http)
+
     # A claim outlives both calls (OR23, OR24), each with all its attempts and waits.
     policy = RETRY
     return TrackingWorkflow(
@@ -151,4 +201,7 @@ def tracking_workflow(
         on_result=on_result,
         stop=stop,
         run_id=session.run.run_id if session is not None else None,
+        concurrency=concurrency,
+        worker_client=worker_client if session is not None else None,
+        keep_results=on_result is None,
     )

@@ -6,6 +6,7 @@ import typer
 
 from fulfil.cli.shared import (
     AppState,
+    ConcurrencyOption,
     DryRunOption,
     JsonOption,
     LimitOption,
@@ -35,20 +36,31 @@ LABEL_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "label_pdf_pat
 
 
 def _label_workflow(
-    state: AppState, session: "Session | None", url: str, on_result: Any = None, stop: Any = None
+    state: AppState,
+    session: "Session | None",
+    url: str,
+    on_result: Any = None,
+    stop: Any = None,
+    concurrency: int = 1,
 ) -> "LabelWorkflow":
     from fulfil.services import label_workflow
 
-    return label_workflow(url, state.settings, session, on_result, stop)
+    return label_workflow(url, state.settings, session, on_result, stop, concurrency)
 
 
 def _run_label_command(
-    ctx: typer.Context, json_mode: bool, action: str, order_ids: list[str] | None, limit: int | None = None
+    ctx: typer.Context,
+    json_mode: bool,
+    action: str,
+    order_ids: list[str] | None,
+    limit: int | None = None,
+    concurrency: int | None = None,
 ) -> None:
     """Shared by create, reconcile and download."""
     state = state_of(ctx, json_mode)
     state.settings.canadapost()  # configuration errors before anything is claimed
     state.settings.http()
+    workers = state.settings.concurrency(concurrency) if action != "reconcile" else 1
     if action in ("create", "download"):
         from fulfil.label_files import check_labels_dir
 
@@ -62,7 +74,7 @@ def _run_label_command(
         return min(eligible, limit) if limit else eligible
 
     def work(session: "Session", on_result: Any, stop: Any) -> Any:
-        workflow = _label_workflow(state, session, session.database_url, on_result, stop)
+        workflow = _label_workflow(state, session, session.database_url, on_result, stop, workers)
         if action == "create":
             return workflow.create(order_ids, limit)
         return getattr(workflow, action)(order_ids)
@@ -84,6 +96,7 @@ def labels_create(
     ctx: typer.Context,
     order: OrderOption = None,
     limit: LimitOption = None,
+    concurrency: ConcurrencyOption = None,
     dry_run: DryRunOption = False,
     json_mode: JsonOption = False,
 ) -> None:
@@ -99,13 +112,15 @@ def labels_create(
 
         fulfil labels create --order 261250893-A --dry-run
 
+        fulfil labels create --concurrency 8
+
         psql -Atc "select order_id from orders where ..." | fulfil labels create --order -
     """
     order_ids = order_ids_from(order)
     if dry_run:
         _labels_dry_run(ctx, json_mode, order_ids, limit)
         return
-    _run_label_command(ctx, json_mode, "create", order_ids, limit)
+    _run_label_command(ctx, json_mode, "create", order_ids, limit, concurrency)
 
 
 def _labels_dry_run(
@@ -154,7 +169,12 @@ def labels_reconcile(ctx: typer.Context, order: OrderOption = None, json_mode: J
 
 
 @labels_app.command("download")
-def labels_download(ctx: typer.Context, order: OrderOption = None, json_mode: JsonOption = False) -> None:
+def labels_download(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    concurrency: ConcurrencyOption = None,
+    json_mode: JsonOption = False,
+) -> None:
     """Fetch label PDFs that are missing, deleted, or changed on disk (checked by sha256).
 
     Re-downloading is always safe: Canada Post returns the same label (never print one twice
@@ -164,7 +184,7 @@ def labels_download(ctx: typer.Context, order: OrderOption = None, json_mode: Js
 
         fulfil labels download --order 261250893-A
     """
-    _run_label_command(ctx, json_mode, "download", order_ids_from(order))
+    _run_label_command(ctx, json_mode, "download", order_ids_from(order), concurrency=concurrency)
 
 
 @labels_app.command("keep")

@@ -7,7 +7,7 @@ stays fast under cron and in pipelines (tests/test_startup.py names any import t
 
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -138,6 +138,15 @@ OrderOption = Annotated[
     ),
 ]
 LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Work on at most N orders.")]
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        "-j",
+        help="Workers in this run, each claiming one order at a time (default FULFIL_CONCURRENCY, 4).",
+        show_default=False,
+    ),
+]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Build and check each request; no HTTP, no writes.")
 ]
@@ -168,16 +177,42 @@ def schema_ready_url(state: AppState) -> str:
     return url
 
 
+# A person's table shows at most this many rows (the problems first); `--json` has every result.
+TABLE_ROWS = 1000
+
+
 def render_results(
-    state: AppState, title: str, results: list[dict[str, object]], columns: list[str], *, attention: bool
+    state: AppState,
+    title: str,
+    results: Iterable[dict[str, Any]],
+    columns: list[str],
+    *,
+    attention: bool,
+    display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
     """After a run: a table for a person; for cron, nothing on success and the problems on stderr."""
     out = state.output
     if out.json_mode:
         return  # already streamed, one line per result
     if out.stdout_is_terminal:
-        if results:
-            out.table(title, columns, [[r.get(c) for c in columns] for r in results])
+        shown: list[dict[str, Any]] = []
+        total = 0
+        for record in results:
+            total += 1
+            problem = bool(record.get("error"))
+            if len(shown) < TABLE_ROWS or problem:
+                if len(shown) >= TABLE_ROWS:
+                    # A problem replaces the first row without one, so every problem stays in view.
+                    fine = next((i for i, r in enumerate(shown) if not r.get("error")), None)
+                    if fine is None:
+                        continue
+                    del shown[fine]
+                shown.append(record)
+        if shown:
+            rows = [display(r) if display else r for r in shown]
+            out.table(title, columns, [[r.get(c) for c in columns] for r in rows])
+            if total > len(shown):
+                out.info(f"({total - len(shown)} more results not shown; --json lists every one)")
         return
     for record in results:
         if record.get("error"):
@@ -202,13 +237,14 @@ def run_order_workflow(
     each result streamed as a JSON line (with --json) as it happens, then the table or, under
     cron, the problems; exit 3 when something needs attention, 2 on a configuration problem,
     130/143 when SIGINT/SIGTERM stopped it (after the order in flight, leases released)."""
+    from fulfil.cli.result_spool import ResultSpool
     from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
     from fulfil.services import open_session
     from fulfil.stop_signals import RunInterrupted, stop_on_signals
 
     out = state.output
     url = schema_ready_url(state)
-    results: list[dict[str, Any]] = []
+    results = ResultSpool()
     with stop_on_signals(out.warn) as stop, open_session(url, state.settings, command) as session:
         try:
             with out.progress(count(session), progress_label) as tick:
@@ -235,9 +271,8 @@ def run_order_workflow(
         if stop.exit_code is not None:
             exit_code = stop.exit_code
         session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
-    if display is not None and out.stdout_is_terminal:
-        results = [display(record) for record in results]
-    render_results(state, command, results, columns, attention=attention)
+    render_results(state, command, results, columns, attention=attention, display=display)
+    results.close()
     if stop.exit_code is not None:
         out.warn(
             f"fulfil: stopped by {stop.signal_name} after {len(results)} orders; this run's claims "

@@ -7,6 +7,7 @@ import typer
 
 from fulfil.cli.shared import (
     AppState,
+    ConcurrencyOption,
     DryRunOption,
     JsonOption,
     LimitOption,
@@ -37,10 +38,11 @@ def _tracking_workflow(
     session: "Session | None",
     on_result: "Callable[[TrackingResult], None] | None" = None,
     stop: Any = None,
+    concurrency: int = 1,
 ) -> "TrackingWorkflow":
     from fulfil.services import tracking_workflow
 
-    return tracking_workflow(url, state.settings, session, on_result, stop)
+    return tracking_workflow(url, state.settings, session, on_result, stop, concurrency)
 
 
 @tracking_app.command("push")
@@ -48,6 +50,7 @@ def tracking_push(
     ctx: typer.Context,
     order: OrderOption = None,
     limit: LimitOption = None,
+    concurrency: ConcurrencyOption = None,
     dry_run: DryRunOption = False,
     json_mode: JsonOption = False,
 ) -> None:
@@ -76,13 +79,14 @@ def tracking_push(
     state = state_of(ctx, json_mode)
     state.settings.bestbuy()  # configuration errors before anything is claimed
     state.settings.http()
+    workers = state.settings.concurrency(concurrency)
 
     def count(session: "Session") -> int:
         pushable = _tracking_workflow(state, session.database_url, session).count_pushable(order_ids)
         return min(pushable, limit) if limit else pushable
 
     def work(session: "Session", on_result: Any, stop: Any) -> Any:
-        return _tracking_workflow(state, session.database_url, session, on_result, stop).push(
+        return _tracking_workflow(state, session.database_url, session, on_result, stop, workers).push(
             order_ids, limit
         )
 

@@ -242,7 +242,7 @@ class OrderStore:
         raise RuntimeError(f"order {order_id}: inserted and gone again while being imported")
 
     def report(self, run: OrderRun, result: OrderResult) -> None:
-        run.results.append(result)
+        run.record(result)
         self.on_result(result)
 
 

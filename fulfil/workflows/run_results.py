@@ -15,6 +15,9 @@ class HasOutcome(Protocol):
     @property
     def outcome(self) -> str: ...
 
+    @property
+    def order_id(self) -> str | None: ...
+
 
 R = TypeVar("R", bound=HasOutcome)
 
@@ -29,13 +32,33 @@ class RunResults(Generic[R]):
     results: list[R] = field(default_factory=list)
     stopped: str | None = None  # why the run stopped before the end (a service down, throttling)
     fatal: ConfigError | None = None  # a configuration problem that stopped the run (exit 2)
+    # False when whoever started the run takes each result as it comes (the command line): a run
+    # of 100,000 orders then keeps its counts, not 100,000 results.
+    keep_results: bool = True
+    _counts: dict[str, int] = field(default_factory=dict)
+    _attention: bool = False
+    _order_ids: set[str] | None = None
+
+    def record(self, result: R) -> None:
+        self._counts[result.outcome] = self._counts.get(result.outcome, 0) + 1
+        self._attention = self._attention or result.outcome in self.attention
+        if self._order_ids is not None and result.order_id is not None:
+            self._order_ids.add(result.order_id)
+        if self.keep_results:
+            self.results.append(result)
+
+    def track_orders(self) -> None:
+        """Remember which orders got a result (a run asked for given orders says why it left the
+        others alone; the set is as large as the orders asked for)."""
+        if self._order_ids is None:
+            self._order_ids = set()
+
+    def reported(self, order_id: str) -> bool:
+        return self._order_ids is not None and order_id in self._order_ids
 
     @property
     def needs_attention(self) -> bool:
-        return self.stopped is not None or any(r.outcome in self.attention for r in self.results)
+        return self.stopped is not None or self._attention
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(self.always_counted, 0)
-        for result in self.results:
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-        return counts
+        return {**dict.fromkeys(self.always_counted, 0), **self._counts}

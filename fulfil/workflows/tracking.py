@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -58,6 +60,7 @@ from fulfil.shipments.states import ShipmentState
 from fulfil.shipments.store import ShipmentStore
 from fulfil.stop_signals import StopRequest
 from fulfil.workflows.run_results import RunResults
+from fulfil.workflows.workers import Budget, Halt, SharedSet, run_workers
 
 # Shipment statuses this workflow reads and writes.
 LABEL_CREATED = ShipmentState.LABEL_CREATED
@@ -166,6 +169,9 @@ class TrackingWorkflow:
         clock: Callable[[], float] = time.monotonic,
         stop: StopRequest | None = None,
         run_id: str | None = None,
+        concurrency: int = 1,
+        worker_client: Callable[[], AbstractContextManager[BestBuyClient]] | None = None,
+        keep_results: bool = True,
     ) -> None:
         self.database_url = database_url
         self.settings = settings
@@ -175,18 +181,31 @@ class TrackingWorkflow:
         self.clock = clock
         self.stop = stop or StopRequest()
         self.run_id = run_id
+        # Workers beyond the first each need their own Best Buy client (HTTP session and audit
+        # connection): without a way to make one, the run has one worker.
+        self.concurrency = max(1, concurrency) if worker_client is not None else 1
+        self.worker_client = worker_client
+        self.keep_results = keep_results
+
+    def _store_without_release(self) -> AbstractContextManager[ShipmentStore]:
+        return ShipmentStore.open(self.database_url, owner=self.owner, run_id=self.run_id, purpose="tracking")
 
     @contextlib.contextmanager
     def _store(self) -> Iterator[ShipmentStore]:
-        """This run's store (one connection); whatever happens, the run leaves no claim behind."""
-        with ShipmentStore.open(
-            self.database_url, owner=self.owner, run_id=self.run_id, purpose="tracking"
-        ) as store:
+        """This run's store (one connection); whatever happens, the run leaves no claim behind
+        (its workers' claims included: they all hold leases in the run's name)."""
+        with self._store_without_release() as store:
             try:
                 yield store
             finally:
                 with contextlib.suppress(FulfilError, psycopg.Error):
                     store.release_leases()
+
+    def _deliver(self, run: TrackingRun) -> Listener:
+        def deliver(result: TrackingResult) -> None:
+            self._report(run, result)
+
+        return deliver
 
     @property
     def client(self) -> BestBuyClient:
@@ -199,262 +218,50 @@ class TrackingWorkflow:
     # ==========================================================================================
 
     def push(self, order_ids: list[str] | None = None, limit: int | None = None) -> TrackingRun:
-        run = TrackingRun()
-        checks: list[_Check] = []
-        claimed: list[int] = []
-        seen_orders: set[str] = set()
+        run = TrackingRun(keep_results=self.keep_results)
+        if order_ids:
+            run.track_orders()
+        shared = _PushRun(run, order_ids, Budget(limit))
+        deliver = self._deliver(run)
         with self._store() as store:
-            dead = [owner for owner in store.owners_of_open_shipments() if owner_is_dead(owner)]
+            shared.dead = [owner for owner in store.owners_of_open_shipments() if owner_is_dead(owner)]
+            main = _Pusher(self, store, self._client, deliver, shared)
             try:
-                while limit is None or len(claimed) < limit:
-                    if self.stop.requested:
-                        raise _StopRun(self.stop.describe())
-                    claim = self._claim(store, order_ids, claimed, dead)
-                    if claim is None:
-                        break
-                    claimed.append(claim.shipment_id)
-                    seen_orders.add(claim.order_id)
-                    result = self._push_one(store, run, claim, checks)
-                    if result is not None:
-                        self._report(run, result)
-                    if self._checks_due(checks):
-                        self._settle_checks(store, run, checks)
-                self._settle_checks(store, run, checks)
+                self._in_workers(main, shared, deliver)
+                # What the workers left to settle by reading the orders (they settle full batches).
+                main.settle_checks(everything=True)
             except _StopRun as stop:
                 run.stopped = str(stop)
-                self._release_checks(store, run, checks, str(stop))
+                main.release_checks(str(stop))
             except ConfigError as exc:
                 run.fatal = exc
-                self._release_checks(store, None, checks, None)
+                main.release_checks(None)
             if order_ids and run.stopped is None and run.fatal is None:
-                self._report_untouched(store, run, order_ids, seen_orders)
+                self._report_untouched(store, run, order_ids)
         return run
+
+    def _in_workers(self, main: _Pusher, shared: _PushRun, deliver: Listener) -> None:
+        if self.concurrency == 1:
+            main.work()
+            return
+        assert self.worker_client is not None
+        make_client = self.worker_client
+
+        def worker(sink: Listener, halt: Halt) -> None:
+            # A worker's store never releases the run's leases: the run does, once all have stopped.
+            with self._store_without_release() as store, make_client() as client:
+                _Pusher(self, store, client, sink, shared).work()
+
+        run_workers(self.concurrency, worker, deliver, shared.halt)
 
     def count_pushable(self, order_ids: list[str] | None) -> int:
         """About how many shipments a run would work on (for a progress bar)."""
-        with ShipmentStore.open(
-            self.database_url, owner=self.owner, run_id=self.run_id, purpose="tracking"
-        ) as store:
+        with self._store_without_release() as store:
             return store.count_pushable(order_ids)
 
-    def _claim(
-        self, store: ShipmentStore, order_ids: list[str] | None, skip: list[int], dead: list[str]
-    ) -> _Claim | None:
-        row = store.claim_next_shipment(
-            lease_seconds=self.settings.lease_seconds,
-            dead_owners=dead,
-            order_ids=order_ids,
-            skip=skip,
-            download_grace_seconds=self.settings.download_grace_seconds,
-        )
-        if row is None:
-            return None
-        return _Claim(
-            row["shipment_id"],
-            row["order_id"],
-            row["status"],
-            row["tracking_pin"],
-            row["label_pdf_path"],
-            row["label_pdf_sha256"],
-            bool(row["pdf_on_its_way"]),
-        )
-
-    def _push_one(
-        self, store: ShipmentStore, run: TrackingRun, claim: _Claim, checks: list[_Check]
-    ) -> TrackingResult | None:
-        """OR23 (unless Best Buy has the number already), then OR24. None: settled later by OR11."""
-        if not file_matches(claim.label_pdf_path, claim.label_pdf_sha256):
-            # OR24 tells the customer the parcel is on its way: never before its label is printable.
-            self._release(store, claim, None, None)
-            if claim.pdf_on_its_way:
-                # Another host's labels run bought it a moment ago and is fetching its PDF now: not
-                # a problem yet, the next push takes it.
-                message = f"order {claim.order_id}: its label was just bought; pushed once its PDF is saved"
-                return TrackingResult(
-                    claim.order_id, WAITING, claim.status, claim.tracking_pin, error=message
-                )
-            where = claim.label_pdf_path or "no file recorded"
-            message = (
-                f"order {claim.order_id}: its label PDF is not on disk or does not match what was "
-                f"downloaded ({where}); nothing was sent to Best Buy. Run `fulfil labels download "
-                f"--order {claim.order_id}`, then push again"
-            )
-            return TrackingResult(
-                claim.order_id, NOT_PUSHABLE, claim.status, claim.tracking_pin, error=message
-            )
-        guard = store.push_guard(claim.shipment_id)
-        try:
-            return self._send_steps(store, run, claim, checks, guard)
-        except LeaseLost:
-            message = (
-                f"order {claim.order_id}: another fulfil run took this shipment over before the next "
-                "call was sent; nothing more was sent"
-            )
-            return TrackingResult(claim.order_id, SKIPPED, claim.status, claim.tracking_pin, error=message)
-
-    def _send_steps(
-        self,
-        store: ShipmentStore,
-        run: TrackingRun,
-        claim: _Claim,
-        checks: list[_Check],
-        guard: SendGuard,
-    ) -> TrackingResult | None:
-        if claim.status == LABEL_CREATED:
-            outcome = self.client.update_tracking(
-                claim.order_id, claim.tracking_pin, self.settings.carrier_code, guard=guard
-            )
-            if not outcome.ok:
-                return self._after_failure(store, run, claim, UPDATE_TRACKING, outcome, checks)
-            if not store.record_tracking_sent(claim.shipment_id):
-                return self._taken_over(store, claim)
-            claim.status = TRACKING_SENT
-        outcome = self.client.ship(claim.order_id, guard=guard)
-        if outcome.ok:
-            return self._record_shipped(store, claim, SHIPPED, None)
-        return self._after_failure(store, run, claim, SHIP, outcome, checks)
-
-    def _after_failure(
-        self,
-        store: ShipmentStore,
-        run: TrackingRun,
-        claim: _Claim,
-        step: str,
-        outcome: HttpOutcome,
-        checks: list[_Check],
-    ) -> TrackingResult | None:
-        refusal = interpret_error(outcome)
-        if refusal.is_auth:
-            self._release(store, claim, None, None)
-            raise auth_error(refusal)
-        if outcome.failure is FailureClass.DEFINITIVE:
-            checks.append(_Check(claim, step, refusal, unclear=False, since=self.clock()))
-            return None
-        if step == SHIP and outcome.failure is FailureClass.INDETERMINATE:
-            # The ship confirmation may have gone through: find out now, then stop.
-            checks.append(_Check(claim, step, refusal, unclear=True, since=self.clock()))
-            self._settle_checks(store, run, checks)
-            raise _StopRun(f"Best Buy did not answer {STEP_NAMES[step]} clearly ({refusal})")
-        message = f"order {claim.order_id}: {STEP_NAMES[step]} not sent: {refusal}; the next run sends it"
-        self._release(store, claim, "bestbuy-unavailable", message)
-        self._report(
-            run, TrackingResult(claim.order_id, PENDING, claim.status, claim.tracking_pin, error=message)
-        )
-        if outcome.failure is FailureClass.RATE_LIMITED:
-            wait = outcome.retry_after()
-            hint = f" (it asks to wait {wait:.0f} s)" if wait is not None else ""
-            raise _StopRun(f"Best Buy is throttling this API key{hint}; the remaining shipments wait")
-        raise _StopRun(f"Best Buy is not answering ({refusal}); the remaining shipments wait")
-
-    # --- settling refused and unclear steps by reading the orders ------------------------------
-
-    def _checks_due(self, checks: list[_Check]) -> bool:
-        if not checks:
-            return False
-        if len(checks) >= self.settings.check_batch:
-            return True
-        # Read before the oldest waiting claim's lease could run out.
-        return self.clock() - checks[0].since >= self.settings.lease_seconds / 4
-
-    def _settle_checks(self, store: ShipmentStore, run: TrackingRun, checks: list[_Check]) -> None:
-        while checks:
-            batch = checks[: self.settings.check_batch]
-            try:
-                orders = self.client.orders_by_id([check.claim.order_id for check in batch])
-            except BestBuyUnavailable as exc:
-                raise _StopRun(f"could not read the orders' state on Best Buy: {exc}") from exc
-            del checks[: len(batch)]
-            for check in batch:
-                self._report(run, self._settle(store, check, orders.get(check.claim.order_id)))
-
-    def _settle(self, store: ShipmentStore, check: _Check, order: dict[str, Any] | None) -> TrackingResult:
-        claim = check.claim
-        verdict = judge(
-            claim.order_id, claim.tracking_pin, check.step, check.refusal, unclear=check.unclear, order=order
-        )
-        if verdict.kind == DONE:
-            return self._record_shipped(store, claim, ALREADY_SHIPPED, verdict.order_state)
-        if verdict.kind == NOT_YET:
-            self._release(store, claim, verdict.code, verdict.message)
-            return TrackingResult(
-                claim.order_id,
-                PENDING,
-                claim.status,
-                claim.tracking_pin,
-                verdict.order_state,
-                verdict.message,
-            )
-        if verdict.kind == CANCELED_VERDICT:
-            if not store.record_canceled(claim.shipment_id, code=verdict.code, error=verdict.message):
-                return self._taken_over(store, claim)
-            return TrackingResult(
-                claim.order_id,
-                CANCELED,
-                ORDER_CANCELED,
-                claim.tracking_pin,
-                verdict.order_state,
-                verdict.message,
-            )
-        if not store.refuse_push(claim.shipment_id, code=verdict.code, error=verdict.message):
-            return self._taken_over(store, claim)
-        return TrackingResult(
-            claim.order_id, FAILED, TRACKING_FAILED, claim.tracking_pin, verdict.order_state, verdict.message
-        )
-
-    def _release_checks(
-        self, store: ShipmentStore, run: TrackingRun | None, checks: list[_Check], why: str | None
-    ) -> None:
-        """The run stops: shipments still waiting for their order to be read keep their status."""
-        for check in checks:
-            message = (
-                f"order {check.claim.order_id}: {STEP_NAMES[check.step]}: {check.refusal}; not settled "
-                f"because the run stopped ({why}); the next run tries again"
-                if why
-                else None
-            )
-            self._release(store, check.claim, "unsettled" if why else None, message)
-            if run is not None:
-                self._report(
-                    run,
-                    TrackingResult(
-                        check.claim.order_id,
-                        PENDING,
-                        check.claim.status,
-                        check.claim.tracking_pin,
-                        error=message,
-                    ),
-                )
-        checks.clear()
-
-    # --- recording ------------------------------------------------------------------------------
-
-    def _record_shipped(
-        self, store: ShipmentStore, claim: _Claim, outcome: str, order_state: str | None
-    ) -> TrackingResult:
-        if not store.record_shipped(claim.shipment_id):
-            return self._taken_over(store, claim)
-        return TrackingResult(
-            claim.order_id, outcome, TRACKING_UPDATED, claim.tracking_pin, order_state or "SHIPPED"
-        )
-
-    def _release(self, store: ShipmentStore, claim: _Claim, code: str | None, error: str | None) -> None:
-        store.release_shipment(claim.shipment_id, code=code, error=error)
-
-    def _taken_over(self, store: ShipmentStore, claim: _Claim) -> TrackingResult:
-        row = store.push_states([claim.order_id]).get(claim.order_id)
-        message = (
-            f"order {claim.order_id}: another fulfil run took this shipment over "
-            "(this run's lease had expired)"
-        )
-        return TrackingResult(
-            claim.order_id, SKIPPED, row["status"] if row else None, claim.tracking_pin, error=message
-        )
-
-    def _report_untouched(
-        self, store: ShipmentStore, run: TrackingRun, order_ids: list[str], seen: set[str]
-    ) -> None:
+    def _report_untouched(self, store: ShipmentStore, run: TrackingRun, order_ids: list[str]) -> None:
         """Say why an order named on the command line was not pushed."""
-        rest = [order_id for order_id in order_ids if order_id not in seen]
+        rest = [order_id for order_id in order_ids if not run.reported(order_id)]
         if not rest:
             return
         states = store.push_states(rest)
@@ -545,5 +352,267 @@ class TrackingWorkflow:
     # ==========================================================================================
 
     def _report(self, run: TrackingRun, result: TrackingResult) -> None:
-        run.results.append(result)
+        run.record(result)
         self.on_result(result)
+
+
+@dataclass
+class _PushRun:
+    """What the workers of one push share: the run, its limit, the shipments it gave back (not
+    taken again in this run), the refused steps waiting to be settled by reading the orders."""
+
+    run: TrackingRun
+    order_ids: list[str] | None
+    budget: Budget
+    dead: list[str] = field(default_factory=list)
+    released: SharedSet[int] = field(default_factory=SharedSet)
+    halt: Halt = field(default_factory=Halt)
+    checks: list[_Check] = field(default_factory=list)
+    checks_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Pusher:
+    """One worker of a push: its own store (connection) and Best Buy client (HTTP session)."""
+
+    def __init__(
+        self,
+        flow: TrackingWorkflow,
+        store: ShipmentStore,
+        client: BestBuyClient | None,
+        sink: Listener,
+        shared: _PushRun,
+    ) -> None:
+        self.flow = flow
+        self.settings = flow.settings
+        self.store = store
+        self._client = client
+        self.sink = sink
+        self.shared = shared
+
+    @property
+    def client(self) -> BestBuyClient:
+        if self._client is None:
+            raise RuntimeError("this workflow was built without a Best Buy client (dry run)")
+        return self._client
+
+    def work(self) -> None:
+        shared = self.shared
+        while not shared.halt.is_set:
+            if self.flow.stop.requested:
+                raise _StopRun(self.flow.stop.describe())
+            if not shared.budget.take():
+                return
+            claim = self._claim()
+            if claim is None:
+                shared.budget.give_back()
+                return
+            result = self._push_one(claim)
+            if result is not None:
+                self.sink(result)
+            self.settle_checks(everything=False)
+
+    def _claim(self) -> _Claim | None:
+        row = self.store.claim_next_shipment(
+            lease_seconds=self.settings.lease_seconds,
+            dead_owners=self.shared.dead,
+            order_ids=self.shared.order_ids,
+            skip=self.shared.released.snapshot(),
+            download_grace_seconds=self.settings.download_grace_seconds,
+        )
+        if row is None:
+            return None
+        return _Claim(
+            row["shipment_id"],
+            row["order_id"],
+            row["status"],
+            row["tracking_pin"],
+            row["label_pdf_path"],
+            row["label_pdf_sha256"],
+            bool(row["pdf_on_its_way"]),
+        )
+
+    def _push_one(self, claim: _Claim) -> TrackingResult | None:
+        """OR23 (unless Best Buy has the number already), then OR24. None: settled later by OR11."""
+        if not file_matches(claim.label_pdf_path, claim.label_pdf_sha256):
+            # OR24 tells the customer the parcel is on its way: never before its label is printable.
+            self._release(claim, None, None)
+            if claim.pdf_on_its_way:
+                # Another host's labels run bought it a moment ago and is fetching its PDF now: not
+                # a problem yet, the next push takes it.
+                message = f"order {claim.order_id}: its label was just bought; pushed once its PDF is saved"
+                return TrackingResult(
+                    claim.order_id, WAITING, claim.status, claim.tracking_pin, error=message
+                )
+            where = claim.label_pdf_path or "no file recorded"
+            message = (
+                f"order {claim.order_id}: its label PDF is not on disk or does not match what was "
+                f"downloaded ({where}); nothing was sent to Best Buy. Run `fulfil labels download "
+                f"--order {claim.order_id}`, then push again"
+            )
+            return TrackingResult(
+                claim.order_id, NOT_PUSHABLE, claim.status, claim.tracking_pin, error=message
+            )
+        guard = self.store.push_guard(claim.shipment_id)
+        try:
+            return self._send_steps(claim, guard)
+        except LeaseLost:
+            message = (
+                f"order {claim.order_id}: another fulfil run took this shipment over before the next "
+                "call was sent; nothing more was sent"
+            )
+            return TrackingResult(claim.order_id, SKIPPED, claim.status, claim.tracking_pin, error=message)
+
+    def _send_steps(self, claim: _Claim, guard: SendGuard) -> TrackingResult | None:
+        if claim.status == LABEL_CREATED:
+            outcome = self.client.update_tracking(
+                claim.order_id, claim.tracking_pin, self.settings.carrier_code, guard=guard
+            )
+            if not outcome.ok:
+                return self._after_failure(claim, UPDATE_TRACKING, outcome)
+            if not self.store.record_tracking_sent(claim.shipment_id):
+                return self._taken_over(claim)
+            claim.status = TRACKING_SENT
+        outcome = self.client.ship(claim.order_id, guard=guard)
+        if outcome.ok:
+            return self._record_shipped(claim, SHIPPED, None)
+        return self._after_failure(claim, SHIP, outcome)
+
+    def _after_failure(self, claim: _Claim, step: str, outcome: HttpOutcome) -> TrackingResult | None:
+        refusal = interpret_error(outcome)
+        if refusal.is_auth:
+            self._release(claim, None, None)
+            raise auth_error(refusal)
+        if outcome.failure is FailureClass.DEFINITIVE:
+            self._add_check(_Check(claim, step, refusal, unclear=False, since=self.flow.clock()))
+            return None
+        if step == SHIP and outcome.failure is FailureClass.INDETERMINATE:
+            # The ship confirmation may have gone through: find out now, then stop.
+            self._add_check(_Check(claim, step, refusal, unclear=True, since=self.flow.clock()))
+            self.settle_checks(everything=True)
+            raise _StopRun(f"Best Buy did not answer {STEP_NAMES[step]} clearly ({refusal})")
+        message = f"order {claim.order_id}: {STEP_NAMES[step]} not sent: {refusal}; the next run sends it"
+        self._release(claim, "bestbuy-unavailable", message)
+        self.sink(TrackingResult(claim.order_id, PENDING, claim.status, claim.tracking_pin, error=message))
+        if outcome.failure is FailureClass.RATE_LIMITED:
+            wait = outcome.retry_after()
+            hint = f" (it asks to wait {wait:.0f} s)" if wait is not None else ""
+            raise _StopRun(f"Best Buy is throttling this API key{hint}; the remaining shipments wait")
+        raise _StopRun(f"Best Buy is not answering ({refusal}); the remaining shipments wait")
+
+    # --- settling refused and unclear steps by reading the orders ------------------------------
+
+    def _add_check(self, check: _Check) -> None:
+        with self.shared.checks_lock:
+            self.shared.checks.append(check)
+
+    def _take_checks(self, everything: bool) -> list[_Check]:
+        """The next batch to settle: a full one, one whose oldest lease is a quarter gone, or
+        (``everything``) whatever waits."""
+        shared = self.shared
+        with shared.checks_lock:
+            checks = shared.checks
+            if not checks:
+                return []
+            due = (
+                everything
+                or len(checks) >= self.settings.check_batch
+                # Read before the oldest waiting claim's lease could run out.
+                or self.flow.clock() - checks[0].since >= self.settings.lease_seconds / 4
+            )
+            if not due:
+                return []
+            batch = checks[: self.settings.check_batch]
+            del checks[: len(batch)]
+            return batch
+
+    def settle_checks(self, *, everything: bool) -> None:
+        while batch := self._take_checks(everything):
+            try:
+                orders = self.client.orders_by_id([check.claim.order_id for check in batch])
+            except BestBuyUnavailable as exc:
+                with self.shared.checks_lock:
+                    self.shared.checks[:0] = batch
+                raise _StopRun(f"could not read the orders' state on Best Buy: {exc}") from exc
+            for check in batch:
+                self.sink(self._settle(check, orders.get(check.claim.order_id)))
+
+    def _settle(self, check: _Check, order: dict[str, Any] | None) -> TrackingResult:
+        claim = check.claim
+        verdict = judge(
+            claim.order_id, claim.tracking_pin, check.step, check.refusal, unclear=check.unclear, order=order
+        )
+        if verdict.kind == DONE:
+            return self._record_shipped(claim, ALREADY_SHIPPED, verdict.order_state)
+        if verdict.kind == NOT_YET:
+            self._release(claim, verdict.code, verdict.message)
+            return TrackingResult(
+                claim.order_id,
+                PENDING,
+                claim.status,
+                claim.tracking_pin,
+                verdict.order_state,
+                verdict.message,
+            )
+        if verdict.kind == CANCELED_VERDICT:
+            if not self.store.record_canceled(claim.shipment_id, code=verdict.code, error=verdict.message):
+                return self._taken_over(claim)
+            return TrackingResult(
+                claim.order_id,
+                CANCELED,
+                ORDER_CANCELED,
+                claim.tracking_pin,
+                verdict.order_state,
+                verdict.message,
+            )
+        if not self.store.refuse_push(claim.shipment_id, code=verdict.code, error=verdict.message):
+            return self._taken_over(claim)
+        return TrackingResult(
+            claim.order_id, FAILED, TRACKING_FAILED, claim.tracking_pin, verdict.order_state, verdict.message
+        )
+
+    def release_checks(self, why: str | None) -> None:
+        """The run stops: shipments still waiting for their order to be read keep their status."""
+        with self.shared.checks_lock:
+            checks, self.shared.checks[:] = list(self.shared.checks), []
+        for check in checks:
+            message = (
+                f"order {check.claim.order_id}: {STEP_NAMES[check.step]}: {check.refusal}; not settled "
+                f"because the run stopped ({why}); the next run tries again"
+                if why
+                else None
+            )
+            self._release(check.claim, "unsettled" if why else None, message)
+            if why:
+                self.sink(
+                    TrackingResult(
+                        check.claim.order_id,
+                        PENDING,
+                        check.claim.status,
+                        check.claim.tracking_pin,
+                        error=message,
+                    )
+                )
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _record_shipped(self, claim: _Claim, outcome: str, order_state: str | None) -> TrackingResult:
+        if not self.store.record_shipped(claim.shipment_id):
+            return self._taken_over(claim)
+        return TrackingResult(
+            claim.order_id, outcome, TRACKING_UPDATED, claim.tracking_pin, order_state or "SHIPPED"
+        )
+
+    def _release(self, claim: _Claim, code: str | None, error: str | None) -> None:
+        """Given back without being done: not taken again in this run."""
+        self.store.release_shipment(claim.shipment_id, code=code, error=error)
+        self.shared.released.add(claim.shipment_id)
+
+    def _taken_over(self, claim: _Claim) -> TrackingResult:
+        row = self.store.push_states([claim.order_id]).get(claim.order_id)
+        message = (
+            f"order {claim.order_id}: another fulfil run took this shipment over "
+            "(this run's lease had expired)"
+        )
+        return TrackingResult(
+            claim.order_id, SKIPPED, row["status"] if row else None, claim.tracking_pin, error=message
+        )

@@ -47,6 +47,7 @@ def plan_for(args: argparse.Namespace) -> ChaosPlan:
         problems=max(1, args.orders // 30),
         label_processes=args.processes,
         push_processes=args.processes,
+        workers=args.workers,
         kill_after_s=(0.5, max(3.0, args.orders / 50)),
         overlap=not args.no_overlap,
         # Every label of the overlapping wave waiting 2 s for its PDF would add minutes here.
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="orders, faults and kills")
     parser.add_argument("--processes", type=int, default=4, help="of each command per wave")
+    parser.add_argument("--workers", type=int, default=3, help="inside each process (--concurrency)")
     parser.add_argument("--no-overlap", action="store_true", help="never run labels and tracking at once")
     parser.add_argument("--budget", type=float, default=None, help="seconds for the whole run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (child logs, PDFs)")
@@ -89,7 +91,13 @@ def main() -> None:
             flush=True,
         )
         with chaos_sandbox(plan, xsd_dir=xsd) as sandbox:
-            env = chaos_env(base, database_url=url, base_url=sandbox.base_url, labels_dir=work / "labels")
+            env = chaos_env(
+                base,
+                database_url=url,
+                base_url=sandbox.base_url,
+                labels_dir=work / "labels",
+                workers=plan.workers,
+            )
             result = ChaosRun(plan, database_url=url, sandbox=sandbox, env=env, work_dir=work).run()
     finally:
         server.cleanup()

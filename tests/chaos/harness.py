@@ -125,9 +125,10 @@ def seed_from_environment(environ: Mapping[str, str] | None = None, default: int
 
 
 def chaos_env(
-    base: Mapping[str, str], *, database_url: str, base_url: str, labels_dir: Path
+    base: Mapping[str, str], *, database_url: str, base_url: str, labels_dir: Path, workers: int
 ) -> dict[str, str]:
-    """The environment of every child: this database, the sandbox for both services, contract shipping."""
+    """The environment of every child: this database, the sandbox for both services, contract
+    shipping, ``workers`` workers inside each process."""
     return {
         **base,
         **DEFAULT_CREDENTIALS,
@@ -138,6 +139,7 @@ def chaos_env(
         "FULFIL_BESTBUY_BASE_URL": base_url,
         "FULFIL_CANADAPOST_CONTRACT_ID": CONTRACT_ID,
         "FULFIL_LABELS_DIR": str(labels_dir),
+        "FULFIL_CONCURRENCY": str(workers),
     }
 
 
@@ -182,6 +184,8 @@ class ChaosPlan:
     problems: int = 3
     label_processes: int = 3
     push_processes: int = 3
+    # Workers inside each process (FULFIL_CONCURRENCY): a kill lands on several orders in flight.
+    workers: int = 3
     # Each process of a wave is SIGKILLed with this chance, this long after it started; a killed one
     # is restarted (once, not killed again) with restart_chance.
     kill_chance: float = 0.5
@@ -536,7 +540,8 @@ class ChaosResult:
             f"unshippable parked as label_failed: {f['unshippable_failed']}",
             f"  parked: {_counts(f['parked'])}",
             f"  other end states: {_counts(f['other_end_states'])}",
-            f"  processes: {f['processes']} started ({f['repeats']} cron-like repeats), "
+            f"  processes: {f['processes']} started, {self.plan.workers} workers each "
+            f"({f['repeats']} cron-like repeats), "
             f"{f['kills']} SIGKILLed, {f['restarts']} restarted, "
             f"{f['timeouts']} out of time; exit codes {_counts(f['exit_codes'])}",
             f"  operator loop: {f['passes']} passes, converged: {f['converged']}",

@@ -35,7 +35,11 @@ def test_exactly_once_under_faults_kills_and_parallel_runs(
     xsd = root / "reference" / "canadapost" / "xsd" if root else None
     with chaos_sandbox(plan, xsd_dir=xsd) as sandbox:
         env = chaos_env(
-            cli_env, database_url=database_url, base_url=sandbox.base_url, labels_dir=tmp_path / "labels"
+            cli_env,
+            database_url=database_url,
+            base_url=sandbox.base_url,
+            labels_dir=tmp_path / "labels",
+            workers=plan.workers,
         )
         result = ChaosRun(plan, database_url=database_url, sandbox=sandbox, env=env, work_dir=tmp_path).run()
     print(result.summary())

@@ -142,20 +142,23 @@ def test_a_shipment_taken_over_before_the_ship_confirmation_is_not_shipped_by_it
 ) -> None:
     from fulfil.config import load_settings
     from fulfil.services import open_session, tracking_workflow
-    from fulfil.workflows.tracking import TrackingRun
+    from fulfil.workflows.tracking import TrackingRun, _Pusher, _PushRun
+    from fulfil.workflows.workers import Budget
 
     [order] = seed_labelled(db, sandbox, 1, status="tracking_sent")
     settings = load_settings(fulfil_env, Path("/"))
     with open_session(database_url, settings, "tracking push") as session:
         workflow = tracking_workflow(database_url, settings, session)
         with workflow._store() as store:
-            claim = workflow._claim(store, None, [], [])
+            shared = _PushRun(TrackingRun(), None, Budget(None))
+            pusher = _Pusher(workflow, store, workflow.client, lambda result: None, shared)
+            claim = pusher._claim()
             assert claim is not None
             db.execute(
                 "UPDATE shipments SET lease_owner = 'another-host/1/1.00/abc/def' WHERE order_id = %s",
                 (order["order_id"],),
             )
-            result = workflow._push_one(store, TrackingRun(), claim, [])
+            result = pusher._push_one(claim)
 
     assert result is not None
     assert result.outcome == "skipped"

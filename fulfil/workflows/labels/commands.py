@@ -130,8 +130,7 @@ def report_untouched(ctx: LabelContext, order_ids: list[str] | None) -> None:
     """Say why an order asked for by id was left alone, rather than staying silent about it."""
     if not order_ids:
         return
-    seen = {result.order_id for result in ctx.run.results}
-    missing = [order_id for order_id in order_ids if order_id not in seen]
+    missing = [order_id for order_id in order_ids if not ctx.run.reported(order_id)]
     if missing:
         for row in ctx.store.requested_order_states(missing):
             ctx.report(untouched_result(row))

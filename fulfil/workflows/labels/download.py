@@ -9,7 +9,6 @@ refused is not asked again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from fulfil.audit.outcome import HttpOutcome
@@ -25,34 +24,32 @@ class Downloads:
     def __init__(self, ctx: LabelContext) -> None:
         self.ctx = ctx
 
-    def download_all(self, order_ids: list[str] | None, *, verify: bool, exclude: Iterable[str] = ()) -> None:
+    def download_all(self, order_ids: list[str] | None) -> None:
         """Every bought label without its file, each claimed (leased) while it is fetched so no
-        other run fetches it too; with ``verify``, also every file gone or changed on disk."""
-        if verify:
-            self._verify_all(order_ids)
-            return
+        other run or worker fetches it too. A label whose download failed in this run waits for
+        the next one."""
         ctx = self.ctx
-        skip = (
-            [row["shipment_id"] for row in ctx.store.label_states(list(exclude)).values()] if exclude else []
-        )
         dead = [owner for owner in ctx.store.owners_of_open_shipments() if owner_is_dead(owner)]
-        while True:
+        while not ctx.halted:
             ctx.stop_if_asked()
             row = ctx.store.claim_next_download(
                 lease_seconds=ctx.settings.download_lease_seconds,
                 dead_owners=dead,
                 order_ids=order_ids,
-                skip=skip,
+                skip=ctx.failed_downloads.snapshot(),
             )
             if row is None:
                 return
-            # Tried once in this run: a failure waits for the next run (or `labels download`).
-            skip.append(row["shipment_id"])
             self._fetch(row)
 
-    def _verify_all(self, order_ids: list[str] | None) -> None:
+    def verify_files(self, order_ids: list[str] | None) -> None:
+        """Every label whose file is missing, gone or changed on disk, fetched again (``labels
+        download``, after the claimed downloads; one that failed in this run is not asked again)."""
+        failed = set(self.ctx.failed_downloads.snapshot())
         for row in self.ctx.store.bought_labels(order_ids):
             self.ctx.stop_if_asked()
+            if row["shipment_id"] in failed:
+                continue
             if not file_matches(row["label_pdf_path"], row["label_pdf_sha256"]):
                 self._fetch(row)
 
@@ -61,6 +58,7 @@ class Downloads:
         if not row["cp_api_label_url"]:
             message = f"order {row['order_id']}: no label link recorded; fetch it from Canada Post by hand"
             ctx.store.record_download_failed(row["shipment_id"], error=message)
+            ctx.failed_downloads.add(row["shipment_id"])
             ctx.report(LabelResult(row["order_id"], DOWNLOAD_FAILED, error=message))
             return
         result = self.download(
@@ -91,6 +89,8 @@ class Downloads:
             f"order {order_id}: label not downloaded: {error}; `fulfil labels download` fetches it later"
         )
         ctx.store.record_download_failed(shipment_id, error=message)
+        # Tried once in this run: it waits for the next run (or `labels download`).
+        ctx.failed_downloads.add(shipment_id)
         return LabelResult(order_id, DOWNLOAD_FAILED, ShipmentState.LABEL_CREATED, error=message)
 
 

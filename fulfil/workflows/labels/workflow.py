@@ -8,7 +8,8 @@ ends, releases every claim it still holds.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import psycopg
 
@@ -24,13 +25,13 @@ from fulfil.workflows.labels.purchase import Purchases
 from fulfil.workflows.labels.reconcile import Reconciler
 from fulfil.workflows.labels.recording import Recorder
 from fulfil.workflows.labels.results import (
-    DOWNLOAD_FAILED,
     LabelResult,
     LabelRun,
     LabelSettings,
     Listener,
     StopRun,
 )
+from fulfil.workflows.workers import Budget, Halt, run_workers
 
 
 class LabelPhases:
@@ -55,6 +56,9 @@ class LabelWorkflow:
         on_result: Listener | None = None,
         run_id: str | None = None,
         stop: StopRequest | None = None,
+        concurrency: int = 1,
+        worker_client: Callable[[], AbstractContextManager[CanadaPostClient]] | None = None,
+        keep_results: bool = True,
     ) -> None:
         self.database_url = database_url
         self.settings = settings
@@ -63,49 +67,97 @@ class LabelWorkflow:
         self.on_result = on_result or (lambda result: None)
         self.run_id = run_id
         self.stop = stop or StopRequest()
+        # Workers beyond the first each need their own Canada Post client (its own HTTP session
+        # and audit connection): without a way to make one, the run has one worker.
+        self.concurrency = max(1, concurrency) if worker_client is not None else 1
+        self.worker_client = worker_client
+        self.keep_results = keep_results
+
+    def _new_run(self) -> LabelRun:
+        return LabelRun(keep_results=self.keep_results)
+
+    def _deliver(self, run: LabelRun) -> Listener:
+        def deliver(result: LabelResult) -> None:
+            run.record(result)
+            self.on_result(result)
+
+        return deliver
+
+    def _store(self) -> contextlib.AbstractContextManager[ShipmentStore]:
+        return ShipmentStore.open(self.database_url, owner=self.owner, run_id=self.run_id, purpose="labels")
 
     @contextlib.contextmanager
     def phases(self, run: LabelRun) -> Iterator[LabelPhases]:
-        """This run's phases over one store; whatever happens, the run leaves no claim behind."""
-        with ShipmentStore.open(
-            self.database_url, owner=self.owner, run_id=self.run_id, purpose="labels"
-        ) as store:
-            ctx = LabelContext(self.settings, self.client, store, run, self.on_result, self.stop)
+        """This run's phases over its own store; whatever happens, the run leaves no claim behind
+        (its workers' claims included: they all hold leases in the run's name)."""
+        with self._store() as store:
+            ctx = LabelContext(self.settings, self.client, store, run, self._deliver(run), self.stop)
             try:
                 yield LabelPhases(ctx)
             finally:
                 with contextlib.suppress(FulfilError, psycopg.Error):
                     store.release_leases()
 
+    def _in_workers(self, main: LabelPhases, loop: Callable[[LabelPhases], None]) -> None:
+        """Run ``loop`` in this run's workers: one in this thread with the run's own phases, or
+        several, each over its own store and client, their results delivered here."""
+        if self.concurrency == 1:
+            loop(main)
+            return
+        assert self.worker_client is not None
+        shared = main.ctx
+        make_client = self.worker_client
+
+        def worker(sink: Listener, halt: Halt) -> None:
+            # A worker's store never releases the run's leases: the run does, once all have stopped.
+            with self._store() as store, make_client() as client:
+                ctx = LabelContext(
+                    self.settings, client, store, shared.run, sink, self.stop, halt, shared.failed_downloads
+                )
+                loop(LabelPhases(ctx))
+
+        run_workers(self.concurrency, worker, shared.sink, shared.halt)
+
     # --- labels create ------------------------------------------------------------------------
 
     def create(self, order_ids: list[str] | None = None, limit: int | None = None) -> LabelRun:
-        run = LabelRun()
+        run = self._new_run()
+        if order_ids:
+            run.track_orders()
         # A label is paid for before its PDF exists: a directory that cannot take it stops the run
         # before anything is bought.
         check_labels_dir(self.settings.labels_dir)
+        budget = Budget(limit)
+
+        def buy(phases: LabelPhases) -> None:
+            ctx = phases.ctx
+            while not ctx.halted:
+                ctx.stop_if_asked()
+                if not budget.take():
+                    return
+                claim = phases.purchases.claim_next(order_ids)
+                if claim is None:
+                    budget.give_back()
+                    return
+                ctx.report(claim.result if claim.result is not None else phases.purchases.purchase(claim))
+
+        def fetch(phases: LabelPhases) -> None:
+            # After buying: every label still without a file (this run's failures excepted).
+            phases.downloads.download_all(order_ids)
+
         with self.phases(run) as phases:
             ctx = phases.ctx
             try:
                 phases.reconciler.reconcile_all(order_ids)
                 ctx.store.create_pending_shipments(order_ids, limit)
-                claimed = 0
-                while limit is None or claimed < limit:
-                    ctx.stop_if_asked()
-                    claim = phases.purchases.claim_next(order_ids)
-                    if claim is None:
-                        break
-                    claimed += 1
-                    ctx.report(claim.result if claim.result is not None else phases.purchases.purchase(claim))
+                self._in_workers(phases, buy)
             except StopRun as stop:
                 run.stopped = str(stop)
             except ConfigError as exc:
                 run.fatal = exc
             if run.stopped is None and run.fatal is None:
-                # After buying: every label still without a file (this run's failures excepted).
-                tried = {r.order_id for r in run.results if r.outcome == DOWNLOAD_FAILED}
                 try:
-                    phases.downloads.download_all(order_ids, verify=False, exclude=tried)
+                    self._in_workers(phases, fetch)
                 except StopRun as stop:
                     run.stopped = str(stop)
                 commands.report_untouched(ctx, order_ids)
@@ -113,15 +165,13 @@ class LabelWorkflow:
 
     def count_eligible(self, order_ids: list[str] | None) -> int:
         """About how many orders a run would work on (for a progress bar)."""
-        with ShipmentStore.open(
-            self.database_url, owner=self.owner, run_id=self.run_id, purpose="labels"
-        ) as store:
+        with self._store() as store:
             return store.count_eligible(order_ids)
 
     # --- labels reconcile and download --------------------------------------------------------
 
     def reconcile(self, order_ids: list[str] | None = None) -> LabelRun:
-        run = LabelRun()
+        run = self._new_run()
         with self.phases(run) as phases:
             try:
                 phases.reconciler.reconcile_all(order_ids)
@@ -133,11 +183,13 @@ class LabelWorkflow:
 
     def download(self, order_ids: list[str] | None = None, verify: bool = True) -> LabelRun:
         """Fetch missing labels and (verify) re-fetch files that are gone or changed on disk."""
-        run = LabelRun()
+        run = self._new_run()
         check_labels_dir(self.settings.labels_dir)
         with self.phases(run) as phases:
             try:
-                phases.downloads.download_all(order_ids, verify=verify)
+                self._in_workers(phases, lambda worker: worker.downloads.download_all(order_ids))
+                if verify:
+                    phases.downloads.verify_files(order_ids)
             except StopRun as stop:
                 run.stopped = str(stop)
         return run
@@ -145,7 +197,7 @@ class LabelWorkflow:
     # --- the seller's commands ----------------------------------------------------------------
 
     def retry(self, order_ids: list[str], *, not_bought: bool) -> LabelRun:
-        run = LabelRun()
+        run = self._new_run()
         with self.phases(run) as phases:
             commands.retry(phases.ctx, order_ids, not_bought=not_bought)
         return run
@@ -156,7 +208,8 @@ class LabelWorkflow:
 
     def dry_run(self, order_ids: list[str] | None, limit: int | None) -> tuple[LabelRun, dict[str, bytes]]:
         """Build and check each request a run would send; no HTTP, no writes."""
-        run = LabelRun()
+        run = self._new_run()
+        run.track_orders()
         with self.phases(run) as phases:
             bodies = commands.dry_run(phases.ctx, order_ids, limit)
             commands.report_untouched(phases.ctx, order_ids)
