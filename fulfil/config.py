@@ -19,6 +19,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
+from fulfil.canadapost.throttle_groups import (
+    CANADA_POST_GROUP_CALLS,
+    CANADA_POST_GROUP_LIMITS,
+    CANADA_POST_WINDOW_S,
+)
 from fulfil.errors import ConfigError
 
 Source = Literal["environment", "file", "default", "unset"]
@@ -85,6 +90,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         False,
         f"workers per run (each claims one order at a time), 1 to {MAX_CONCURRENCY}",
     ),
+    SettingSpec(
+        "FULFIL_RATE_HEADROOM",
+        "rates.headroom",
+        "0.95",
+        False,
+        "share of each rate limit fulfil spends (above 0, at most 1): the rest absorbs arrival jitter",
+    ),
     SettingSpec("FULFIL_CANADAPOST_ENV", "canadapost.env", "development", False, "development or production"),
     SettingSpec(
         "FULFIL_CANADAPOST_BASE_URL", "canadapost.base_url", None, False, "overrides the host the env selects"
@@ -105,6 +117,16 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "FULFIL_CANADAPOST_LABEL_FORMAT", "canadapost.label_format", "8.5x11", False, "8.5x11 or 4x6"
     ),
+    *(
+        SettingSpec(
+            f"FULFIL_CANADAPOST_RATE_{group}",
+            f"canadapost.rate_{group.lower()}",
+            f"{limit}/{CANADA_POST_WINDOW_S:g}",
+            False,
+            f"group {group} calls ({CANADA_POST_GROUP_CALLS[group]}) per window: CALLS or CALLS/SECONDS",
+        )
+        for group, limit in CANADA_POST_GROUP_LIMITS.items()
+    ),
     SettingSpec(
         "FULFIL_BESTBUY_BASE_URL", "bestbuy.base_url", BESTBUY_DEFAULT_BASE_URL, False, "Mirakl host"
     ),
@@ -113,6 +135,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "FULFIL_BESTBUY_SHOP_ID", "bestbuy.shop_id", None, False, "shop id, when the key has several"
     ),
     SettingSpec("FULFIL_BESTBUY_CARRIER_CODE", "bestbuy.carrier_code", "CPCL", False, "OR23 carrier_code"),
+    SettingSpec(
+        "FULFIL_BESTBUY_RATE_OR11",
+        "bestbuy.rate_or11",
+        "60/60",
+        False,
+        "OR11 calls (pages, reads by id) per window: CALLS or CALLS/SECONDS; a poll is once a minute at most",
+    ),
+    SettingSpec(
+        "FULFIL_BESTBUY_DEFAULT_RETRY_AFTER",
+        "bestbuy.default_retry_after",
+        "30",
+        False,
+        "seconds an endpoint pauses, for every process, after a 429 that gives no Retry-After",
+    ),
     SettingSpec("FULFIL_SENDER_NAME", "sender.name", None, False, "sender contact name"),
     SettingSpec("FULFIL_SENDER_COMPANY", "sender.company", None, False, "sender company (required)"),
     SettingSpec("FULFIL_SENDER_PHONE", "sender.phone", None, False, "sender phone (required)"),
@@ -220,6 +256,24 @@ class ParcelSettings:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """At most ``calls`` calls in any ``seconds`` (a service's published or configured limit)."""
+
+    calls: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RateBudgetSettings:
+    """The limits fulfil keeps to, shared by every process and host using the database."""
+
+    canadapost: Mapping[str, Rate]  # by throttle group, A to F
+    bestbuy: Mapping[str, Rate]  # by endpoint (OR11); every other endpoint only pauses on a 429
+    bestbuy_default_retry_after: float  # the pause after a 429 with no Retry-After
+    headroom: float  # the share of each limit spent
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     connect_timeout: float
     read_timeout: float
@@ -319,6 +373,23 @@ class Settings:
                 )
             return str(path)
         return None
+
+    def rate_budgets(self) -> RateBudgetSettings:
+        headroom = self._positive_decimal("FULFIL_RATE_HEADROOM", required=True)
+        assert headroom is not None
+        if headroom > 1:
+            raise ConfigError(
+                f"{self.get('FULFIL_RATE_HEADROOM').name} is {self.value('FULFIL_RATE_HEADROOM')!r}; "
+                "expected a share of each limit above 0 and at most 1 (e.g. 0.95)"
+            )
+        return RateBudgetSettings(
+            canadapost={
+                group: self._rate(f"FULFIL_CANADAPOST_RATE_{group}") for group in CANADA_POST_GROUP_LIMITS
+            },
+            bestbuy={"OR11": self._rate("FULFIL_BESTBUY_RATE_OR11")},
+            bestbuy_default_retry_after=float(self._required_decimal("FULFIL_BESTBUY_DEFAULT_RETRY_AFTER")),
+            headroom=float(headroom),
+        )
 
     def canadapost(self) -> CanadaPostSettings:
         env = self._required("FULFIL_CANADAPOST_ENV")
@@ -439,6 +510,23 @@ class Settings:
         if not number.is_finite() or number <= 0:
             raise ConfigError(f"{self.get(env).name} is {raw!r}; expected a number above 0")
         return number
+
+    def _rate(self, env: str) -> Rate:
+        """CALLS (per minute) or CALLS/SECONDS: a whole number of calls, 1 or more, in a window."""
+        raw = self._required(env)
+        calls, slash, seconds = raw.partition("/")
+        problem = f"{self.get(env).name} is {raw!r}; expected CALLS or CALLS/SECONDS (e.g. 646 or 646/60)"
+        if not calls.strip().isdigit() or int(calls) < 1:
+            raise ConfigError(f"{problem}: a whole number of calls, 1 or more")
+        window = Decimal(int(CANADA_POST_WINDOW_S))
+        if slash:
+            try:
+                window = Decimal(seconds.strip())
+            except InvalidOperation:
+                raise ConfigError(f"{problem}: the window in seconds") from None
+            if not window.is_finite() or window <= 0:
+                raise ConfigError(f"{problem}: a window above 0 seconds")
+        return Rate(int(calls), float(window))
 
     def _check_url(self, env: str, url: str) -> None:
         if not re.match(r"^https?://[^/\s]+", url):

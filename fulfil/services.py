@@ -21,6 +21,7 @@ from fulfil.runs import Run
 from fulfil.stop_signals import StopRequest
 
 if TYPE_CHECKING:
+    from fulfil.audit.budget import ServiceBudgets
     from fulfil.workflows.labels import LabelWorkflow
     from fulfil.workflows.tracking import TrackingWorkflow
 
@@ -33,6 +34,8 @@ class Session:
     settings: Settings
     run: Run
     audit: ApiCallLog
+    # Asked between the slices of a wait for a rate budget: a stopping run does not wait it out.
+    should_stop: Callable[[], bool] | None = None
 
     def canadapost_http(self, audit: ApiCallLog | None = None) -> AuditedHttp:
         cp = self.settings.canadapost()
@@ -76,6 +79,9 @@ class Session:
         http = self.settings.http()
         return AuditedHttp(
             audit or self.audit,
+            # Every process and host on this database shares the service's limits and pauses.
+            budgets=service_budgets(self.settings, service),
+            should_stop=self.should_stop,
             service=service,
             # Credentials go to the configured scheme, host and port, and nowhere an answer points.
             origin=base_url,
@@ -85,6 +91,22 @@ class Session:
             deadline=http.deadline,
             ca_bundle=http.ca_bundle,
         )
+
+
+def service_budgets(settings: Settings, service: str) -> ServiceBudgets:
+    """The rate budgets a service's calls are admitted under (shared through the database)."""
+    from fulfil.audit.budget import endpoint_budgets
+    from fulfil.canadapost.throttle_groups import canadapost_budgets
+
+    rates = settings.rate_budgets()
+    if service == "CanadaPost":
+        return canadapost_budgets(rates)
+    return endpoint_budgets(
+        "bestbuy",
+        rates.bestbuy,
+        headroom=rates.headroom,
+        default_retry_after=rates.bestbuy_default_retry_after,
+    )
 
 
 def session_redactor(settings: Settings) -> Redactor:
@@ -114,6 +136,12 @@ def open_session(database_url: str, settings: Settings, command: str) -> Iterato
         audit.close()
 
 
+def listen_for_stop(session: Session | None, stop: StopRequest | None) -> None:
+    """A wait for a rate budget is cut short when the run is asked to stop."""
+    if session is not None and stop is not None:
+        session.should_stop = lambda: stop.requested
+
+
 def label_workflow(
     database_url: str,
     settings: Settings,
@@ -127,17 +155,19 @@ def label_workflow(
     from fulfil.workflows.labels import LabelSettings, LabelWorkflow
 
     http = settings.http()
+    listen_for_stop(session, stop)
+    admission_wait = service_budgets(settings, "CanadaPost").max_wait
     label_settings = LabelSettings(
         canadapost=settings.canadapost(),
         sender=settings.sender(),
         parcel=settings.parcel(),
         labels_dir=settings.labels_dir,
-        lease_seconds=lease_seconds(http.deadline, RETRY_NOT_SENT),
+        lease_seconds=lease_seconds(http.deadline, RETRY_NOT_SENT, admission_wait=admission_wait),
         deadline=http.deadline,
         # Canada Post is given as long as we wait for an answer to make a purchase it received
         # visible to its look-ups.
         settle_allowance=http.read_timeout,
-        download_lease_seconds=lease_seconds(http.deadline, RETRY_LABEL_FETCH),
+        download_lease_seconds=lease_seconds(http.deadline, RETRY_LABEL_FETCH, admission_wait=admission_wait),
     )
     client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None
 
@@ -175,6 +205,7 @@ def tracking_workflow(
     from fulfil.workflows.tracking import TrackingSettings, TrackingWorkflow
 
     http = settings.http()
+    listen_for_stop(session, stop)
     client = None
     carrier_code = settings.value("FULFIL_BESTBUY_CARRIER_CODE") or "CPCL"
     if session is not None:
@@ -194,7 +225,9 @@ def tracking_workflow(
         database_url=database_url,
         settings=TrackingSettings(
             carrier_code=carrier_code,
-            lease_seconds=lease_seconds(http.deadline, policy, policy),
+            lease_seconds=lease_seconds(
+                http.deadline, policy, policy, admission_wait=service_budgets(settings, "BestBuy").max_wait
+            ),
         ),
         client=client,
         lease_owner=session.run.lease_owner if session is not None else "no-session",

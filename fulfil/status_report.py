@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
+from fulfil.audit.budget import BudgetState, budget_states
 from fulfil.db import connect, query
 from fulfil.label_files import file_matches
-from fulfil.runs import owner_is_dead
 from fulfil.shipments.states import ShipmentState
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class StatusReport:
     shipments: dict[str, int] = field(default_factory=dict)
     attention: list[AttentionItem] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # The rate budgets shared by every process: limits, use in the last window, pauses.
+    budgets: list[BudgetState] = field(default_factory=list)
 
     @property
     def needs_attention(self) -> bool:
@@ -44,6 +49,7 @@ class StatusReport:
         lines += [{"type": "shipments", "status": s, "count": n} for s, n in self.shipments.items()]
         lines += [item.as_record() for item in self.attention]
         lines += [{"type": "run", **run} for run in self.runs]
+        lines += [budget.as_record() for budget in self.budgets]
         return lines
 
 
@@ -60,105 +66,115 @@ _FIXES = {
 
 
 def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
-    report = StatusReport()
     with connect(database_url, row_factory=dict_row, application_name="fulfil-status") as conn:
-        report.orders = {r["status"]: r["count"] for r in conn.execute(query("status", "order_counts"))}
-        report.shipments = {r["status"]: r["count"] for r in conn.execute(query("status", "shipment_counts"))}
+        return report_from(conn, stale_hours=stale_hours)
 
-        for row in conn.execute(query("status", "failed_and_review")):
-            fix = _FIXES[row["status"]]
-            if row["last_error_code"] in ("two-labels", "duplicate-labels"):
-                fix = "void all but one of its labels at Canada Post, then `fulfil labels keep {order} ID`"
-            report.attention.append(
-                AttentionItem(
-                    row["status"],
-                    row["order_id"],
-                    row["last_error"] or row["status"],
-                    fix.format(order=row["order_id"]),
-                )
+
+def report_from(conn: psycopg.Connection[dict[str, Any]], *, stale_hours: int = 24) -> StatusReport:
+    """The report, from every query it needs run on ``conn`` (tests/test_query_plans.py records
+    them there and checks their plans: none may scan a big table)."""
+    report = StatusReport()
+    report.orders = {r["status"]: r["count"] for r in conn.execute(query("status", "order_counts"))}
+    report.shipments = {r["status"]: r["count"] for r in conn.execute(query("status", "shipment_counts"))}
+
+    for row in conn.execute(query("status", "failed_and_review")):
+        fix = _FIXES[row["status"]]
+        if row["last_error_code"] in ("two-labels", "duplicate-labels"):
+            fix = "void all but one of its labels at Canada Post, then `fulfil labels keep {order} ID`"
+        report.attention.append(
+            AttentionItem(
+                row["status"],
+                row["order_id"],
+                row["last_error"] or row["status"],
+                fix.format(order=row["order_id"]),
             )
-        for row in conn.execute(query("status", "open_purchases")):
-            if row["lease_owner"] is None or row["lease_expired"] or owner_is_dead(row["lease_owner"]):
-                reason = "a label purchase was interrupted (crashed or killed run) and is not settled yet"
-                if row["last_error"]:
-                    reason = row["last_error"]
-                report.attention.append(
-                    AttentionItem(
-                        "interrupted_purchase", row["order_id"], reason, "`fulfil labels reconcile`"
-                    )
-                )
-        for row in conn.execute(query("status", "surplus_labels")):
+        )
+    for row in conn.execute(query("status", "open_purchases")):
+        if row["lease_owner"] is None or row["lease_expired"] or _owner_is_dead(row["lease_owner"]):
+            reason = "a label purchase was interrupted (crashed or killed run) and is not settled yet"
+            if row["last_error"]:
+                reason = row["last_error"]
             report.attention.append(
-                AttentionItem(
-                    "surplus_label",
-                    row["order_id"],
-                    row["reason"],
-                    "void all but one of the order's labels at Canada Post (shipment "
-                    f"{row['cp_shipment_id']}, PIN {row['tracking_pin']}, is one of them; unused labels are "
-                    "refunded), then "
-                    f"`fulfil labels keep {row['order_id']} SHIPMENT_ID` with the one kept",
-                )
+                AttentionItem("interrupted_purchase", row["order_id"], reason, "`fulfil labels reconcile`")
             )
-        for row in conn.execute(query("status", "labels_without_pdf")):
-            if row["label_pdf_path"] is not None and file_matches(
-                row["label_pdf_path"], row["label_pdf_sha256"]
-            ):
-                continue
-            report.attention.append(
-                AttentionItem(
-                    "label_without_pdf",
-                    row["order_id"],
-                    row["last_error"]
-                    or f"label {row['tracking_pin']} is bought but its PDF is not on disk"
-                    + (
-                        f" (expected {row['label_pdf_path']}, missing or changed)"
-                        if row["label_pdf_path"]
-                        else ""
-                    ),
-                    f"`fulfil labels download --order {row['order_id']}`",
-                )
+    for row in conn.execute(query("status", "surplus_labels")):
+        report.attention.append(
+            AttentionItem(
+                "surplus_label",
+                row["order_id"],
+                row["reason"],
+                "void all but one of the order's labels at Canada Post (shipment "
+                f"{row['cp_shipment_id']}, PIN {row['tracking_pin']}, is one of them; unused labels are "
+                "refunded), then "
+                f"`fulfil labels keep {row['order_id']} SHIPMENT_ID` with the one kept",
             )
-        for row in conn.execute(query("status", "tracking_not_pushed"), {"hours": stale_hours}):
-            report.attention.append(
-                AttentionItem(
-                    "tracking_not_pushed",
-                    row["order_id"],
-                    f"label bought {_ago(row['since'])} and Best Buy has not confirmed the shipment "
-                    f"({row['status']})",
-                    f"`fulfil tracking push --order {row['order_id']}`",
-                )
+        )
+    for row in conn.execute(query("status", "labels_without_pdf")):
+        if row["label_pdf_path"] is not None and file_matches(row["label_pdf_path"], row["label_pdf_sha256"]):
+            continue
+        report.attention.append(
+            AttentionItem(
+                "label_without_pdf",
+                row["order_id"],
+                row["last_error"]
+                or f"label {row['tracking_pin']} is bought but its PDF is not on disk"
+                + (
+                    f" (expected {row['label_pdf_path']}, missing or changed)"
+                    if row["label_pdf_path"]
+                    else ""
+                ),
+                f"`fulfil labels download --order {row['order_id']}`",
             )
-        for row in conn.execute(query("status", "past_shipping_deadline")):
-            order_id = row["order_id"]
-            where = row["shipment_status"] or "no label yet"
-            report.attention.append(
-                AttentionItem(
-                    "past_shipping_deadline",
-                    order_id,
-                    f"Best Buy's shipping deadline was {row['deadline']:%Y-%m-%d %H:%M} UTC ({where}); "
-                    "late orders may be canceled by Best Buy",
-                    _ship_now(order_id, row["shipment_status"]),
-                )
+        )
+    for row in conn.execute(query("status", "tracking_not_pushed"), {"hours": stale_hours}):
+        report.attention.append(
+            AttentionItem(
+                "tracking_not_pushed",
+                row["order_id"],
+                f"label bought {_ago(row['since'])} and Best Buy has not confirmed the shipment "
+                f"({row['status']})",
+                f"`fulfil tracking push --order {row['order_id']}`",
             )
-        for row in conn.execute(query("status", "last_runs")):
-            run = {
-                "command": row["command"],
-                "started_at": row["started_at"],
-                "finished_at": row["finished_at"],
-                "exit_code": row["exit_code"],
-                "host": row["hostname"],
-                "summary": row["summary"],
-            }
-            if row["finished_at"] is None:
-                run["state"] = (
-                    "ended without finishing"
-                    if owner_is_dead(row["lease_owner"])
-                    else "running (or on another host)"
-                )
-            else:
-                run["state"] = "ok" if row["exit_code"] == 0 else f"exit {row['exit_code']}"
-            report.runs.append(run)
+        )
+    for row in conn.execute(query("status", "past_shipping_deadline")):
+        order_id = row["order_id"]
+        where = row["shipment_status"] or "no label yet"
+        report.attention.append(
+            AttentionItem(
+                "past_shipping_deadline",
+                order_id,
+                f"Best Buy's shipping deadline was {row['deadline']:%Y-%m-%d %H:%M} UTC ({where}); "
+                "late orders may be canceled by Best Buy",
+                _ship_now(order_id, row["shipment_status"]),
+            )
+        )
+    for row in conn.execute(query("status", "last_runs")):
+        run = {
+            "command": row["command"],
+            "started_at": row["started_at"],
+            "finished_at": row["finished_at"],
+            "exit_code": row["exit_code"],
+            "host": row["hostname"],
+            "summary": row["summary"],
+        }
+        if row["finished_at"] is None:
+            run["state"] = (
+                "ended without finishing"
+                if _owner_is_dead(row["lease_owner"])
+                else "running (or on another host)"
+            )
+        else:
+            run["state"] = "ok" if row["exit_code"] == 0 else f"exit {row['exit_code']}"
+        report.runs.append(run)
+    report.budgets = budget_states(conn)
     return report
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    # fulfil.runs brings psutil (~10 ms of `fulfil status`): only when a lease owner is judged.
+    from fulfil.runs import owner_is_dead
+
+    return owner_is_dead(owner)
 
 
 def _ship_now(order_id: str, shipment_status: str | None) -> str:

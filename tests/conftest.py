@@ -137,6 +137,13 @@ def run_fulfil(
 # The sandbox (local Canada Post and Best Buy over real sockets) and an environment pointing at it
 # ------------------------------------------------------------------------------------------------
 
+# Rate budgets a hundred times Canada Post's published limits (and OR11 a hundred a second): the
+# suite's sandbox never throttles near them, and no test but the budgets' own waits on a budget.
+FAST_RATES_ENV = {
+    **{f"FULFIL_CANADAPOST_RATE_{group}": "100000/60" for group in "ABCDEF"},
+    "FULFIL_BESTBUY_RATE_OR11": "6000/60",
+}
+
 SENDER_ENV = {
     "FULFIL_SENDER_NAME": "Shipping Desk",
     "FULFIL_SENDER_COMPANY": "Érable & Fils Électronique",
@@ -182,6 +189,7 @@ def fulfil_env(cli_env: dict[str, str], database_url: str, sandbox: object) -> d
         **cli_env,
         **DEFAULT_CREDENTIALS,
         **SENDER_ENV,
+        **FAST_RATES_ENV,
         "FULFIL_DATABASE_URL": database_url,
         "FULFIL_CANADAPOST_BASE_URL": base,
         "FULFIL_BESTBUY_BASE_URL": base,

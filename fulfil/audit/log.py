@@ -23,8 +23,10 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from fulfil.audit.budget import Admission, Budget, Pause, admission_parameters, record_pause
 from fulfil.audit.redaction import SENSITIVE_NAME, Redactor
 from fulfil.db import connect, query
 
@@ -191,6 +193,14 @@ def _credentials_sent(headers: Mapping[str, str]) -> tuple[list[str], list[tuple
     return secrets, pairs
 
 
+def _guarded(name: str, guard: SendGuard) -> Any:
+    """A named api_calls statement with the guard's named query composed in as {guard}."""
+    from psycopg import sql
+
+    # Both queries are fulfil's own named queries; only values travel as parameters.
+    return sql.SQL(query("api_calls", name)).format(guard=sql.SQL(query(guard.group, guard.name)))
+
+
 class ApiCallLog:
     """Writes api_calls rows on a dedicated autocommit connection (thread-safe)."""
 
@@ -276,38 +286,106 @@ class ApiCallLog:
         message if it has one. ``deadline_seconds``: when the attempt will have been cut off,
         stored as ``deadline_at`` (NULL when None).
         """
-        from psycopg.types.json import Jsonb
-
         with self._lock:
-            self._learn(headers)
-            redactor = self._storage_redactor()
-            payload = request_payload(body, content_type, self.body_cap, redactor)
-            parameters = {
-                "service": storable_text(service),
-                "endpoint": storable_text(endpoint),
-                "related_id": _optional_text(redactor.text(related_id)),
-                "method": storable_text(method),
-                "url": storable_text(redactor.url(url)),
-                "request_headers": Jsonb(storable_json(redactor.headers(headers))),
-                "request_payload": Jsonb(payload) if payload is not None else None,
-                "run_id": self.run_id,
-                "deadline_seconds": deadline_seconds,
-            }
+            parameters = self._request_parameters(
+                service, endpoint, related_id, method, url, headers, body, content_type, deadline_seconds
+            )
             conn = self._connection()
             if guard is None:
                 row = conn.execute(query("api_calls", "insert_request"), parameters).fetchone()
             else:
-                from psycopg import sql
-
-                # Both queries are fulfil's own named queries; only values travel as parameters.
-                statement = sql.SQL(query("api_calls", "insert_request_guarded")).format(
-                    guard=sql.SQL(query(guard.group, guard.name))
-                )
-                row = conn.execute(statement, {**guard.params, **parameters}).fetchone()
+                row = conn.execute(
+                    _guarded("insert_request_guarded", guard), {**guard.params, **parameters}
+                ).fetchone()
                 if row is None:
                     raise LeaseLost(guard.description or LEASE_LOST_MESSAGE)
         assert row is not None
         return int(row[0])
+
+    def begin_metered(
+        self,
+        *,
+        service: str,
+        endpoint: str,
+        related_id: str | None,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | str | None,
+        content_type: str | None,
+        budget: Budget,
+        horizon: float,
+        longest_wait: float,
+        reserved: bool,
+        guard: SendGuard | None = None,
+        deadline_seconds: float | None = None,
+    ) -> Admission:
+        """``begin``, admitted under ``budget`` in the same statement (fulfil/audit/budget.py):
+        the row is written only when the budget admits the call now (``call_id`` set, started at
+        its slot), else the answer is the reservation made or the pause, and how long to wait.
+        ``reserved``: the caller comes back with the slot it reserved. ``LeaseLost`` as ``begin``;
+        then no slot is taken."""
+        with self._lock:
+            parameters = self._request_parameters(
+                service, endpoint, related_id, method, url, headers, body, content_type, deadline_seconds
+            )
+            parameters.update(
+                admission_parameters(budget, horizon=horizon, longest_wait=longest_wait, reserved=reserved)
+            )
+            conn = self._connection()
+            if guard is None:
+                row = conn.execute(query("api_calls", "insert_request_metered"), parameters).fetchone()
+            else:
+                row = conn.execute(
+                    _guarded("insert_request_metered_guarded", guard), {**guard.params, **parameters}
+                ).fetchone()
+        assert row is not None
+        call_id, held, slot, wait_seconds, paused_until, pause_reason = row
+        if not held:
+            assert guard is not None
+            raise LeaseLost(guard.description or LEASE_LOST_MESSAGE)
+        return Admission(
+            call_id=None if call_id is None else int(call_id),
+            slot=slot,
+            wait_seconds=float(wait_seconds or 0.0),
+            paused_until=paused_until,
+            pause_reason=pause_reason,
+        )
+
+    def pause_budget(self, budget: Budget, pause: Pause) -> datetime:
+        """A throttle answer: pause the budget for every process (one statement); returns its end."""
+        with self._lock:
+            return record_pause(self._connection(), budget, pause)
+
+    def _request_parameters(
+        self,
+        service: str,
+        endpoint: str,
+        related_id: str | None,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | str | None,
+        content_type: str | None,
+        deadline_seconds: float | None,
+    ) -> dict[str, Any]:
+        """The request row's values, redacted and storable. Called with the lock held."""
+        from psycopg.types.json import Jsonb
+
+        self._learn(headers)
+        redactor = self._storage_redactor()
+        payload = request_payload(body, content_type, self.body_cap, redactor)
+        return {
+            "service": storable_text(service),
+            "endpoint": storable_text(endpoint),
+            "related_id": _optional_text(redactor.text(related_id)),
+            "method": storable_text(method),
+            "url": storable_text(redactor.url(url)),
+            "request_headers": Jsonb(storable_json(redactor.headers(headers))),
+            "request_payload": Jsonb(payload) if payload is not None else None,
+            "run_id": self.run_id,
+            "deadline_seconds": deadline_seconds,
+        }
 
     def finish(
         self,

@@ -1,7 +1,7 @@
 """The one retry policy: which failures are sent again, how often, how long to wait; and, from it,
-how long a claim must last (every attempt to its deadline, every wait at its longest) and how long
-an unanswered purchase needs before its absence proves nothing was bought. Every retry, backoff,
-lease and settle window in fulfil is computed here."""
+how long a claim must last (every attempt to its deadline, every wait at its longest, the longest
+wait for a rate budget) and how long an unanswered purchase needs before its absence proves
+nothing was bought. Every retry, backoff, lease and settle window in fulfil is computed here."""
 
 from __future__ import annotations
 
@@ -57,11 +57,16 @@ NO_RETRY = RetryPolicy()
 LEASE_MARGIN_SECONDS = 30.0
 
 
-def lease_seconds(deadline: float, *calls: RetryPolicy) -> float:
+def lease_seconds(deadline: float, *calls: RetryPolicy, admission_wait: float = 0.0) -> float:
     """How long a claim on a piece of work must last so that every call made under it, each with
     all its attempts and waits, has ended before anyone else may take the work over. Both
-    workflows size their leases here."""
-    return sum(policy.longest_call(deadline) for policy in calls) + LEASE_MARGIN_SECONDS
+    workflows size their leases here.
+
+    ``admission_wait``: the most one call waits for its rate budget over all its attempts
+    (``ServiceBudgets.max_wait`` of the service called; 0 when its calls are not metered)."""
+    if admission_wait < 0:
+        raise ValueError("a budget wait cannot be negative")
+    return sum(policy.longest_call(deadline) + admission_wait for policy in calls) + LEASE_MARGIN_SECONDS
 
 
 def settle_seconds(deadline: float, service_allowance: float) -> float:

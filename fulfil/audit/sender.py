@@ -14,9 +14,14 @@ before sending and completed after. The outcome carries a failure class every ca
 * ``indeterminate``: it may have been acted on: anything after the first byte was written (read
   timeout, reset, a TLS error while reading, the deadline passing mid-answer), a 5xx, a garbled,
   oversized or unexpected answer. Never blindly repeat a purchase: look it up first.
-* ``rate_limited``: a 429; wait (``retry_after``) and send again.
+* ``rate_limited``: a 429, or another answer the service's budgets know as its throttle
+  (Canada Post's "Rejected by SLM Monitor"): refused before anything was done; wait and send again.
 
 A status code received is kept even when reading the body fails afterwards.
+
+With ``budgets`` (fulfil/audit/budget.py), every request is first admitted under its endpoint's
+rate budget, shared by every process using the database, in the statement that writes its row; a
+throttle answer pauses that budget for all of them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import requests
 from requests.auth import AuthBase
 
 from fulfil import __version__
+from fulfil.audit.budget import Budget, ServiceBudgets
 from fulfil.audit.log import ApiCallLog, SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.retry import NO_RETRY, RetryPolicy
@@ -90,6 +96,8 @@ class AuditedHttp:
         deadline: float | None = None,
         ca_bundle: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        budgets: ServiceBudgets | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         if connect_timeout <= 0 or read_timeout <= 0 or (deadline is not None and deadline <= 0):
             raise ValueError("timeouts are mandatory and must be positive")
@@ -107,6 +115,13 @@ class AuditedHttp:
         self.session.mount("http://", ProbedAdapter())
         self.session.auth = auth
         self.session.headers["User-Agent"] = f"fulfil/{__version__}"
+        # Requests only ever go to ``origin`` (anything else is refused before sending), so the
+        # environment's proxy settings are those of that one origin.
+        self._settings: dict[str, Any] | None = None
+        # The shared rate budgets of this service's endpoints (None: calls are not metered).
+        self.budgets = budgets
+        # Asked between the slices of a budget wait: True holds the request back (a stop signal).
+        self.should_stop = should_stop
 
     def close(self) -> None:
         self.session.close()
@@ -126,8 +141,10 @@ class AuditedHttp:
         guard: SendGuard | None = None,
     ) -> HttpOutcome:
         """Send with the retry policy; returns the last attempt's outcome. Raises only if the audit
-        row cannot be written, or ``guard`` refuses (``LeaseLost``): then nothing is sent."""
+        row cannot be written, or ``guard`` refuses (``LeaseLost``): then nothing is sent. Waiting
+        for the endpoint's budget takes at most ``budgets.max_wait`` over all the attempts."""
         attempt = 1
+        waits = _BudgetWaits(self.budgets.max_wait if self.budgets is not None else 0.0)
         while True:
             outcome = self._send_once(
                 method,
@@ -139,6 +156,7 @@ class AuditedHttp:
                 data=data,
                 expect=expect,
                 guard=guard,
+                waits=waits,
             )
             if (
                 outcome.failure is None
@@ -174,6 +192,7 @@ class AuditedHttp:
         data: bytes | str | None,
         expect: AnswerCheck | None,
         guard: SendGuard | None,
+        waits: _BudgetWaits,
     ) -> HttpOutcome:
         body = data.encode("utf-8") if isinstance(data, str) else data
         prepared = self.session.prepare_request(
@@ -185,18 +204,26 @@ class AuditedHttp:
             # Never let an answer's link carry the credentials elsewhere: the request is recorded
             # as refused, and nothing is sent.
             prepared.headers.pop("Authorization", None)
-        call_id = self.audit.begin(
-            service=self.service,
-            endpoint=endpoint,
-            related_id=related_id,
-            method=method,
-            url=full_url,
-            headers=dict(prepared.headers),
-            body=body,
-            content_type=prepared.headers.get("Content-Type"),
-            guard=guard if foreign is None else None,
-            deadline_seconds=self.deadline,
-        )
+        request: dict[str, Any] = {
+            "service": self.service,
+            "endpoint": endpoint,
+            "related_id": related_id,
+            "method": method,
+            "url": full_url,
+            "headers": dict(prepared.headers),
+            "body": body,
+            "content_type": prepared.headers.get("Content-Type"),
+            "guard": guard if foreign is None else None,
+            "deadline_seconds": self.deadline,
+        }
+        budget = self.budgets.budget_for(endpoint) if self.budgets is not None and foreign is None else None
+        if budget is None:
+            call_id = self.audit.begin(**request)
+        else:
+            admitted = self._admit(budget, request, waits)
+            if isinstance(admitted, str):
+                return self._hold_back(request, admitted)
+            call_id = admitted
         if foreign is not None:
             return self._refuse_foreign(call_id, method, foreign, endpoint)
         log.debug(
@@ -216,9 +243,7 @@ class AuditedHttp:
         probe = WireProbe(self.deadline)
         with probing(probe):
             try:
-                settings = self.session.merge_environment_settings(full_url, {}, True, True, None)
-                # Our trust store, never one an environment variable weakens.
-                settings["verify"] = self.verify
+                settings = self._environment_settings(full_url)
                 response = self.session.send(
                     prepared, timeout=self.timeout, allow_redirects=False, **settings
                 )
@@ -259,6 +284,35 @@ class AuditedHttp:
         received = self.redactor.bytes(received) if received is not None else None
         response_headers = self.redactor.headers(response_headers) if response_headers is not None else None
         error = self.redactor.text(error)
+        outcome = HttpOutcome(
+            call_id=call_id,
+            method=method,
+            url=full_url,
+            status_code=status_code,
+            headers=requests.structures.CaseInsensitiveDict(response_headers or {}),
+            body=received or b"",
+            failure=failure,
+            error=error,
+            duration_ms=duration_ms,
+            repeatable=repeatable,
+        )
+        if budget is not None and self.budgets is not None and status_code is not None:
+            pause = self.budgets.pause_after(budget, endpoint, outcome)
+            if pause is not None:
+                # Refused at the door, nothing done: rate_limited, whatever the status said. The
+                # pause is recorded first, so the other processes stop as soon as possible.
+                failure = outcome.failure = FailureClass.RATE_LIMITED
+                error = outcome.error = error or f"HTTP {status_code}"
+                until = self.audit.pause_budget(budget, pause)
+                # The run says what it does about it (waits, or stops with one line); this is for -v.
+                log.info(
+                    "%s %s: %s; %s paused for every process until %s",
+                    self.service,
+                    endpoint,
+                    pause.reason,
+                    budget.name,
+                    f"{until:%H:%M:%S}",
+                )
         self.audit.finish(
             call_id,
             status_code=status_code,
@@ -279,18 +333,77 @@ class AuditedHttp:
             duration_ms,
             call_id,
         )
+        return outcome
+
+    # --- rate budgets ---------------------------------------------------------------------------
+
+    def _admit(self, budget: Budget, request: dict[str, Any], waits: _BudgetWaits) -> int | str:
+        """The call_id of the request's row once its budget admits it (the slot reached), or why
+        it is held back (the wait would pass ``waits``' bound, or the run is stopping)."""
+        assert self.budgets is not None
+        horizon = self.budgets.horizon
+        reserved = False
+        while True:
+            admission = self.audit.begin_metered(
+                **request, budget=budget, horizon=horizon, longest_wait=waits.left(), reserved=reserved
+            )
+            if admission.call_id is not None:
+                if admission.wait_seconds > 0:
+                    waits.sleep(admission.wait_seconds, None)  # within the horizon: no coming back
+                return admission.call_id
+            reserved = admission.reserved
+            wait = admission.wait_seconds
+            if admission.paused_until is not None:
+                why = (
+                    f"{budget.name} is paused for every process until "
+                    f"{admission.paused_until:%H:%M:%S} ({admission.pause_reason})"
+                )
+            else:
+                why = f"{budget.name} has no slot for {wait:.1f} s"
+            if wait > waits.left() + horizon:
+                return f"held back: {why}; waited {waits.spent:.1f} s of at most {waits.bound:.1f} s"
+            log.debug("%s %s: %s; waiting %.2f s", self.service, request["endpoint"], why, wait)
+            if not waits.sleep(wait, self.should_stop):
+                return f"held back: the run is stopping ({why})"
+
+    def _hold_back(self, request: dict[str, Any], reason: str) -> HttpOutcome:
+        """A request its budget did not admit in time: recorded, never sent (``not_sent``)."""
+        call_id = self.audit.begin(**request)
+        error = f"{reason}; nothing was sent"
+        self.audit.finish(
+            call_id,
+            status_code=None,
+            response_headers=None,
+            body=None,
+            content_type=None,
+            is_success=False,
+            error=error,
+            failure_class=FailureClass.NOT_SENT.value,
+            duration_ms=0,
+        )
+        # The caller reports what it does about it; this is for -v.
+        log.info("%s %s: %s", self.service, request["endpoint"], error)
         return HttpOutcome(
             call_id=call_id,
-            method=method,
-            url=full_url,
-            status_code=status_code,
-            headers=requests.structures.CaseInsensitiveDict(response_headers or {}),
-            body=received or b"",
-            failure=failure,
+            method=request["method"],
+            url=self.redactor.url(request["url"]),
+            status_code=None,
+            headers={},
+            body=b"",
+            failure=FailureClass.NOT_SENT,
             error=error,
-            duration_ms=duration_ms,
-            repeatable=repeatable,
+            duration_ms=0,
         )
+
+    def _environment_settings(self, url: str) -> dict[str, Any]:
+        """The proxies (HTTPS_PROXY, NO_PROXY …) for this service's one origin, read from the
+        environment once: requests would scan every variable on every call, about 1.5 ms each
+        on a machine with a hundred of them. Our trust store, never one a variable weakens."""
+        if self._settings is None:
+            settings = dict(self.session.merge_environment_settings(url, {}, True, True, None))
+            settings["verify"] = self.verify
+            self._settings = settings
+        return dict(self._settings)
 
     def _refuse_foreign(self, call_id: int, method: str, url: str, endpoint: str) -> HttpOutcome:
         host = _host_for_message(url)
@@ -355,6 +468,34 @@ def _host_for_message(url: str) -> str:
 
 class ResponseTooLarge(Exception):
     pass
+
+
+class _BudgetWaits:
+    """How long one call (all its attempts) has waited for its budget, against its bound."""
+
+    SLICE_SECONDS = 0.25  # how often a long wait asks whether the run is stopping
+
+    def __init__(self, bound: float) -> None:
+        self.bound = bound
+        self.spent = 0.0
+
+    def left(self) -> float:
+        return max(0.0, self.bound - self.spent)
+
+    def sleep(self, seconds: float, should_stop: Callable[[], bool] | None) -> bool:
+        """Sleep ``seconds`` (in slices when it can be stopped); False when stopped first."""
+        started = time.monotonic()
+        deadline = started + seconds
+        try:
+            while True:
+                if should_stop is not None and should_stop():
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return True
+                time.sleep(min(remaining, self.SLICE_SECONDS) if should_stop is not None else remaining)
+        finally:
+            self.spent += time.monotonic() - started
 
 
 def classify_status(status: int) -> FailureClass | None:

@@ -40,7 +40,14 @@ SERVICE = "CanadaPost"
 EASTERN = ZoneInfo("America/Toronto")
 
 # A connection refused or a connect timeout provably sent nothing: trying again cannot buy twice.
-RETRY_NOT_SENT = RetryPolicy(max_attempts=3, retry_on=frozenset({FailureClass.NOT_SENT}), backoff_base=1.0)
+# A purchase is sent again only when it provably was not performed: it never reached Canada Post,
+# or Canada Post's gateway refused it ("Rejected by SLM Monitor": the next attempt waits for the
+# group's pause to end, which every process then shares).
+RETRY_NOT_SENT = RetryPolicy(
+    max_attempts=3,
+    retry_on=frozenset({FailureClass.NOT_SENT, FailureClass.RATE_LIMITED}),
+    backoff_base=1.0,
+)
 # Reads change nothing, so anything but a definitive answer is worth another try.
 RETRY_READS = RetryPolicy(
     max_attempts=3,

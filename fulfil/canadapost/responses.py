@@ -204,6 +204,12 @@ def classify_error(status_code: int | None, messages: Iterable[CanadaPostMessage
 _AUTH_CODES = frozenset({"E002", "AA001", "AA002", "AA003", "AA004"})
 
 
+def is_throttled_answer(body: bytes | str | None) -> bool:
+    """True when the body is Canada Post's throttle refusal ("Rejected by SLM Monitor"): the call
+    was refused at the gateway, before anything was performed."""
+    return any(_is_throttling(message) for message in messages_in(body) or ())
+
+
 def _is_throttling(message: CanadaPostMessage) -> bool:
     return message.code.strip() == "Server" and "rejected by slm monitor" in message.description.casefold()
 

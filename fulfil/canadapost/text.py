@@ -11,6 +11,9 @@ def clean_text(value: str) -> str | None:
     Composition matters twice: an accent typed as a combining mark would count as an extra
     character against Canada Post's limits, and labels print composed glyphs reliably.
     """
+    if value.isascii() and value.isprintable():
+        # Most of an order's text: nothing to compose or take out, only spaces to collapse.
+        return " ".join(value.split()) or None
     composed = unicodedata.normalize("NFC", value)
     # Control characters (tabs, newlines, NUL) and line separators end a word; most of them are
     # not even allowed in an XML document. Invisible characters (soft hyphens, zero-width spaces,

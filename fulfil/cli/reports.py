@@ -71,8 +71,25 @@ def status(
                     for r in report.runs
                 ],
             )
+        if report.budgets:
+            out.table(
+                "Rate budgets (shared by every process and host)",
+                ["budget", "limit", "used in window", "reserved ahead", "paused", "last pause"],
+                [_budget_row(b) for b in report.budgets],
+            )
     if report.needs_attention:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _budget_row(budget: Any) -> list[Any]:
+    limit = f"{budget.limit}/{budget.window_seconds:g} s" if budget.limit is not None else "pauses only"
+    paused = f"until {budget.paused_until:%H:%M:%S}: {budget.pause_reason}" if budget.paused_until else ""
+    last = (
+        f"{budget.last_pause_at:%Y-%m-%d %H:%M:%S}: {budget.last_pause_reason}"
+        if budget.last_pause_at
+        else ""
+    )
+    return [budget.name, limit, budget.calls_in_window, budget.reserved_ahead, paused, last]
 
 
 def _summary_text(summary: Any) -> str:

@@ -28,30 +28,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Calls per minute per API key, Canada Post's published defaults (upgraded keys get more).
-CANADA_POST_GROUP_LIMITS: dict[str, int] = {"A": 646, "B": 468, "C": 730, "D": 840, "E": 20, "F": 6}
-CANADA_POST_WINDOW_S = 60.0
-# The group of every endpoint the sandbox serves. Canada Post names get shipment, get artifact and
-# the non-contract get and receipt in A, so the details calls (the same shipment, more of it) are
-# there too; searches (Get Shipments by request id, PIN or group; the non-contract search by PIN or
-# date) are "get shipments", group C; void and both refunds are B; tracking is E. D (rates) and F
-# (signature image, delivery certificate) have no endpoint here but keep their limits.
-CANADA_POST_ENDPOINT_GROUPS: dict[str, str] = {
-    "CreateShipment": "A",
-    "GetShipment": "A",
-    "GetShipmentDetails": "A",
-    "GetArtifact": "A",
-    "CreateNCShipment": "A",
-    "GetNCShipment": "A",
-    "GetNCShipmentDetails": "A",
-    "GetShipments": "C",
-    "GetNCShipments": "C",
-    "VoidShipment": "B",
-    "RefundShipment": "B",
-    "RefundNCShipment": "B",
-    "TrackingSummary": "E",
-    "TrackingDetail": "E",
-}
+# Canada Post's published limits and the group of every endpoint the sandbox serves: one table,
+# the one fulfil's budgets use (tests/sandbox/test_throttle.py pins its contents).
+from fulfil.canadapost.throttle_groups import (
+    CANADA_POST_ENDPOINT_GROUPS,
+    CANADA_POST_GROUP_LIMITS,
+    CANADA_POST_WINDOW_S,
+)
 
 
 @dataclass(frozen=True)

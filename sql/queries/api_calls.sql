@@ -22,6 +22,52 @@ SELECT %(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request
 FROM (SELECT 1 FROM held LIMIT 1) AS still_held
 RETURNING call_id;
 
+-- name: insert_request_metered
+-- The same, admitted under a rate budget in the same statement (fulfil_rate_admit, sql/0005): the
+-- row is written only when the budget admits the call, started at its slot. Answers whether it
+-- was (call_id), else the reservation or the pause and how long to wait.
+WITH admission AS MATERIALIZED (
+    SELECT * FROM fulfil_rate_admit(%(budget)s, %(budget_calls)s, %(budget_window)s, %(budget_interval)s,
+                                    %(budget_horizon)s, %(budget_longest_wait)s, %(budget_reserved)s, true)
+), inserted AS (
+    INSERT INTO api_calls (service, endpoint, related_id, method, url, request_headers, request_payload,
+                           run_id, started_at, deadline_at, rate_budget)
+    SELECT %(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request_headers)s,
+           %(request_payload)s, %(run_id)s, a.slot,
+           a.slot + make_interval(secs => %(deadline_seconds)s::double precision), %(budget)s
+    FROM admission a
+    WHERE a.admitted
+    RETURNING call_id
+)
+SELECT (SELECT call_id FROM inserted) AS call_id, true AS held, a.slot, a.wait_seconds, a.paused_until,
+       a.pause_reason
+FROM admission a;
+
+-- name: insert_request_metered_guarded
+-- Guard, budget and row in one statement: the guard first (a budget slot is never taken for work
+-- that is no longer the caller's), then the admission, then the row when both allow it.
+WITH held AS ({guard}),
+still_held AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM held) AS held),
+admission AS MATERIALIZED (
+    SELECT h.held, a.*
+    FROM still_held h,
+         LATERAL fulfil_rate_admit(%(budget)s, %(budget_calls)s, %(budget_window)s, %(budget_interval)s,
+                                   %(budget_horizon)s, %(budget_longest_wait)s, %(budget_reserved)s,
+                                   h.held) a
+), inserted AS (
+    INSERT INTO api_calls (service, endpoint, related_id, method, url, request_headers, request_payload,
+                           run_id, started_at, deadline_at, rate_budget)
+    SELECT %(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request_headers)s,
+           %(request_payload)s, %(run_id)s, a.slot,
+           a.slot + make_interval(secs => %(deadline_seconds)s::double precision), %(budget)s
+    FROM admission a
+    WHERE a.held AND a.admitted
+    RETURNING call_id
+)
+SELECT (SELECT call_id FROM inserted) AS call_id, a.held, a.slot, a.wait_seconds, a.paused_until,
+       a.pause_reason
+FROM admission a;
+
 -- name: record_response
 UPDATE api_calls
 SET status_code = %(status_code)s,

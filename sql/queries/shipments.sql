@@ -49,9 +49,11 @@ FROM orders o
 WHERE s.shipment_id = (
         SELECT p.shipment_id
         FROM shipments p
-        JOIN orders po ON po.order_id = p.order_id
         WHERE p.status = 'label_pending'
-          AND po.status = 'accepted'
+          -- A probe of the order per pending row, in index order (OFFSET 0 keeps it one): joined,
+          -- the planner may read every accepted order and sort, which grows with the orders waiting.
+          AND EXISTS (SELECT 1 FROM orders po
+                      WHERE po.order_id = p.order_id AND po.status = 'accepted' OFFSET 0)
           AND (%(order_ids)s::text[] IS NULL OR p.order_id = ANY (%(order_ids)s::text[]))
         ORDER BY p.shipment_id
         LIMIT 1

@@ -1,10 +1,11 @@
 -- Named queries for `fulfil status` (fulfil/status_report.py).
 
 -- name: order_counts
-SELECT status, count(*) AS count FROM orders GROUP BY status ORDER BY status;
+-- From the summary the database keeps exact (sql/0006_scale_indexes.sql), not a count of every order.
+SELECT status, count FROM current_status_counts WHERE table_name = 'orders' ORDER BY status;
 
 -- name: shipment_counts
-SELECT status, count(*) AS count FROM shipments GROUP BY status ORDER BY status;
+SELECT status, count FROM current_status_counts WHERE table_name = 'shipments' ORDER BY status;
 
 -- name: failed_and_review
 SELECT order_id, status, last_error_code, last_error, updated_at
@@ -44,18 +45,34 @@ WHERE status IN ('label_created', 'tracking_sent')
 ORDER BY since;
 
 -- name: past_shipping_deadline
--- Orders Best Buy expects shipped by now (its shipping_deadline) that are not shipped here.
+-- Orders Best Buy expects shipped by now (its shipping_deadline) that are not shipped here: a range
+-- of orders_accepted_deadline_idx, and one probe of shipments_order_id_uidx per late order (a
+-- join could hash every shipment ever made).
 SELECT o.order_id, o.status, fulfil_try_timestamptz(o.raw_order_data ->> 'shipping_deadline') AS deadline,
-       s.status AS shipment_status
+       (SELECT s.status FROM shipments s WHERE s.order_id = o.order_id) AS shipment_status
 FROM orders o
-LEFT JOIN shipments s ON s.order_id = o.order_id
 WHERE o.status = 'accepted'
   AND fulfil_try_timestamptz(o.raw_order_data ->> 'shipping_deadline') < now()
 ORDER BY deadline;
 
 -- name: last_runs
--- The latest run of each command, and whether it ended.
-SELECT DISTINCT ON (command) command, run_id, hostname, pid, lease_owner, started_at, finished_at,
-       exit_code, summary
-FROM runs
-ORDER BY command, started_at DESC;
+-- The latest run of each command, and whether it ended: one probe of runs_command_started_idx per
+-- command (the recursive part hops from one command to the next), not a walk over every run.
+WITH RECURSIVE commands AS (
+    (SELECT command FROM runs ORDER BY command LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.command FROM runs r WHERE r.command > c.command ORDER BY r.command LIMIT 1)
+    FROM commands c
+    WHERE c.command IS NOT NULL
+)
+SELECT latest.*
+FROM commands c
+CROSS JOIN LATERAL (
+    SELECT r.command, r.run_id, r.hostname, r.pid, r.lease_owner, r.started_at, r.finished_at,
+           r.exit_code, r.summary
+    FROM runs r
+    WHERE r.command = c.command
+    ORDER BY r.started_at DESC
+    LIMIT 1
+) AS latest
+ORDER BY latest.command;

@@ -140,6 +140,9 @@ def chaos_env(
         "FULFIL_CANADAPOST_CONTRACT_ID": CONTRACT_ID,
         "FULFIL_LABELS_DIR": str(labels_dir),
         "FULFIL_CONCURRENCY": str(workers),
+        # Canada Post's limits over a 1 s window: an injected "Rejected by SLM Monitor" pauses the
+        # group for every process for one second, not the published minute (the waves last ~10 s).
+        **{f"FULFIL_CANADAPOST_RATE_{group}": "1000/1" for group in "ABCDEF"},
     }
 
 
