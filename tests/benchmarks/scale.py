@@ -28,6 +28,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -616,6 +617,8 @@ def main() -> None:
     if args.claims > args.waiting:
         parser.error("--claims cannot exceed --waiting")
 
+    # Stopped (SIGTERM): the finally blocks still stop the server and the child it runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="fulfil-scale-"))
     started_at = datetime.now(UTC)
     log(f"work directory {work}; {other_load()}")
