@@ -49,27 +49,23 @@ class Session:
     def worker_canadapost_http(self) -> Iterator[AuditedHttp]:
         """Canada Post for one worker of the run: its own keep-alive session and its own audit
         connection (the run's redactor), closed when the worker ends."""
-        with self._worker_audit() as audit:
-            http = self.canadapost_http(audit)
-            try:
-                yield http
-            finally:
-                http.close()
+        with self._worker_http(self.canadapost_http) as http:
+            yield http
 
     @contextmanager
     def worker_bestbuy_http(self) -> Iterator[AuditedHttp]:
-        with self._worker_audit() as audit:
-            http = self.bestbuy_http(audit)
+        with self._worker_http(self.bestbuy_http) as http:
+            yield http
+
+    @contextmanager
+    def _worker_http(self, make: Callable[[ApiCallLog], AuditedHttp]) -> Iterator[AuditedHttp]:
+        audit = ApiCallLog(self.database_url, run_id=self.run.run_id, redactor=self.audit.redactor)
+        try:
+            http = make(audit)
             try:
                 yield http
             finally:
                 http.close()
-
-    @contextmanager
-    def _worker_audit(self) -> Iterator[ApiCallLog]:
-        audit = ApiCallLog(self.database_url, run_id=self.run.run_id, redactor=self.audit.redactor)
-        try:
-            yield audit
         finally:
             audit.close()
 

@@ -59,6 +59,10 @@ class SendGuard:
     description: str | None = None
 
 
+# The guard of a request made under no claim: it always holds.
+NO_GUARD = SendGuard("api_calls", "no_guard", {})
+
+
 class LeaseLost(Exception):
     """The guard given to ``ApiCallLog.begin`` refused: another run owns the work now."""
 
@@ -290,16 +294,14 @@ class ApiCallLog:
             parameters = self._request_parameters(
                 service, endpoint, related_id, method, url, headers, body, content_type, deadline_seconds
             )
-            conn = self._connection()
-            if guard is None:
-                row = conn.execute(query("api_calls", "insert_request"), parameters).fetchone()
-            else:
-                row = conn.execute(
-                    _guarded("insert_request_guarded", guard), {**guard.params, **parameters}
-                ).fetchone()
-                if row is None:
-                    raise LeaseLost(guard.description or LEASE_LOST_MESSAGE)
-        assert row is not None
+            guard = guard or NO_GUARD
+            row = (
+                self._connection()
+                .execute(_guarded("insert_request", guard), {**guard.params, **parameters})
+                .fetchone()
+            )
+        if row is None:
+            raise LeaseLost(guard.description or LEASE_LOST_MESSAGE)
         return int(row[0])
 
     def begin_metered(
@@ -332,17 +334,15 @@ class ApiCallLog:
             parameters.update(
                 admission_parameters(budget, horizon=horizon, longest_wait=longest_wait, reserved=reserved)
             )
-            conn = self._connection()
-            if guard is None:
-                row = conn.execute(query("api_calls", "insert_request_metered"), parameters).fetchone()
-            else:
-                row = conn.execute(
-                    _guarded("insert_request_metered_guarded", guard), {**guard.params, **parameters}
-                ).fetchone()
+            guard = guard or NO_GUARD
+            row = (
+                self._connection()
+                .execute(_guarded("insert_request_metered", guard), {**guard.params, **parameters})
+                .fetchone()
+            )
         assert row is not None
         call_id, held, slot, wait_seconds, paused_until, pause_reason = row
         if not held:
-            assert guard is not None
             raise LeaseLost(guard.description or LEASE_LOST_MESSAGE)
         return Admission(
             call_id=None if call_id is None else int(call_id),

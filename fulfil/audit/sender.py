@@ -370,30 +370,9 @@ class AuditedHttp:
         """A request its budget did not admit in time: recorded, never sent (``not_sent``)."""
         call_id = self.audit.begin(**request)
         error = f"{reason}; nothing was sent"
-        self.audit.finish(
-            call_id,
-            status_code=None,
-            response_headers=None,
-            body=None,
-            content_type=None,
-            is_success=False,
-            error=error,
-            failure_class=FailureClass.NOT_SENT.value,
-            duration_ms=0,
-        )
         # The caller reports what it does about it; this is for -v.
         log.info("%s %s: %s", self.service, request["endpoint"], error)
-        return HttpOutcome(
-            call_id=call_id,
-            method=request["method"],
-            url=self.redactor.url(request["url"]),
-            status_code=None,
-            headers={},
-            body=b"",
-            failure=FailureClass.NOT_SENT,
-            error=error,
-            duration_ms=0,
-        )
+        return self._unsent(call_id, request["method"], request["url"], error, repeatable=True)
 
     def _environment_settings(self, url: str) -> dict[str, Any]:
         """The proxies (HTTPS_PROXY, NO_PROXY …) for this service's one origin, read from the
@@ -411,6 +390,11 @@ class AuditedHttp:
             f"refused: the link points to {host}, not to the configured {self.service} host "
             f"({self.origin}); nothing was sent there"
         )
+        log.warning("%s %s: %s", self.service, endpoint, error)
+        return self._unsent(call_id, method, url, error, repeatable=False)
+
+    def _unsent(self, call_id: int, method: str, url: str, error: str, *, repeatable: bool) -> HttpOutcome:
+        """A request recorded and never sent: its row completed as ``not_sent``, and its outcome."""
         self.audit.finish(
             call_id,
             status_code=None,
@@ -422,7 +406,6 @@ class AuditedHttp:
             failure_class=FailureClass.NOT_SENT.value,
             duration_ms=0,
         )
-        log.warning("%s %s: %s", self.service, endpoint, error)
         return HttpOutcome(
             call_id=call_id,
             method=method,
@@ -433,7 +416,7 @@ class AuditedHttp:
             failure=FailureClass.NOT_SENT,
             error=error,
             duration_ms=0,
-            repeatable=False,
+            repeatable=repeatable,
         )
 
     def _read_capped(self, response: requests.Response) -> bytes:

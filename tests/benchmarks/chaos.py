@@ -23,20 +23,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import psycopg
-
-from fulfil.migrations import migrate
+from tests.benchmarks.common import fresh_database
 from tests.chaos.harness import DEFAULT_SEED, ChaosPlan, ChaosRun, chaos_env, chaos_sandbox
 from tests.shared_reference import shared_root
-
-
-def fresh_database(server: object, name: str) -> str:
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:  # type: ignore[attr-defined]
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.get_uri(database=name)  # type: ignore[attr-defined]
-    migrate(url)
-    return url
 
 
 def plan_for(args: argparse.Namespace) -> ChaosPlan:

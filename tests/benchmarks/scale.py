@@ -47,7 +47,6 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from fulfil.migrations import migrate
 from fulfil.runs import Run
 from fulfil.sandbox import Sandbox, SandboxConfig
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
@@ -55,24 +54,11 @@ from fulfil.sandbox.orders import generate_orders
 from fulfil.sandbox.throttle import GroupLimits
 from fulfil.shipments.store import ShipmentStore
 from fulfil.status_report import report_from
+from tests.benchmarks.common import SENDER_ENV, fresh_database
 from tests.statement_plans import Statement, big_tables_scanned, plan_of, recording_cursor
 
 TEMPLATE_ORDERS = 100  # one OR11 page, one run of each command
 HISTORY_DAYS = 365
-SENDER = {
-    "FULFIL_SENDER_NAME": "Shipping Desk",
-    "FULFIL_SENDER_COMPANY": "Bench Co",
-    "FULFIL_SENDER_PHONE": "613-555-0100",
-    "FULFIL_SENDER_ADDRESS_LINE_1": "111 Wellington St",
-    "FULFIL_SENDER_CITY": "Ottawa",
-    "FULFIL_SENDER_PROVINCE": "ON",
-    "FULFIL_SENDER_POSTAL_CODE": "K1A0A9",
-    "FULFIL_PARCEL_WEIGHT_KG": "1.0",
-    "FULFIL_PARCEL_LENGTH_CM": "30",
-    "FULFIL_PARCEL_WIDTH_CM": "20",
-    "FULFIL_PARCEL_HEIGHT_CM": "10",
-    "FULFIL_CANADAPOST_CONTRACT_ID": "0042708517",
-}
 GOAL_CLAIM_MS = 1.0
 GOAL_STATUS_MS = 300.0
 
@@ -104,19 +90,10 @@ def embedded_server(work: Path) -> Iterator[Any]:
         server.cleanup()
 
 
-def fresh_database(server: Any, name: str) -> str:
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url: str = server.get_uri(database=name)
-    migrate(url)
-    return url
-
-
 def fulfil_env(url: str, sandbox: Any, work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FULFIL_")}
     env.update(DEFAULT_CREDENTIALS)
-    env.update(SENDER)
+    env.update(SENDER_ENV)
     env.update(
         FULFIL_DATABASE_URL=url,
         FULFIL_CANADAPOST_BASE_URL=sandbox.base_url,

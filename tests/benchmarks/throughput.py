@@ -41,22 +41,12 @@ import psutil
 import psycopg
 from psycopg.types.json import Jsonb
 
-from fulfil.migrations import migrate
 from fulfil.sandbox import Faults, Sandbox, SandboxConfig
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
 from fulfil.sandbox.orders import generate_orders
 from fulfil.sandbox.throttle import CANADA_POST_ENDPOINT_GROUPS, CANADA_POST_GROUP_LIMITS, GroupLimits
+from tests.benchmarks.common import SENDER_ENV, fresh_database
 
-SENDER = {
-    "FULFIL_SENDER_COMPANY": "Bench Co",
-    "FULFIL_SENDER_PHONE": "613-555-0100",
-    "FULFIL_SENDER_ADDRESS_LINE_1": "111 Wellington St",
-    "FULFIL_SENDER_CITY": "Ottawa",
-    "FULFIL_SENDER_PROVINCE": "ON",
-    "FULFIL_SENDER_POSTAL_CODE": "K1A0A9",
-    "FULFIL_PARCEL_WEIGHT_KG": "1.0",
-    "FULFIL_CANADAPOST_CONTRACT_ID": "0042708517",
-}
 CALLS_PER_ORDER = 4  # Create Shipment, Get Artifact, OR23, OR24
 COMMANDS = (("labels", "create"), ("tracking", "push"))
 # Each command's calls per order and the Canada Post group they count against (None: no limit).
@@ -97,15 +87,6 @@ class Figures:
     @property
     def achieved(self) -> float:
         return self.bound_s / self.wall_s
-
-
-def fresh_database(server: Any, name: str) -> str:
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = str(server.get_uri(database=name))
-    migrate(url)
-    return url
 
 
 def seed(url: str, orders: list[dict[str, Any]]) -> None:
@@ -173,7 +154,7 @@ def environment(url: str, sandbox: Sandbox, work: Path, extra: dict[str, str]) -
     return {
         **os.environ,
         **DEFAULT_CREDENTIALS,
-        **SENDER,
+        **SENDER_ENV,
         "FULFIL_DATABASE_URL": url,
         "FULFIL_CANADAPOST_BASE_URL": sandbox.base_url,
         "FULFIL_BESTBUY_BASE_URL": sandbox.base_url,
