@@ -372,7 +372,8 @@ class AuditedHttp:
         error = f"{reason}; nothing was sent"
         # The caller reports what it does about it; this is for -v.
         log.info("%s %s: %s", self.service, request["endpoint"], error)
-        return self._unsent(call_id, request["method"], request["url"], error, repeatable=True)
+        # Not sent again: the waits of every attempt share one bound, so the next would be held too.
+        return self._unsent(call_id, request["method"], request["url"], error, repeatable=False)
 
     def _environment_settings(self, url: str) -> dict[str, Any]:
         """The proxies (HTTPS_PROXY, NO_PROXY …) for this service's one origin, read from the

@@ -118,8 +118,9 @@ class Purchases:
 
         error = interpret_error(outcome)
         if outcome.failure is FailureClass.NOT_SENT:
-            self._release(claim, "not-sent", f"Canada Post not reached: {outcome.error}")
-            raise StopRun(f"Canada Post could not be reached ({outcome.error}); the remaining orders wait")
+            # Unreachable, or held back by a rate budget: either way nothing went out.
+            self._release(claim, "not-sent", f"nothing was sent to Canada Post: {outcome.error}")
+            raise StopRun(f"nothing was sent to Canada Post ({outcome.error}); the remaining orders wait")
         if error.kind is ErrorKind.AUTH:
             self._release(claim, "auth", error.description)
             raise auth_error(error)
