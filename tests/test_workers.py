@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fulfil.workflows.workers import Budget, Halt, SharedSet, run_workers
+from fulfil.workflows.workers import Halt, SharedSet, WorkLimit, run_workers
 
 pytestmark = pytest.mark.unit
 
@@ -97,12 +97,12 @@ def test_a_failing_worker_stops_the_others_after_their_item_and_its_error_is_rai
     assert 40 <= len(delivered) < 200
 
 
-def test_the_budget_is_shared_and_given_back() -> None:
-    budget = Budget(3)
-    assert [budget.take() for _ in range(4)] == [True, True, True, False]
-    budget.give_back()
-    assert budget.take() is True
-    assert Budget(None).take() is True
+def test_the_work_limit_is_shared_and_given_back() -> None:
+    limit_left = WorkLimit(3)
+    assert [limit_left.take() for _ in range(4)] == [True, True, True, False]
+    limit_left.give_back()
+    assert limit_left.take() is True
+    assert WorkLimit(None).take() is True
 
 
 def test_a_shared_set_snapshot_is_a_copy() -> None:

@@ -60,7 +60,7 @@ from fulfil.shipments.states import ShipmentState
 from fulfil.shipments.store import ShipmentStore
 from fulfil.stop_signals import StopRequest
 from fulfil.workflows.run_results import RunResults
-from fulfil.workflows.workers import Budget, Halt, SharedSet, run_workers
+from fulfil.workflows.workers import Halt, SharedSet, WorkLimit, run_workers
 
 # Shipment statuses this workflow reads and writes.
 LABEL_CREATED = ShipmentState.LABEL_CREATED
@@ -221,7 +221,7 @@ class TrackingWorkflow:
         run = TrackingRun(keep_results=self.keep_results)
         if order_ids:
             run.track_orders()
-        shared = _PushRun(run, order_ids, Budget(limit))
+        shared = _PushRun(run, order_ids, WorkLimit(limit))
         deliver = self._deliver(run)
         with self._store() as store:
             shared.dead = [owner for owner in store.owners_of_open_shipments() if owner_is_dead(owner)]
@@ -363,7 +363,7 @@ class _PushRun:
 
     run: TrackingRun
     order_ids: list[str] | None
-    budget: Budget
+    limit_left: WorkLimit
     dead: list[str] = field(default_factory=list)
     released: SharedSet[int] = field(default_factory=SharedSet)
     halt: Halt = field(default_factory=Halt)
@@ -400,11 +400,11 @@ class _Pusher:
         while not shared.halt.is_set:
             if self.flow.stop.requested:
                 raise _StopRun(self.flow.stop.describe())
-            if not shared.budget.take():
+            if not shared.limit_left.take():
                 return
             claim = self._claim()
             if claim is None:
-                shared.budget.give_back()
+                shared.limit_left.give_back()
                 return
             result = self._push_one(claim)
             if result is not None:

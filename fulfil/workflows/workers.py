@@ -48,7 +48,7 @@ class Halt:
 
 
 @dataclass
-class Budget:
+class WorkLimit:
     """At most ``limit`` pieces of work for the whole run, whichever worker takes them."""
 
     limit: int | None

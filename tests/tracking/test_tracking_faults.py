@@ -143,14 +143,14 @@ def test_a_shipment_taken_over_before_the_ship_confirmation_is_not_shipped_by_it
     from fulfil.config import load_settings
     from fulfil.services import open_session, tracking_workflow
     from fulfil.workflows.tracking import TrackingRun, _Pusher, _PushRun
-    from fulfil.workflows.workers import Budget
+    from fulfil.workflows.workers import WorkLimit
 
     [order] = seed_labelled(db, sandbox, 1, status="tracking_sent")
     settings = load_settings(fulfil_env, Path("/"))
     with open_session(database_url, settings, "tracking push") as session:
         workflow = tracking_workflow(database_url, settings, session)
         with workflow._store() as store:
-            shared = _PushRun(TrackingRun(), None, Budget(None))
+            shared = _PushRun(TrackingRun(), None, WorkLimit(None))
             pusher = _Pusher(workflow, store, workflow.client, lambda result: None, shared)
             claim = pusher._claim()
             assert claim is not None

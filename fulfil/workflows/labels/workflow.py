@@ -31,7 +31,7 @@ from fulfil.workflows.labels.results import (
     Listener,
     StopRun,
 )
-from fulfil.workflows.workers import Budget, Halt, run_workers
+from fulfil.workflows.workers import Halt, WorkLimit, run_workers
 
 
 class LabelPhases:
@@ -127,17 +127,17 @@ class LabelWorkflow:
         # A label is paid for before its PDF exists: a directory that cannot take it stops the run
         # before anything is bought.
         check_labels_dir(self.settings.labels_dir)
-        budget = Budget(limit)
+        limit_left = WorkLimit(limit)
 
         def buy(phases: LabelPhases) -> None:
             ctx = phases.ctx
             while not ctx.halted:
                 ctx.stop_if_asked()
-                if not budget.take():
+                if not limit_left.take():
                     return
                 claim = phases.purchases.claim_next(order_ids)
                 if claim is None:
-                    budget.give_back()
+                    limit_left.give_back()
                     return
                 ctx.report(claim.result if claim.result is not None else phases.purchases.purchase(claim))
 
