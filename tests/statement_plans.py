@@ -44,5 +44,20 @@ def plan_of(conn: psycopg.Connection[Any], statement: Statement) -> str:
     return "\n".join(str(row[0]) for row in rows)
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def generic_plan_of(conn: psycopg.Connection[Any], statement: Statement) -> str:
+    """EXPLAIN (GENERIC_PLAN): the plan a prepared statement keeps once psycopg has prepared it
+    (after a few runs) and PostgreSQL stops planning it for each call's parameters."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
+
+    rows = conn.execute("EXPLAIN (GENERIC_PLAN) " + _PLACEHOLDER.sub(number, statement.text)).fetchall()  # type: ignore[call-overload]
+    return "\n".join(str(row[0]) for row in rows)
+
+
 def big_tables_scanned(plan: str) -> list[str]:
     return [table for table in _SEQ_SCAN.findall(plan) if table in BIG_TABLES]

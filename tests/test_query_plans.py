@@ -15,10 +15,10 @@ import pytest
 from psycopg.rows import dict_row
 
 from fulfil.db import queries, query
-from fulfil.shipments.store import ShipmentStore
+from fulfil.shipments.store import ShipmentStore, _claim_sql
 from fulfil.status_report import report_from
 from tests.conftest import REPOSITORY
-from tests.statement_plans import Statement, big_tables_scanned, plan_of, recording_cursor
+from tests.statement_plans import Statement, big_tables_scanned, generic_plan_of, plan_of, recording_cursor
 
 HISTORY = 120_000  # shipped orders, each with its shipment
 WAITING = 1_000  # accepted orders whose label is not bought yet
@@ -156,9 +156,17 @@ def _add_history_of_calls_and_moves(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+CLAIMS = ("claim_next_purchase", "claim_next_download", "claim_next_shipment")
+
+
+def _run_text(name: str) -> str:
+    """The text the store runs for a run over every order (a claim loses its order filter)."""
+    return _claim_sql(name, False) if name in CLAIMS else query("shipments", name)
+
+
 def _plan(url: str, name: str) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute("EXPLAIN " + query("shipments", name), {**COMMON, **PER_ORDER[name]}).fetchall()
+        rows = conn.execute("EXPLAIN " + _run_text(name), {**COMMON, **PER_ORDER[name]}).fetchall()
     return "\n".join(row[0] for row in rows)
 
 
@@ -176,7 +184,22 @@ def test_a_claim_neither_hashes_nor_sorts_the_waiting_orders(big_history: str) -
     plan = _plan(big_history, "claim_next_purchase")
     assert "shipments_pending_idx" in plan, plan
     assert "Sort" not in plan, plan
-    assert "md5" not in query("shipments", "claim_next_purchase").split("RETURNING")[0]
+    assert "md5" not in query("shipments", "claim_next_purchase")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLAIMS)
+def test_a_claim_over_every_order_is_one_plan_for_every_call(big_history: str, name: str) -> None:
+    # The order filter is gone from what the store runs without --order, so PostgreSQL can keep
+    # the prepared statement's generic plan; that plan walks the claim's index too.
+    text = _run_text(name)
+    assert "order_ids" not in text
+    assert "order_ids" in query("shipments", name)
+    with psycopg.connect(big_history, autocommit=True) as conn:
+        plan = generic_plan_of(conn, Statement(text, None))
+    assert big_tables_scanned(plan) == [], plan
+    assert "Sort" not in plan, plan
+    assert "Hash" not in plan, plan
 
 
 def _plans(url: str, statements: list[Statement]) -> list[tuple[Statement, str]]:
@@ -234,7 +257,8 @@ def test_each_claim_walks_an_index_in_its_own_order(big_history: str, claim: Any
     ) as conn:
         claim(ShipmentStore(conn, owner="planner/2/2.00/0/?", run_id=None))
     assert len(statements) == 1, statements  # one statement claims, and commits the claim
-    [(_, plan)] = _plans(big_history, statements)
+    [(statement, plan)] = _plans(big_history, statements)
+    assert "order_ids" not in statement.text  # the claim without --order: one plan, reused
     assert big_tables_scanned(plan) == [], plan
     # 500 orders wait for a label and 350 labels for their push: a hash or a sort would read every
     # one of them on every claim, where the first free row of the right index is the answer.

@@ -32,7 +32,8 @@ RETURNING order_id;
 -- run's lease and the key Canada Post can find it by, committed before anything is sent (SKIP
 -- LOCKED: other processes and workers take the next one). Walks shipments_pending_idx in
 -- creation order, so its cost does not grow with the orders waiting. Returns the order's data;
--- an order whose data cannot make a request is refused right after (refuse_purchase).
+-- an order whose data cannot make a request is refused right after (refuse_purchase). Without
+-- --order, the store runs it without its order filter line (fulfil/shipments/store.py).
 UPDATE shipments s
 SET status = 'label_creation_initiated',
     cp_mode = %(cp_mode)s,
@@ -61,8 +62,8 @@ WHERE s.shipment_id = (
     )
   AND o.order_id = s.order_id
   AND fulfil_shipment_move(s.shipment_id, 'claim_purchase', %(owner)s, %(run_id)s, %(reason)s)
-RETURNING s.shipment_id, s.order_id, s.cp_request_id, s.purchase_started_at, o.raw_order_data,
-          md5(o.raw_order_data::text) AS order_data_hash
+RETURNING s.shipment_id, s.order_id, s.cp_request_id, s.purchase_started_at,
+          o.raw_order_data::text AS raw_order_text
 
 -- name: mark_failed_before_sending
 -- The order's data cannot make a request: nothing was sent.
@@ -204,7 +205,7 @@ ORDER BY s.shipment_id;
 
 -- name: claim_next_download
 -- The next bought label without its PDF, leased to this run while it is fetched (so two runs
--- never fetch the same label): walks shipments_without_pdf_idx, not the table.
+-- never fetch the same label): walks shipments_download_queue_idx (sql/0007), not the table.
 UPDATE shipments s
 SET lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
