@@ -179,12 +179,10 @@ class BestBuyService:
 
     def advance(self, now: float) -> None:
         """Complete simulated debits that are due (call with the state lock held)."""
-        for order_id, due in list(self.state.debit_due.items()):
-            if due <= now:
-                del self.state.debit_due[order_id]
-                order = self.state.orders.get(order_id)
-                if order is not None and order["order_state"] == "WAITING_DEBIT_PAYMENT":
-                    self._debit(order, now)
+        for order_id in self.state.take_due_debits(now):
+            order = self.state.orders.get(order_id)
+            if order is not None and order["order_state"] == "WAITING_DEBIT_PAYMENT":
+                self._debit(order, now)
 
     def _debit(self, order: dict[str, Any], now: float) -> None:
         self._reveal_addresses(order)
@@ -207,7 +205,7 @@ class BestBuyService:
         customer["billing_address"] = copy.deepcopy(hidden[1])
 
     def _set_state(self, order: dict[str, Any], state: str, now: float) -> None:
-        order["order_state"] = state
+        self.state.move_order(order, state)
         order["can_shop_ship"] = state == "SHIPPING"
         order["last_updated_date"] = _now_text(now)
         for line in order["order_lines"]:
@@ -223,7 +221,7 @@ class BestBuyService:
             order = self.state.orders.get(order_id)
             if order is None:
                 raise KeyError(order_id)
-            self.state.debit_due.pop(order_id, None)
+            self.state.cancel_debit(order_id)
             if state in ("SHIPPING", *SHIPPED_STATES) and order["customer"].get("shipping_address") is None:
                 self._reveal_addresses(order)
                 order["customer_debited_date"] = order.get("customer_debited_date") or _now_text(
@@ -249,7 +247,7 @@ class BestBuyService:
                 if order_id in self.state.orders:
                     raise ValueError(f"order {order_id} is already in the sandbox")
             for order in orders:
-                self.state.orders[order["order_id"]] = copy.deepcopy(order)
+                self.state.add_order(copy.deepcopy(order))
                 if order["order_id"] in hidden:
                     self.state.hidden_addresses[order["order_id"]] = copy.deepcopy(hidden[order["order_id"]])
 
@@ -262,22 +260,31 @@ class BestBuyService:
     # --- endpoints ---------------------------------------------------------------------------
 
     def list_orders(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
-        orders = list(self.state.orders.values())
         states = request.param("order_state_codes")
+        wanted: list[str] | None = None
         if states:
             wanted = [code.strip() for code in states.split(",") if code.strip()]
             unknown = [code for code in wanted if code not in ORDER_STATES]
             if unknown:
                 raise MiraklError(400, f"Invalid value for parameter order_state_codes: {', '.join(unknown)}")
-            orders = [order for order in orders if order["order_state"] in wanted]
         ids = request.param("order_ids")
+        wanted_ids: list[str] | None = None
         if ids:
             wanted_ids = [order_id.strip() for order_id in ids.split(",") if order_id.strip()]
             if len(wanted_ids) > MAX_ORDER_IDS:
                 raise MiraklError(
                     400, f"The limit of {MAX_ORDER_IDS} is exceeded for the parameter : order_ids"
                 )
-            orders = [order for order in orders if order["order_id"] in wanted_ids]
+        # Look the orders up by id or by state rather than walking every order the sandbox holds.
+        if wanted_ids is not None:
+            known = (self.state.orders.get(order_id) for order_id in dict.fromkeys(wanted_ids))
+            orders = [order for order in known if order is not None]
+            if wanted is not None:
+                orders = [order for order in orders if order["order_state"] in wanted]
+        elif wanted is not None:
+            orders = self.state.orders_in_states(wanted)
+        else:
+            orders = list(self.state.orders.values())
         for name, field, is_start in (
             ("start_date", "created_date", True),
             ("end_date", "created_date", False),
@@ -344,7 +351,7 @@ class BestBuyService:
             self._set_state(order, "REFUSED", now)
             return ApiResponse(204)
         self._set_state(order, "WAITING_DEBIT_PAYMENT", now)
-        self.state.debit_due[order["order_id"]] = now + self.config.debit_delay_s
+        self.state.schedule_debit(order["order_id"], now + self.config.debit_delay_s)
         self.advance(now)
         return ApiResponse(204)
 

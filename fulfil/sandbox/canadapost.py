@@ -124,14 +124,7 @@ class CanadaPostService(ContractShipments, NonContractShipments):
 
     def get_artifact(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
         with self.state.lock:
-            shipment = next(
-                (
-                    s
-                    for s in self.state.shipments.values()
-                    if s.label_key == params["key"] and s.artifact_id == params["artifact"] and not s.voided
-                ),
-                None,
-            )
+            shipment = self.state.shipment_by_label(params["key"], params["artifact"])
             if shipment is None or params["page"] != "0":
                 raise CanadaPostError(404, [], "application/xml")
             media = label_media(shipment)

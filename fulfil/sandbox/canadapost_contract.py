@@ -18,7 +18,7 @@ from fulfil.sandbox.canadapost_documents import (
 )
 from fulfil.sandbox.canadapost_requests import CanadaPostError, accepted_media, field_error
 from fulfil.sandbox.canadapost_shipments import CanadaPostShipments
-from fulfil.sandbox.state import Shipment
+from fulfil.sandbox.state import SandboxState, Shipment
 from fulfil.sandbox.wire import ApiRequest, ApiResponse
 from fulfil.xml_parsing import child
 
@@ -26,11 +26,12 @@ VOID_TRANSMITTED_TEXT = (
     "A Shipment can only be void if it is in a PROCESSED or PRINTED state. "
     "If it has been transmitted, a Refund request should be submitted."
 )
-# GetShipments takes exactly one criterion; the first one given wins, in this order.
-SEARCH_CRITERIA: dict[str, Callable[[Shipment, str], bool]] = {
-    "requestId": lambda shipment, value: shipment.customer_request_id == value,
-    "trackingPIN": lambda shipment, value: shipment.tracking_pin == value,
-    "groupId": lambda shipment, value: shipment.group_id == value,
+# GetShipments takes exactly one criterion; the first one given wins, in this order. Each reads
+# its own index of the state: the shipments with that value, in purchase order.
+SEARCH_CRITERIA: dict[str, Callable[[SandboxState, str], list[Shipment]]] = {
+    "requestId": SandboxState.shipments_with_request_id,
+    "trackingPIN": lambda state, pin: [found] if (found := state.shipment_with_pin(pin)) is not None else [],
+    "groupId": SandboxState.shipments_in_group,
 }
 
 
@@ -61,12 +62,11 @@ class ContractShipments(CanadaPostShipments):
             )
         name, value = chosen[0]
         assert value is not None  # chosen keeps only the parameters given
-        matches = SEARCH_CRITERIA[name]
         with self.state.lock:
             found = [
                 shipment
-                for shipment in self.state.shipments.values()
-                if shipment.contract and not shipment.voided and matches(shipment, value)
+                for shipment in SEARCH_CRITERIA[name](self.state, value)
+                if shipment.contract and not shipment.voided
             ]
         document = shipment_list(SHIPMENT_NS, "shipments", found, self._links(request), SHIPMENT_MEDIA)
         return ApiResponse(200, document, SHIPMENT_MEDIA)
@@ -87,7 +87,7 @@ class ContractShipments(CanadaPostShipments):
             shipment = self._contract_shipment(params)
             if shipment.status == "transmitted":
                 raise CanadaPostError(400, [("8064", VOID_TRANSMITTED_TEXT)], SHIPMENT_MEDIA)
-            shipment.voided = True
+            self.state.void(shipment)
         return ApiResponse(204)
 
     def refund_shipment(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:

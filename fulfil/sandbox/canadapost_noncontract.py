@@ -39,10 +39,9 @@ class NonContractShipments(CanadaPostShipments):
     def get_nc_shipments(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
         media = accepted_media(request, (NCSHIPMENT_MEDIA,))
         pin = request.param("trackingPIN")
-        with self.state.lock:
-            candidates = [s for s in self.state.shipments.values() if not s.contract]
         if pin is not None:
-            found = [s for s in candidates if s.tracking_pin == pin]
+            with_pin = self.state.shipment_with_pin(pin)
+            found = [with_pin] if with_pin is not None and not with_pin.contract else []
         else:
             start = request.param("from")
             if start is None:
@@ -54,6 +53,9 @@ class NonContractShipments(CanadaPostShipments):
                 if end is not None
                 else self._eastern_now().replace(second=0, microsecond=0)
             )
+            # A window of creation times is a range search: it reads every non-contract shipment.
+            with self.state.lock:
+                candidates = [s for s in self.state.shipments.values() if not s.contract]
             found = []
             for shipment in candidates:
                 minute = datetime.fromtimestamp(shipment.created_at, EASTERN).replace(second=0, microsecond=0)

@@ -90,9 +90,7 @@ class CanadaPostShipments:
         with self.state.lock:
             while True:
                 pin = self.state.digits(16 if contract else 12)
-                if self.state.shipment_by_pin(pin) is None and all(
-                    existing.tracking_pin != pin for existing in self.state.shipments.values()
-                ):
+                if not self.state.pin_taken(pin):
                     break
             shipment = Shipment(
                 shipment_id=self.state.digits(18),
@@ -113,7 +111,7 @@ class CanadaPostShipments:
                 customer_ref_2=child_text(references, "customer-ref-2") if references is not None else None,
                 group_id=group_id,
             )
-            self.state.shipments[shipment.shipment_id] = shipment
+            self.state.add_shipment(shipment)
         return shipment
 
     def _refund(self, request: ApiRequest, shipment: Shipment, namespace: str, media: str) -> ApiResponse:

@@ -3,13 +3,20 @@
 Handlers run on the HTTP server's threads; every read or change of this state happens while
 holding ``SandboxState.lock`` (a re-entrant lock, so helpers may nest). Identifiers come from a
 generator seeded with the sandbox seed, so a test that makes the same calls gets the same ids.
+
+A benchmark buys 100,000 labels from one sandbox, so no request may walk every shipment or order:
+beside ``shipments`` and ``orders`` (keyed by shipment id and order id) the state keeps indexes by
+every key a request looks things up by. They change only through the methods here (add, void,
+move to a state, schedule a debit), under the same lock, so they never disagree with the dicts.
 """
 
 from __future__ import annotations
 
+import heapq
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +101,20 @@ class SandboxState:
     # Bumped by clear(): a request held across a reset (late_commit) belongs to a forgotten world.
     generation: int = 0
     ids: random.Random = field(init=False)
+    # --- indexes, kept in step with ``shipments``, ``orders`` and ``debit_due`` -----------------
+    # Every shipment ever bought, voided ones too: a PIN is never issued twice.
+    _by_pin: dict[str, Shipment] = field(default_factory=dict)
+    # Lists in purchase order, the order of ``shipments``, so searches answer in the same order.
+    _by_request_id: dict[str, list[Shipment]] = field(default_factory=dict)
+    _by_group: dict[str, list[Shipment]] = field(default_factory=dict)
+    _by_label: dict[tuple[str, str], list[Shipment]] = field(default_factory=dict)
+    # customer-ref-1 -> labels bought and not voided; an order with none has no entry.
+    _labels_per_order: Counter[str] = field(default_factory=Counter)
+    _labels_bought: int = 0
+    # order_state -> the orders in it, by order id.
+    _orders_by_state: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # (due, order id) for every scheduled debit; an entry that no longer matches debit_due is stale.
+    _debit_queue: list[tuple[float, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ids = random.Random(f"fulfil-sandbox-ids:{self.seed}")
@@ -101,9 +122,17 @@ class SandboxState:
     def clear(self) -> None:
         with self.lock:
             self.shipments.clear()
+            self._by_pin.clear()
+            self._by_request_id.clear()
+            self._by_group.clear()
+            self._by_label.clear()
+            self._labels_per_order.clear()
+            self._labels_bought = 0
             self.orders.clear()
+            self._orders_by_state.clear()
             self.hidden_addresses.clear()
             self.debit_due.clear()
+            self._debit_queue.clear()
             self.log.clear()
             self.counts.clear()
             self.invalid_responses.clear()
@@ -125,24 +154,126 @@ class SandboxState:
             if record.endpoint is not None:
                 self.counts[f"{record.service}.{record.endpoint}"] += 1
 
-    def shipment_by_pin(self, pin: str) -> Shipment | None:
+    # --- shipments ---------------------------------------------------------------------------
+
+    def add_shipment(self, shipment: Shipment) -> None:
+        """Record a bought label; its PIN must be new (``pin_taken``)."""
         with self.lock:
-            for shipment in self.shipments.values():
-                if shipment.tracking_pin == pin and not shipment.voided:
-                    return shipment
-            return None
+            assert shipment.tracking_pin not in self._by_pin, "a PIN is never issued twice"
+            self.shipments[shipment.shipment_id] = shipment
+            self._by_pin[shipment.tracking_pin] = shipment
+            if shipment.customer_request_id is not None:
+                self._by_request_id.setdefault(shipment.customer_request_id, []).append(shipment)
+            if shipment.group_id is not None:
+                self._by_group.setdefault(shipment.group_id, []).append(shipment)
+            self._by_label.setdefault((shipment.label_key, shipment.artifact_id), []).append(shipment)
+            if not shipment.voided:
+                self._count_label(shipment, 1)
+
+    def void(self, shipment: Shipment) -> None:
+        with self.lock:
+            if shipment.voided:
+                return
+            shipment.voided = True
+            self._count_label(shipment, -1)
+
+    def _count_label(self, shipment: Shipment, change: int) -> None:
+        self._labels_bought += change
+        order = shipment.customer_ref_1
+        if order is None:
+            return
+        self._labels_per_order[order] += change
+        if self._labels_per_order[order] == 0:
+            del self._labels_per_order[order]
+
+    def pin_taken(self, pin: str) -> bool:
+        """Whether any shipment, voided or not, already has this PIN."""
+        with self.lock:
+            return pin in self._by_pin
+
+    def shipment_by_pin(self, pin: str) -> Shipment | None:
+        """The shipment a PIN tracks, unless it was voided."""
+        with self.lock:
+            shipment = self._by_pin.get(pin)
+            return shipment if shipment is not None and not shipment.voided else None
+
+    def shipment_with_pin(self, pin: str) -> Shipment | None:
+        """The shipment that has this PIN, voided or not."""
+        with self.lock:
+            return self._by_pin.get(pin)
+
+    def shipments_with_request_id(self, request_id: str) -> list[Shipment]:
+        with self.lock:
+            return list(self._by_request_id.get(request_id, ()))
+
+    def shipments_in_group(self, group_id: str) -> list[Shipment]:
+        with self.lock:
+            return list(self._by_group.get(group_id, ()))
+
+    def shipment_by_label(self, label_key: str, artifact_id: str) -> Shipment | None:
+        """The first shipment, not voided, whose label is this artifact."""
+        with self.lock:
+            candidates = self._by_label.get((label_key, artifact_id), ())
+            return next((shipment for shipment in candidates if not shipment.voided), None)
 
     def labels_bought(self) -> int:
         with self.lock:
-            return sum(1 for shipment in self.shipments.values() if not shipment.voided)
+            return self._labels_bought
 
     def labels_bought_per_order(self) -> dict[str, int]:
         with self.lock:
-            per_order: Counter[str] = Counter()
-            for shipment in self.shipments.values():
-                if not shipment.voided and shipment.customer_ref_1 is not None:
-                    per_order[shipment.customer_ref_1] += 1
-            return dict(per_order)
+            return dict(self._labels_per_order)
+
+    # --- orders ------------------------------------------------------------------------------
+
+    def add_order(self, order: dict[str, Any]) -> None:
+        """Record an order (replacing one with the same id), filed under its order_state."""
+        with self.lock:
+            order_id = order["order_id"]
+            replaced = self.orders.get(order_id)
+            if replaced is not None:
+                self._orders_by_state.get(replaced["order_state"], {}).pop(order_id, None)
+            self.orders[order_id] = order
+            self._orders_by_state.setdefault(order["order_state"], {})[order_id] = order
+
+    def move_order(self, order: dict[str, Any], state: str) -> None:
+        """Set an order's order_state, and file it under the new one."""
+        with self.lock:
+            order_id = order["order_id"]
+            filed = self.orders.get(order_id) is order
+            if filed:
+                self._orders_by_state.get(order["order_state"], {}).pop(order_id, None)
+            order["order_state"] = state
+            if filed:
+                self._orders_by_state.setdefault(state, {})[order_id] = order
+
+    def orders_in_states(self, states: Iterable[str]) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                order
+                for state in dict.fromkeys(states)
+                for order in self._orders_by_state.get(state, {}).values()
+            ]
+
+    def schedule_debit(self, order_id: str, due: float) -> None:
+        with self.lock:
+            self.debit_due[order_id] = due
+            heapq.heappush(self._debit_queue, (due, order_id))
+
+    def cancel_debit(self, order_id: str) -> None:
+        with self.lock:
+            self.debit_due.pop(order_id, None)
+
+    def take_due_debits(self, now: float) -> list[str]:
+        """The orders whose debit is due at ``now``, forgotten as scheduled debits, soonest first."""
+        with self.lock:
+            due: list[str] = []
+            while self._debit_queue and self._debit_queue[0][0] <= now:
+                moment, order_id = heapq.heappop(self._debit_queue)
+                if self.debit_due.get(order_id) == moment:
+                    del self.debit_due[order_id]
+                    due.append(order_id)
+            return due
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
