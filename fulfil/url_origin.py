@@ -12,6 +12,7 @@ Errors never repeat the URL or any part of its authority: a malformed one may ho
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -23,6 +24,10 @@ _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _MAX_HOST_LENGTH = 253
 _PORT = re.compile(r"[0-9]{1,5}")
 _SHOWN_LENGTH = 60
+# What has no place in a URL: anything outside printable ASCII, and the backslash.
+_OUT_OF_PLACE = re.compile(r"[^!-~]|\\")
+# URLs up to this long are remembered: a run asks about the same few origins thousands of times.
+_REMEMBERED_LENGTH = 2048
 
 
 def origin_of(url: str) -> str:
@@ -33,9 +38,21 @@ def origin_of(url: str) -> str:
     user name or password, with a character that has no place in a URL (space, control,
     non-ASCII, backslash), or with a host or port that is not well-formed.
     """
-    for position, character in enumerate(url):
-        if not "!" <= character <= "~" or character == "\\":
-            raise ValueError(f"a URL cannot contain the character {character!a} (position {position})")
+    if len(url) <= _REMEMBERED_LENGTH:
+        return _remembered_origin_of(url)
+    return _origin_of(url)
+
+
+@functools.lru_cache(maxsize=512)
+def _remembered_origin_of(url: str) -> str:
+    return _origin_of(url)
+
+
+def _origin_of(url: str) -> str:
+    out_of_place = _OUT_OF_PLACE.search(url)
+    if out_of_place is not None:
+        position = out_of_place.start()
+        raise ValueError(f"a URL cannot contain the character {url[position]!a} (position {position})")
     match = _SCHEME_AND_AUTHORITY.match(url)
     if match is None:
         raise ValueError("the URL has no scheme://host (it must be an absolute http or https URL)")
