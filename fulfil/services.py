@@ -10,12 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from requests.auth import AuthBase, HTTPBasicAuth
-
 from fulfil.audit.log import ApiCallLog
 from fulfil.audit.redaction import Redactor
 from fulfil.audit.retry import lease_seconds
-from fulfil.audit.sender import AuditedHttp, RawKeyAuth
+from fulfil.audit.sender import AuditedHttp
+from fulfil.audit.transport import BasicAuth, Credentials, RawKeyAuth
 from fulfil.config import Settings
 from fulfil.runs import Run
 from fulfil.stop_signals import StopRequest
@@ -39,7 +38,7 @@ class Session:
 
     def canadapost_http(self, audit: ApiCallLog | None = None) -> AuditedHttp:
         cp = self.settings.canadapost()
-        return self._http("CanadaPost", cp.base_url, HTTPBasicAuth(cp.username, cp.password), audit)
+        return self._http("CanadaPost", cp.base_url, BasicAuth(cp.username, cp.password), audit)
 
     def bestbuy_http(self, audit: ApiCallLog | None = None) -> AuditedHttp:
         bb = self.settings.bestbuy()
@@ -70,7 +69,7 @@ class Session:
             audit.close()
 
     def _http(
-        self, service: str, base_url: str, auth: AuthBase, audit: ApiCallLog | None = None
+        self, service: str, base_url: str, auth: Credentials, audit: ApiCallLog | None = None
     ) -> AuditedHttp:
         http = self.settings.http()
         return AuditedHttp(

@@ -10,12 +10,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from requests.auth import HTTPBasicAuth
 
 from fulfil.audit.log import ApiCallLog, LeaseLost, SendGuard
 from fulfil.audit.outcome import FailureClass
 from fulfil.audit.redaction import Redactor
-from fulfil.audit.sender import AuditedHttp, RawKeyAuth
+from fulfil.audit.sender import AuditedHttp
+from fulfil.audit.transport import BasicAuth, RawKeyAuth
 from tests.local_http import Reply, ScriptedServer, scripted
 
 API_KEY = "bb-key-51c0e2aa77"
@@ -223,7 +223,7 @@ def test_a_guard_that_refuses_sends_nothing(audit: ApiCallLog, db: psycopg.Conne
             audit,
             service="CanadaPost",
             origin=server.url,
-            auth=HTTPBasicAuth("user", "password"),
+            auth=BasicAuth("user", "password"),
             connect_timeout=1.0,
             read_timeout=2.0,
         )

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from requests.auth import HTTPBasicAuth
 
 from fulfil.audit.log import ApiCallLog
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.redaction import Redactor
 from fulfil.audit.retry import RetryPolicy
-from fulfil.audit.sender import AuditedHttp, RawKeyAuth
+from fulfil.audit.sender import AuditedHttp
+from fulfil.audit.transport import BasicAuth, RawKeyAuth
 from tests.local_http import (
     Received,
     Reply,
@@ -67,7 +67,7 @@ class ToTheServerAsked:
 
 
 def canadapost(audit: ApiCallLog, read_timeout: float = 2.0) -> ToTheServerAsked:
-    return ToTheServerAsked(audit, "CanadaPost", HTTPBasicAuth(USER, PASSWORD), read_timeout)
+    return ToTheServerAsked(audit, "CanadaPost", BasicAuth(USER, PASSWORD), read_timeout)
 
 
 def bestbuy(audit: ApiCallLog) -> ToTheServerAsked:

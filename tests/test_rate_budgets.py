@@ -23,7 +23,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from requests.auth import HTTPBasicAuth
 
 from fulfil.audit.budget import (
     RESERVATION_HORIZON_SECONDS,
@@ -36,7 +35,8 @@ from fulfil.audit.budget import (
 from fulfil.audit.log import ApiCallLog, LeaseLost, SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.retry import LEASE_MARGIN_SECONDS, lease_seconds
-from fulfil.audit.sender import AuditedHttp, RawKeyAuth
+from fulfil.audit.sender import AuditedHttp
+from fulfil.audit.transport import BasicAuth, RawKeyAuth
 from fulfil.bestbuy import client as bestbuy_client
 from fulfil.bestbuy.client import BestBuyClient
 from fulfil.canadapost.client import RETRY_LABEL_FETCH, RETRY_NOT_SENT, RETRY_READS, CanadaPostClient
@@ -65,7 +65,7 @@ def metered_http(settings: Settings, service: str, audit: ApiCallLog) -> Audited
         cp = settings.canadapost()
         base_url, auth, budgets = (
             cp.base_url,
-            HTTPBasicAuth(cp.username, cp.password),
+            BasicAuth(cp.username, cp.password),
             canadapost_budgets(rates),
         )
         name = "CanadaPost"

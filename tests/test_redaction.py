@@ -12,11 +12,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from requests.auth import HTTPBasicAuth
 
 from fulfil.audit.log import ApiCallLog
 from fulfil.audit.redaction import Redactor, redactor_from_environment
-from fulfil.audit.sender import AuditedHttp, RawKeyAuth
+from fulfil.audit.sender import AuditedHttp
+from fulfil.audit.transport import BasicAuth, RawKeyAuth
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
 from fulfil.sandbox.orders import generate_orders
 from tests.conftest import run_fulfil
@@ -151,7 +151,7 @@ def send_to_echoing_server(audit: ApiCallLog) -> ScriptedServer:
             audit,
             service="CanadaPost",
             origin=server.url,
-            auth=HTTPBasicAuth(CP_USER, CP_PASSWORD),
+            auth=BasicAuth(CP_USER, CP_PASSWORD),
             connect_timeout=1.0,
             read_timeout=2.0,
         )

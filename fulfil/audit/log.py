@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import math
@@ -197,12 +198,18 @@ def _credentials_sent(headers: Mapping[str, str]) -> tuple[list[str], list[tuple
     return secrets, pairs
 
 
-def _guarded(name: str, guard: SendGuard) -> Any:
+def _guarded(name: str, guard: SendGuard) -> str:
     """A named api_calls statement with the guard's named query composed in as {guard}."""
+    return _composed(name, guard.group, guard.name)
+
+
+@functools.cache
+def _composed(name: str, group: str, guard_name: str) -> str:
+    # Composed once per pair, not per request: psycopg would otherwise render the composition
+    # on every call. Both are fulfil's own named queries; only values travel as parameters.
     from psycopg import sql
 
-    # Both queries are fulfil's own named queries; only values travel as parameters.
-    return sql.SQL(query("api_calls", name)).format(guard=sql.SQL(query(guard.group, guard.name)))
+    return sql.SQL(query("api_calls", name)).format(guard=sql.SQL(query(group, guard_name))).as_string(None)
 
 
 class ApiCallLog:

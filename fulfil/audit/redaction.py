@@ -29,8 +29,9 @@ REDACTED_BYTES = REDACTED.encode()
 MIN_SECRET_LENGTH = 4
 # Header and query-parameter names whose values are credentials, whatever their case.
 SENSITIVE_NAME = re.compile(r"authorization|cookie|api[-_]?key|token|secret|password|passwd|credential", re.I)
-# The characters requests leaves alone when it re-quotes a URL it was given.
-_REQUOTE_SAFE = "!#$%&'()*+,/:;=?@[]~"
+# The characters left alone when a URL is quoted for sending (fulfil.audit.sender.with_query,
+# the same set requests re-quoted with).
+URL_SAFE_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
 _PREFIX_LENGTH = 4
 
 Scrubbable = TypeVar("Scrubbable", str, bytes)
@@ -45,7 +46,7 @@ def _url_forms(value: str) -> set[str]:
     for encoded in (
         quote(value, safe=""),
         quote(value, safe="/"),
-        quote(value, safe=_REQUOTE_SAFE),
+        quote(value, safe=URL_SAFE_CHARACTERS),
         quote_plus(value),
         quote_plus(value, safe="/"),
     ):

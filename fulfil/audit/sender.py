@@ -1,8 +1,8 @@
 """The one way fulfil talks to the outside world.
 
-Every request goes through ``AuditedHttp.send``: a ``requests`` session with mandatory connect and
-read timeouts, an overall deadline per call, TLS verification on (trusting the CA bundle the
-environment names), redirects never followed, credentials only ever sent to the configured
+Every request goes through ``AuditedHttp.send``: urllib3 pools (fulfil/audit/transport.py) with
+mandatory connect and read timeouts, an overall deadline per call, TLS verification on (trusting
+the CA bundle the environment names), redirects never followed, credentials only ever sent to the configured
 service's scheme, host and port, the answer read with a size cap, and an api_calls row written
 before sending and completed after. The outcome carries a failure class every caller can act on:
 
@@ -30,37 +30,27 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
-import requests
-from requests.auth import AuthBase
+import urllib3
+from urllib3 import HTTPHeaderDict
+from urllib3 import exceptions as http_errors
 
 from fulfil import __version__
 from fulfil.audit.budget import Budget, ServiceBudgets
 from fulfil.audit.log import ApiCallLog, SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
+from fulfil.audit.redaction import URL_SAFE_CHARACTERS
 from fulfil.audit.retry import NO_RETRY, RetryPolicy
-from fulfil.audit.wire import ProbedAdapter, WireProbe, probing
+from fulfil.audit.transport import DEFAULT_HEADERS, Credentials, pools_for
+from fulfil.audit.wire import WireProbe, probing
 from fulfil.config import TRUST_VARIABLES
 from fulfil.url_origin import origin_of, same_origin
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("fulfil.http")
 
 DEFAULT_MAX_RESPONSE_BYTES = 20 * 1024 * 1024
-
-
-class RawKeyAuth(AuthBase):
-    """Mirakl's scheme: the shop key itself in Authorization, no 'Bearer'."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = self.key
-        return request
 
 
 # An answer judged by its caller: None when a 2xx is what the service answers, else what is wrong.
@@ -90,7 +80,7 @@ class AuditedHttp:
         *,
         service: str,
         origin: str,
-        auth: AuthBase,
+        auth: Credentials,
         connect_timeout: float,
         read_timeout: float,
         deadline: float | None = None,
@@ -104,27 +94,24 @@ class AuditedHttp:
         self.audit = audit
         self.service = service
         self.origin = origin_of(origin)
-        self.timeout = (connect_timeout, read_timeout)
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         # A whole call (connect, answer and body) ends by this many seconds, however it trickles.
         self.deadline = deadline if deadline is not None else connect_timeout + read_timeout
         self.max_response_bytes = max_response_bytes
         self.verify = trust_store(ca_bundle)
         self.redactor = audit.redactor
-        self.session = requests.Session()
-        self.session.mount("https://", ProbedAdapter())
-        self.session.mount("http://", ProbedAdapter())
-        self.session.auth = auth
-        self.session.headers["User-Agent"] = f"fulfil/{__version__}"
+        self.auth = auth
         # Requests only ever go to ``origin`` (anything else is refused before sending), so the
-        # environment's proxy settings are those of that one origin.
-        self._settings: dict[str, Any] | None = None
+        # environment's proxy settings are read once, for that one origin.
+        self.pools = pools_for(self.origin, self.verify)
+        self._headers = {"User-Agent": f"fulfil/{__version__}", **DEFAULT_HEADERS}
         # The shared rate budgets of this service's endpoints (None: calls are not metered).
         self.budgets = budgets
         # Asked between the slices of a budget wait: True holds the request back (a stop signal).
         self.should_stop = should_stop
 
     def close(self) -> None:
-        self.session.close()
+        self.pools.clear()
 
     def send(
         self,
@@ -195,24 +182,26 @@ class AuditedHttp:
         waits: _BudgetWaits,
     ) -> HttpOutcome:
         body = data.encode("utf-8") if isinstance(data, str) else data
-        prepared = self.session.prepare_request(
-            requests.Request(method, url, headers=dict(headers or {}), params=params, data=body)
-        )
-        full_url = prepared.url or url
+        full_url = with_query(url, params)
         foreign = None if same_origin(full_url, self.origin) else full_url
-        if foreign is not None:
-            # Never let an answer's link carry the credentials elsewhere: the request is recorded
-            # as refused, and nothing is sent.
-            prepared.headers.pop("Authorization", None)
+        sent_headers = {**self._headers, **(headers or {})}
+        if body is not None:
+            sent_headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD"):
+            sent_headers["Content-Length"] = "0"  # which some Mirakl front ends insist on
+        if foreign is None:
+            # Never let an answer's link carry the credentials elsewhere: a foreign request is
+            # recorded as refused, without them, and nothing is sent.
+            sent_headers["Authorization"] = self.auth.header_value()
         request: dict[str, Any] = {
             "service": self.service,
             "endpoint": endpoint,
             "related_id": related_id,
             "method": method,
             "url": full_url,
-            "headers": dict(prepared.headers),
+            "headers": sent_headers,
             "body": body,
-            "content_type": prepared.headers.get("Content-Type"),
+            "content_type": sent_headers.get("Content-Type"),
             "guard": guard if foreign is None else None,
             "deadline_seconds": self.deadline,
         }
@@ -226,13 +215,14 @@ class AuditedHttp:
             call_id = admitted
         if foreign is not None:
             return self._refuse_foreign(call_id, method, foreign, endpoint)
-        log.debug(
-            "→ %s %s [%s] headers=%s",
-            method,
-            self.redactor.url(full_url),
-            endpoint,
-            self.redactor.headers(prepared.headers),
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "→ %s %s [%s] headers=%s",
+                method,
+                self.redactor.url(full_url),
+                endpoint,
+                self.redactor.headers(sent_headers),
+            )
         started = time.monotonic()
         status_code: int | None = None
         response_headers: dict[str, str] | None = None
@@ -243,28 +233,31 @@ class AuditedHttp:
         probe = WireProbe(self.deadline)
         with probing(probe):
             try:
-                settings = self._environment_settings(full_url)
-                response = self.session.send(
-                    prepared, timeout=self.timeout, allow_redirects=False, **settings
+                response = self.pools.urlopen(
+                    method,
+                    full_url,
+                    body=body,
+                    headers=sent_headers,
+                    retries=False,  # a request is only sent again by the retry policy, audited
+                    redirect=False,
+                    timeout=self.timeout,
+                    preload_content=False,
                 )
                 try:
-                    status_code = response.status_code
+                    status_code = response.status
                     response_headers = dict(response.headers)
                     received = self._read_capped(response)
+                    response.release_conn()  # read to the end: the connection can be kept
                 finally:
                     response.close()
             except ResponseTooLarge as exc:
                 failure, error, repeatable = FailureClass.INDETERMINATE, str(exc), False
-            except requests.RequestException as exc:
+            except (http_errors.HTTPError, ValueError, OSError, LookupError) as exc:
                 # Before the first byte of the request was written nothing can have happened,
-                # whatever the error; after it, anything may have.
+                # whatever the error (whatever else the HTTP stack lets through, a header it
+                # cannot decode say, included); after it, anything may have.
                 failure = FailureClass.INDETERMINATE if probe.sent else FailureClass.NOT_SENT
-                error = describe_exception(exc, sent=probe.sent)
-            except (ValueError, OSError, LookupError) as exc:
-                # Whatever else the HTTP stack lets through (a header it cannot decode, say) is
-                # judged by the same rule, instead of leaving the request without an outcome.
-                failure = FailureClass.INDETERMINATE if probe.sent else FailureClass.NOT_SENT
-                error = f"{type(exc).__name__} ({_innermost(exc)})"
+                error = describe_exception(exc, sent=probe.sent, answered=status_code is not None)
         if probe.expired and failure is None and not _framed(response_headers):
             # The watchdog cut a body that ends when the connection does: it may be incomplete.
             failure = FailureClass.INDETERMINATE
@@ -289,7 +282,7 @@ class AuditedHttp:
             method=method,
             url=full_url,
             status_code=status_code,
-            headers=requests.structures.CaseInsensitiveDict(response_headers or {}),
+            headers=HTTPHeaderDict(response_headers or {}),
             body=received or b"",
             failure=failure,
             error=error,
@@ -375,16 +368,6 @@ class AuditedHttp:
         # Not sent again: the waits of every attempt share one bound, so the next would be held too.
         return self._unsent(call_id, request["method"], request["url"], error, repeatable=False)
 
-    def _environment_settings(self, url: str) -> dict[str, Any]:
-        """The proxies (HTTPS_PROXY, NO_PROXY …) for this service's one origin, read from the
-        environment once: requests would scan every variable on every call, about 1.5 ms each
-        on a machine with a hundred of them. Our trust store, never one a variable weakens."""
-        if self._settings is None:
-            settings = dict(self.session.merge_environment_settings(url, {}, True, True, None))
-            settings["verify"] = self.verify
-            self._settings = settings
-        return dict(self._settings)
-
     def _refuse_foreign(self, call_id: int, method: str, url: str, endpoint: str) -> HttpOutcome:
         host = _host_for_message(url)
         error = (
@@ -420,10 +403,10 @@ class AuditedHttp:
             repeatable=repeatable,
         )
 
-    def _read_capped(self, response: requests.Response) -> bytes:
+    def _read_capped(self, response: urllib3.BaseHTTPResponse) -> bytes:
         chunks: list[bytes] = []
         total = 0
-        for chunk in response.iter_content(chunk_size=64 * 1024):
+        for chunk in response.stream(64 * 1024, decode_content=True):
             total += len(chunk)
             if total > self.max_response_bytes:
                 raise ResponseTooLarge(
@@ -432,6 +415,21 @@ class AuditedHttp:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def with_query(url: str, params: Mapping[str, Any] | None) -> str:
+    """The URL as sent: characters a URL cannot hold quoted, and ``params`` appended as its query
+    (a list as the key repeated; None left out), as requests built it."""
+    url = quote(url, safe=URL_SAFE_CHARACTERS)
+    if not params:
+        return url
+    pairs: list[tuple[str, Any]] = []
+    for key, value in params.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs += [(key, item) for item in values if item is not None]
+    if not pairs:
+        return url
+    return f"{url}{'&' if urlsplit(url).query else '?'}{urlencode(pairs)}"
 
 
 def _framed(headers: Mapping[str, str] | None) -> bool:
@@ -493,20 +491,23 @@ def classify_status(status: int) -> FailureClass | None:
     return FailureClass.DEFINITIVE
 
 
-def describe_exception(exc: requests.RequestException, *, sent: bool) -> str:
-    """What went wrong, in a few words, and whether it was before or after the request went out."""
+def describe_exception(exc: BaseException, *, sent: bool, answered: bool = False) -> str:
+    """What went wrong, in a few words, and whether it was before or after the request went out
+    (``answered``: the status line had arrived, so the body was being read)."""
     detail = _innermost(exc)
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    if isinstance(exc, http_errors.NewConnectionError):
+        return f"connection refused or unreachable, nothing sent ({detail})"
+    if isinstance(exc, http_errors.ConnectTimeoutError):
         return f"connect timeout ({detail})"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
+    if isinstance(exc, http_errors.ReadTimeoutError):
         return f"read timeout: no answer in time ({detail})"
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, http_errors.SSLError):
         if sent:
             return f"TLS error after the request was sent ({detail})"
         return f"TLS error before anything was sent ({detail})"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if isinstance(exc, http_errors.ProtocolError | OSError) and answered:
         return f"answer cut off ({detail})"
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, http_errors.ProtocolError | http_errors.ProxyError | OSError):
         if sent:
             return f"connection lost after the request was sent ({detail})"
         return f"connection refused or unreachable, nothing sent ({detail})"
@@ -514,7 +515,7 @@ def describe_exception(exc: requests.RequestException, *, sent: bool) -> str:
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception and what caused it, outermost first (requests wraps urllib3 wraps socket)."""
+    """The exception and what caused it, outermost first (urllib3 wraps http.client or socket)."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and not any(current is seen for seen in chain) and len(chain) < 20:

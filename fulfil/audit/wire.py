@@ -1,20 +1,21 @@
 """What reached the wire: whether any byte of a request was written, and a deadline that cuts off a
 call however slowly the other side answers.
 
-Two facts the audited HTTP layer cannot get from ``requests`` exceptions:
+Two facts the audited HTTP layer cannot get from the HTTP library's exceptions:
 
-* *Was anything sent?* ``requests`` raises the same ``SSLError`` for a handshake that failed and for
-  a corrupt record in the middle of the answer, and the same ``ConnectionError`` for a refused
-  connection and a reset after the request went out. Only "no byte of the request was written"
-  makes a purchase safe to send again. The connection classes below mark the moment the first
-  byte is about to be written; an error before that moment provably sent nothing, whatever it is.
+* *Was anything sent?* urllib3 raises the same ``SSLError`` for a handshake that failed and for
+  a corrupt record in the middle of the answer, and the same ``ProtocolError`` for a connection
+  that failed before the request was written and for a reset after it went out. Only "no byte of
+  the request was written" makes a purchase safe to send again. The connection classes below
+  mark the moment the first byte is about to be written; an error before that moment provably
+  sent nothing, whatever it is.
 * *How long may it take in all?* A read timeout applies to each socket read, so an answer trickled
   one byte every few seconds never trips it. A watchdog thread shuts the call's socket down when
   its overall deadline passes; the blocked read returns and the call ends as indeterminate (or as
   not sent, when it was still connecting).
 
 The probe for the call in progress travels in a context variable, so the connection classes, which
-``requests`` and ``urllib3`` create and pool, need no reference to it. Each thread (and each call)
+urllib3 creates and pools, need no reference to it. Each thread (and each call)
 has its own.
 """
 
@@ -30,7 +31,6 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
 
@@ -225,18 +225,5 @@ class _ProbedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
     ConnectionCls = ProbedHTTPSConnection
 
 
-_POOLS = {"http": _ProbedHTTPPool, "https": _ProbedHTTPSPool}
-
-
-class ProbedAdapter(requests.adapters.HTTPAdapter):
-    """A requests adapter whose connections report to the probe. No automatic retries (the
-    default): a request is only ever sent again by the retry policy, as its own audited attempt."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = dict(_POOLS)
-        return manager
+# The pool classes a PoolManager makes (fulfil/audit/transport.py): every connection reports.
+PROBED_POOLS = {"http": _ProbedHTTPPool, "https": _ProbedHTTPSPool}

@@ -365,12 +365,11 @@ def test_a_link_to_another_host_in_a_look_up_leaves_the_purchase_unsettled(
 def test_the_http_layer_refuses_to_send_credentials_to_another_origin(
     database_url: str, db: psycopg.Connection
 ) -> None:
-    from requests.auth import HTTPBasicAuth
-
     from fulfil.audit.log import ApiCallLog
     from fulfil.audit.outcome import FailureClass
     from fulfil.audit.redaction import Redactor
     from fulfil.audit.sender import AuditedHttp
+    from fulfil.audit.transport import BasicAuth
 
     log = ApiCallLog(database_url, redactor=Redactor([PASSWORD]))
     with RecordingServer() as configured, RecordingServer() as elsewhere:
@@ -378,7 +377,7 @@ def test_the_http_layer_refuses_to_send_credentials_to_another_origin(
             log,
             service="CanadaPost",
             origin=configured.url,
-            auth=HTTPBasicAuth(USER, PASSWORD),
+            auth=BasicAuth(USER, PASSWORD),
             connect_timeout=1,
             read_timeout=2,
         )
