@@ -60,3 +60,39 @@ def test_a_claim_given_orders_takes_only_those(db: psycopg.Connection, database_
     assert again is None
     assert oldest is not None
     assert oldest["order_id"] == "C-1"
+
+
+def _status(db: psycopg.Connection, order_id: str) -> str:
+    [(status,)] = db.execute("SELECT status FROM shipments WHERE order_id = %s", (order_id,)).fetchall()
+    return str(status)
+
+
+def test_an_order_whose_data_changed_during_its_purchase_is_tried_again(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    # The change lands while the shipment is label_creation_initiated, so the trigger that requeues
+    # a failed order on a change finds nothing to requeue; the refusal must not bury the new data.
+    _pending(db, "C-1", '{"customer": {"shipping_address": {"zip_code": "bad"}}}')
+    _pending(db, "C-2", '{"customer": {"shipping_address": {"zip_code": "bad"}}}')
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        store = ShipmentStore(conn, owner="test/1", run_id=None)
+        changed = store.claim_next_purchase(["C-1"], contract=True, lease_seconds=60)
+        unchanged = store.claim_next_purchase(["C-2"], contract=True, lease_seconds=60)
+        assert changed is not None
+        assert unchanged is not None
+        fixed = '{"customer": {"shipping_address": {"zip_code": "K1A0A9"}}}'
+        db.execute("UPDATE orders SET raw_order_data = %s::jsonb WHERE order_id = 'C-1'", (fixed,))
+        for claim in (changed, unchanged):
+            assert store.refuse_purchase(
+                claim["shipment_id"],
+                code="order-data",
+                error="zip_code",
+                order_data_hash=claim["order_data_hash"],
+            )
+    assert _status(db, "C-1") == "label_pending"
+    assert _status(db, "C-2") == "label_failed"
+    moves = db.execute(
+        "SELECT move, reason FROM shipment_events WHERE order_id = 'C-1' ORDER BY event_id"
+    ).fetchall()
+    assert [m for m, _ in moves][-2:] == ["refuse_purchase", "retry_label"]
+    assert "changed while its label was being bought" in moves[-1][1]

@@ -162,7 +162,9 @@ class ShipmentStore:
     def refuse_purchase(
         self, shipment_id: int, *, code: str, error: str, order_data_hash: str | None
     ) -> bool:
-        return self._write(
+        """label_failed, for the order's data as the claim read it (``order_data_hash``); if the
+        data has changed since, the order goes straight back to label_pending to be tried again."""
+        refused = self._write(
             "record_label_failed",
             shipment_id=shipment_id,
             code=code,
@@ -170,6 +172,9 @@ class ShipmentStore:
             reason=error,
             order_data_hash=order_data_hash,
         )
+        if refused:
+            self._write("requeue_if_order_changed", shipment_id=shipment_id)
+        return refused
 
     def release_purchase(self, shipment_id: int, *, code: str, error: str) -> bool:
         return self._write(

@@ -108,6 +108,21 @@ WHERE shipment_id = %(shipment_id)s
   AND fulfil_shipment_move(%(shipment_id)s, 'refuse_purchase', %(owner)s, %(run_id)s, %(reason)s)
 RETURNING shipment_id;
 
+-- name: requeue_if_order_changed
+-- Right after a refusal: an order whose data changed while its purchase was under way goes back to
+-- label_pending, as the change would have done had it come after (the change's trigger found no
+-- label_failed row to requeue then). The refusal judged the data the claim read, not these.
+UPDATE shipments s
+SET status = 'label_pending', last_error = NULL, last_error_code = NULL, failed_order_data_hash = NULL
+FROM orders o
+WHERE s.shipment_id = %(shipment_id)s
+  AND o.order_id = s.order_id
+  AND s.status = 'label_failed'
+  AND s.failed_order_data_hash IS DISTINCT FROM md5(o.raw_order_data::text)
+  AND fulfil_shipment_move(s.shipment_id, 'retry_label', %(owner)s, %(run_id)s,
+                           'the order''s data changed while its label was being bought')
+RETURNING s.shipment_id;
+
 -- name: release_to_pending
 -- Proven not bought (never sent, refused before processing, or not found after settling).
 UPDATE shipments
