@@ -172,7 +172,7 @@ class ShipmentStore:
             reason=error,
             order_data_hash=order_data_hash,
         )
-        if refused:
+        if refused and order_data_hash is not None:  # None: the data the refusal judged is unknown
             self._write("requeue_if_order_changed", shipment_id=shipment_id)
         return refused
 
