@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -568,6 +567,8 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
 
 def _read_config_file(path: Path) -> dict[str, str]:
     """Flatten the TOML file to {"section.key": "value"}, refusing unknown keys and secrets."""
+    import tomllib  # only when there is a config file: 2 ms of every command otherwise
+
     try:
         with path.open("rb") as handle:
             document = tomllib.load(handle)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from fulfil.audit.redaction import Redactor
 from fulfil.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
@@ -84,7 +83,10 @@ def connect(
         )
     except psycopg.Error as exc:
         # libpq quotes what it could not use (a host, a port), and that can be a piece of a
-        # password it misread; nothing of psycopg's text is shown unscrubbed.
+        # password it misread; nothing of psycopg's text is shown unscrubbed. (The redaction, and
+        # the html module it brings, only for a failure: `fulfil status` connects every time.)
+        from fulfil.audit.redaction import Redactor
+
         reason = Redactor(database_password_forms(url)).text(first_line(exc))
         raise DatabaseError(f"cannot connect to the database ({describe_url(url)}): {reason}") from None
 

@@ -1,4 +1,4 @@
-"""Start-up: `fulfil --help` and `fulfil --version` import only what they use.
+"""Start-up: `fulfil --help`, `fulfil --version` and `fulfil status` import only what they use.
 
 These tests check the cause, never the clock (`python -m tests.benchmarks.startup` measures): each
 runs the command in a child process that records every module imported after start-up, and by
@@ -53,6 +53,28 @@ HELP_NEEDS = (
 )
 # `fulfil --version` needs nothing but the version.
 VERSION_NEEDS = ("fulfil", "fulfil.cli")
+# `fulfil status` (against FULFIL_DATABASE_URL, not on a terminal) needs the command line, the
+# settings (whose table names Canada Post's throttle groups), the database and its migrations, the
+# report and what it reads: shipment states, label files, rate budgets. Not fulfil.runs (psutil),
+# which judges a lease owner only when there is one, nor the redaction of a failed connection.
+STATUS_NEEDS = (
+    *HELP_NEEDS,
+    "fulfil.status_report",
+    "fulfil.config",
+    "fulfil.canadapost",
+    "fulfil.canadapost.throttle_groups",
+    "fulfil.db",
+    "fulfil.migrations",
+    "fulfil.output",
+    "fulfil.audit",
+    "fulfil.audit.budget",
+    "fulfil.label_files",
+    "fulfil.shipments",
+    "fulfil.shipments.states",
+)
+# psycopg it needs; typer reads its options with pydantic unless fulfil.cli.shared does (plain ints
+# and strings), and the HTTP libraries come only with the HTTP path.
+STATUS_HEAVY = (*(name for name in HEAVY if name != "psycopg"), "certifi", "http.client", "typer._adapters")
 
 # Runs in the child: a finder at the head of sys.meta_path that finds nothing but notes, for each
 # module imported for the first time, the line of code that imported it and the modules being
@@ -119,10 +141,12 @@ class ChildRun:
             within = [str(module) for module in item["within"]]  # type: ignore[attr-defined]
             if name not in unneeded or any(module in unneeded for module in within):
                 continue
-            brought = sum(
-                1
-                for other in self.imports
-                if other["module"] in unneeded and name in other["within"]  # type: ignore[operator]
+            brought = len(
+                [
+                    other
+                    for other in self.imports
+                    if other["module"] in unneeded and name in other["within"]  # type: ignore[operator]
+                ]
             )
             chain = " <- ".join(within) or "(not inside an import)"
             lines.append(
@@ -181,6 +205,24 @@ def test_version_imports_neither_typer_nor_rich(cli_env: dict[str, str], tmp_pat
     assert not found, "`fulfil --version` imports what it does not use:\n" + run.explain(found)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["status", "--json"], ["--json", "-v", "status", "--stale-hours", "12"]],
+    ids=["status", "status --json", "-v status --stale-hours 12"],
+)
+def test_status_imports_only_what_it_uses(
+    args: list[str], cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    # cron runs it every few minutes: the database driver, the settings and the report, nothing of
+    # the HTTP path, the workflows or the sandbox's servers, and no pydantic for typer to read an int.
+    run = run_probed(args, {**cli_env, "FULFIL_DATABASE_URL": database_url}, tmp_path)
+    assert run.exit_code in (0, None), run.stderr
+    if "--json" not in args:
+        assert "Nothing needs attention." in run.stdout
+    found = unneeded(run, STATUS_NEEDS, STATUS_HEAVY)
+    assert not found, f"`fulfil {' '.join(args)}` imports what it does not use:\n" + run.explain(found)
+
+
 def test_the_probe_names_the_import_and_its_importer(cli_env: dict[str, str], tmp_path: Path) -> None:
     # The check must be able to see an unneeded import, and say who made it.
     run = run_probed(["db", "status", "--help"], cli_env, tmp_path)
@@ -195,15 +237,17 @@ def test_the_probe_names_the_import_and_its_importer(cli_env: dict[str, str], tm
 # --- the fast paths change nothing --------------------------------------------------------------
 
 # Runs in the child: the command line exactly as typer renders it, with nothing deferred (typer's
-# rich module imported in full before fulfil is) and without the --version shortcut (a root option
-# before it).
+# rich module imported in full before fulfil is), typer reading every value itself (pydantic imported
+# first), every command built and without the --version shortcut (main's shortcuts left out).
 UNDEFERRED = r"""
 import sys
 
+import typer._adapters  # noqa: F401  pydantic imported first, so typer reads every value itself
 import typer.rich_utils  # noqa: F401  imported in full first, so nothing is deferred
-from fulfil.cli import main
+from fulfil.cli import application
+from fulfil.cli.shared import run_command_line
 
-main(sys.argv[1:])
+run_command_line(application(), sys.argv[1:])
 """
 
 SAME_OUTPUT = [
@@ -215,6 +259,17 @@ SAME_OUTPUT = [
     ["labels", "no-such-command"],
     ["--no-such-option"],
     ["tracking", "push", "--limit", "0"],
+    ["labels"],
+    ["statsu"],
+    ["-v", "--json", "status", "-h"],
+    ["status", "extra"],
+    ["--json", "--", "status", "--stale-hours", "0"],
+    ["status", "--stale-hours", "0"],
+    ["status", "--stale-hours", "-1"],
+    ["status", "--stale-hours", "1.5"],
+    ["status", "--stale-hours", "x"],
+    ["-v", "status", "--stale-hours", ""],
+    ["sandbox", "serve", "--port", "65536"],
 ]
 
 
@@ -223,7 +278,10 @@ SAME_OUTPUT = [
 def test_help_and_usage_errors_are_what_typer_renders(
     args: list[str], width: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**cli_env, "COLUMNS": width}
+    # A database nowhere: should a refused value ever be taken, the command fails at once rather
+    # than starting the embedded PostgreSQL.
+    nowhere = f"postgresql://nobody@/nowhere?host={tmp_path / 'no-server'}&connect_timeout=1"
+    env = {**cli_env, "COLUMNS": width, "FULFIL_DATABASE_URL": nowhere}
     undeferred = tmp_path / "undeferred.py"
     undeferred.write_text(UNDEFERRED, encoding="utf-8")
     plain = subprocess.run(
@@ -276,6 +334,88 @@ def test_rich_is_whole_after_help(cli_env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     assert "bold text" in result.stdout
     assert "ValueError: boom" in result.stdout
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("args", "built"),
+    [
+        (["status"], ["status"]),
+        (["-vv", "--json", "--verbose", "status", "--json"], ["status"]),
+        (["labels", "create", "--help"], ["labels"]),
+        (["sandbox"], ["sandbox"]),
+        ([], None),
+        (["--help", "status"], None),
+        (["-h", "status"], None),
+        (["--version", "status"], None),
+        (["--", "status"], None),
+        (["-vh", "status"], None),
+        (["statsu"], None),
+        (["--no-such-option", "status"], None),
+    ],
+)
+def test_only_the_command_named_is_built(args: list[str], built: list[str] | None) -> None:
+    from fulfil.cli import application
+    from fulfil.cli.lean_command import with_only_the_command
+
+    whole = application()
+    one = with_only_the_command(whole, args)
+    if built is None:
+        assert one is whole
+        return
+    names = [info.name for info in one.registered_commands] + [info.name for info in one.registered_groups]
+    assert names == built
+    assert one.registered_callback is whole.registered_callback
+    assert len(whole.registered_commands) + len(whole.registered_groups) == 9  # the whole left whole
+
+
+# Values for options of each plain type: what PlainValue reads itself and what it leaves to typer.
+PLAIN_VALUES: list[object] = [
+    *["0", "1", "7", "0012", "24", "1000", "1001", "65535", "65536", "9" * 18, "9" * 19, "9" * 40],
+    *["-1", "+3", " 5", "5 ", "1.5", "1e3", "1_000", "", "x", "\u0663", "true", "no"],
+    *[0, 1, 24, -2, 10**30, True, False, 2.0, None],
+]
+
+
+@pytest.mark.unit
+def test_plain_values_are_read_as_typer_reads_them() -> None:
+    # For every value: the same value, of the same type, or the same refusal with the same message.
+    import typer
+    import typer.main
+    from typer._coercion import build_runtime_param
+
+    from fulfil.cli.lean_command import PlainValue
+
+    app = typer.Typer()
+
+    @app.command()
+    def command(
+        number: int = typer.Option(0),
+        at_least_one: int = typer.Option(1, min=1),
+        port: int = typer.Option(0, min=0, max=65535),
+        name: str = typer.Option(""),
+        flag: bool = typer.Option(False),
+    ) -> None:
+        pass
+
+    click_command = typer.main.get_command(app)
+    ctx = click_command.make_context("command", [])
+
+    def outcome(runtime: object, param: object, value: object) -> tuple[str, object, object]:
+        try:
+            read = runtime.coerce(value, param=param, ctx=ctx)  # type: ignore[attr-defined]
+        except typer.BadParameter as refused:
+            return ("refused", refused.format_message(), None)
+        return ("read", type(read), read)
+
+    params = [p for p in click_command.params if p.name in ("number", "at_least_one", "port", "name", "flag")]
+    assert len(params) == 5
+    for param in params:
+        descriptor = param.type_descriptor  # type: ignore[attr-defined]
+        for value in PLAIN_VALUES:
+            typers = outcome(build_runtime_param(descriptor), param, value)
+            ours = outcome(PlainValue(descriptor), param, value)
+            assert ours == typers, f"--{param.name} {value!r}"
 
 
 # --- the deferral itself, on planted modules ----------------------------------------------------

@@ -4,8 +4,10 @@ Start-up is kept short, for cron, pipelines and people: importing this package l
 standard library, `fulfil --version` is answered here, and the typer application, with every command
 group (the sandbox's too), is put together only when a command line is parsed or ``app`` is first
 read. Each command group registers itself on the application when imported; the database, HTTP
-and XML libraries are imported by the commands that use them, and rich's Markdown and tracebacks
-(imported by typer for help) not at all (fulfil.cli.deferred_rich). The modules that define
+and XML libraries are imported by the commands that use them, rich's Markdown and tracebacks
+(imported by typer for help) not at all (fulfil.cli.deferred_rich), and pydantic, through which
+typer reads option values, only for a value that is not a plain bool, int or str
+(fulfil.cli.lean_command: `fulfil status` runs without it). The modules that define
 commands do without ``from __future__ import annotations``: typer would evaluate every annotation
 string of every command two or three times to build the command line, a tenth of `fulfil --help`.
 tests/test_startup.py names any import that creeps back in; tests/benchmarks/startup.py measures.
@@ -34,9 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:
         _print_version()
+    from fulfil.cli.lean_command import with_only_the_command
     from fulfil.cli.shared import run_command_line
 
-    run_command_line(application(), args)
+    run_command_line(with_only_the_command(application(), args), args)
 
 
 def version_text() -> str:

@@ -302,6 +302,9 @@ def run_command_line(application: typer.Typer, args: list[str]) -> NoReturn:
     from fulfil.stop_signals import RunInterrupted, interrupt_on_sigterm
 
     command = typer.main.get_command(application)
+    from fulfil.cli.lean_command import read_plain_values_without_pydantic
+
+    read_plain_values_without_pydantic(command)
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in args)
     try:
         # Commands that do not stop gracefully (the order workflows do) end on SIGTERM like on
