@@ -181,7 +181,7 @@ def _credentials_sent(headers: Mapping[str, str]) -> tuple[list[str], list[tuple
                 decoded = base64.b64decode(credentials, validate=True)
             except (binascii.Error, ValueError):
                 decoded = b""
-            # requests encodes a str user and password as Latin-1; UTF-8 is tried first.
+            # fulfil.audit.transport.BasicAuth encodes as Latin-1 when it can; UTF-8 is tried first.
             for encoding in ("utf-8", "latin-1"):
                 try:
                     user, colon, password = decoded.decode(encoding).partition(":")

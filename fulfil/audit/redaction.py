@@ -79,7 +79,7 @@ def _encoded_forms(value: str) -> set[str]:
 
 def _base64_tokens(value: str) -> set[str]:
     """Base64 of the value, standard and URL-safe, with and without padding. Latin-1 too, because
-    that is how requests encodes a str user name and password for Basic auth."""
+    that is how Basic auth encodes a user name and password that Latin-1 can hold (transport.BasicAuth)."""
     tokens: set[str] = set()
     for encoding in ("utf-8", "latin-1"):
         try:
