@@ -3,7 +3,9 @@ whose deadline passes is cut, even when the watchdog was asleep towards a later 
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from collections.abc import Callable
 
 from fulfil.audit.wire import Watchdog, WireProbe
@@ -39,4 +41,20 @@ def test_calls_that_end_in_time_are_never_cut_and_leave_no_entry() -> None:
     assert _wait_for(lambda: straggler.expired)
     assert not any(probe.expired for probe in probes)
     assert _wait_for(lambda: not watchdog._heap), f"{len(watchdog._heap)} entries left in the heap"
-    assert watchdog._live == {500}  # only the straggler's entry, until its call ends
+    assert list(watchdog._live) == [500]  # only the straggler, until its call ends
+
+
+def test_a_finished_call_leaves_no_probe_behind() -> None:
+    # Finished entries wait in the heap until their deadline (a minute at most); at a few hundred
+    # calls a second, each holding its probe (and socket) would be megabytes of a long run.
+    watchdog = Watchdog()
+    in_flight = WireProbe(30.0)
+    watchdog.watch(in_flight)
+    assert _wait_for(lambda: watchdog._sleeping_until is not None)
+    probe = WireProbe(60.0)  # later than the one the watchdog sleeps towards: it stays asleep
+    finished = weakref.ref(probe)
+    watchdog.cancel(watchdog.watch(probe))
+    del probe
+    gc.collect()
+    assert len(watchdog._heap) == 2  # the finished call's entry waits for its deadline...
+    assert finished() is None  # ...holding nothing

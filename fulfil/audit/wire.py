@@ -117,9 +117,10 @@ class Watchdog:
     call was a tenth of a purchase's CPU)."""
 
     def __init__(self) -> None:
-        # (deadline, entry, probe); entries of finished calls stay until the thread passes them.
-        self._heap: list[tuple[float, int, WireProbe]] = []
-        self._live: set[int] = set()
+        # (deadline, entry); the entries of finished calls stay until the thread passes them, so
+        # they hold no probe: the probes of the calls in flight are in _live.
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, WireProbe] = {}
         self._counter = itertools.count()
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -128,8 +129,8 @@ class Watchdog:
     def watch(self, probe: WireProbe) -> int:
         entry = next(self._counter)
         with self._condition:
-            heapq.heappush(self._heap, (probe.deadline, entry, probe))
-            self._live.add(entry)
+            heapq.heappush(self._heap, (probe.deadline, entry))
+            self._live[entry] = probe
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="fulfil-http-deadlines", daemon=True)
                 self._thread.start()
@@ -139,7 +140,7 @@ class Watchdog:
 
     def cancel(self, entry: int) -> None:
         with self._condition:
-            self._live.discard(entry)
+            self._live.pop(entry, None)
 
     def _run(self) -> None:
         while True:
@@ -153,7 +154,7 @@ class Watchdog:
                         self._thread = None
                         return
                     continue
-                deadline, _, probe = self._heap[0]
+                deadline, entry = self._heap[0]
                 wait = deadline - time.monotonic()
                 if wait > 0:
                     self._sleeping_until = deadline
@@ -161,6 +162,7 @@ class Watchdog:
                     continue
                 heapq.heappop(self._heap)
                 self._sleeping_until = None
+                probe = self._live[entry]  # still in flight: it stays live until its call ends
             probe.expire()
 
 
