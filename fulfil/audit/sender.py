@@ -247,9 +247,10 @@ class AuditedHttp:
                     status_code = response.status
                     response_headers = dict(response.headers)
                     received = self._read_capped(response)
-                    response.release_conn()  # read to the end: the connection can be kept
                 finally:
-                    response.close()
+                    if received is None:
+                        response.close()  # not read to the end: it cannot carry another request
+                    response.release_conn()  # back to the pool (a closed one reconnects there)
             except ResponseTooLarge as exc:
                 failure, error, repeatable = FailureClass.INDETERMINATE, str(exc), False
             except (http_errors.HTTPError, ValueError, OSError, LookupError) as exc:
