@@ -90,6 +90,13 @@ class ShipmentStore:
     def _one(self, name: str, **params: Any) -> Row | None:
         return self.conn.execute(_sql(name), self._params(params)).fetchone()
 
+    def _claim(self, name: str, order_ids: list[str] | None, **params: Any) -> Row | None:
+        """A claim statement: with its order filter only when the run was given orders."""
+        row: Row | None = self.conn.execute(
+            _claim_sql(name, order_ids is not None), self._params({"order_ids": order_ids, **params})
+        ).fetchone()
+        return row
+
     def _all(self, name: str, **params: Any) -> list[Row]:
         return self.conn.execute(_sql(name), self._params(params)).fetchall()
 
@@ -120,16 +127,12 @@ class ShipmentStore:
         """Claim the next order to buy a label for and commit the intent, in one statement:
         label_creation_initiated with this run's lease and its lookup key. Returns the order's data
         (and shipment_id, order_id, cp_request_id, purchase_started_at, order_data_hash)."""
-        row: Row | None = self.conn.execute(
-            _claim_sql("claim_next_purchase", order_ids is not None),
-            self._params(
-                {
-                    "order_ids": order_ids,
-                    "cp_mode": "contract" if contract else "noncontract",
-                    "lease_seconds": lease_seconds,
-                }
-            ),
-        ).fetchone()
+        row = self._claim(
+            "claim_next_purchase",
+            order_ids,
+            cp_mode="contract" if contract else "noncontract",
+            lease_seconds=lease_seconds,
+        )
         if row is None:
             return None
         # The data comes as PostgreSQL's text of the jsonb value, so its hash here is the one
@@ -323,15 +326,9 @@ class ShipmentStore:
         self, *, lease_seconds: float, dead_owners: list[str], order_ids: list[str] | None, skip: list[int]
     ) -> Row | None:
         """The next bought label without its PDF, leased to this run while it is fetched."""
-        params = {
-            "lease_seconds": lease_seconds,
-            "dead_owners": dead_owners,
-            "order_ids": order_ids,
-            "skip": skip,
-        }
-        return self.conn.execute(
-            _claim_sql("claim_next_download", order_ids is not None), self._params(params)
-        ).fetchone()
+        return self._claim(
+            "claim_next_download", order_ids, lease_seconds=lease_seconds, dead_owners=dead_owners, skip=skip
+        )
 
     def record_label_file(self, shipment_id: int, *, path: str, sha256: str, size: int) -> None:
         self._write("record_label_file", shipment_id=shipment_id, path=path, sha256=sha256, size=size)
@@ -384,16 +381,14 @@ class ShipmentStore:
         skip: list[int],
         download_grace_seconds: float,
     ) -> Row | None:
-        params = {
-            "lease_seconds": lease_seconds,
-            "dead_owners": dead_owners,
-            "order_ids": order_ids,
-            "skip": skip,
-            "download_grace_seconds": download_grace_seconds,
-        }
-        return self.conn.execute(
-            _claim_sql("claim_next_shipment", order_ids is not None), self._params(params)
-        ).fetchone()
+        return self._claim(
+            "claim_next_shipment",
+            order_ids,
+            lease_seconds=lease_seconds,
+            dead_owners=dead_owners,
+            skip=skip,
+            download_grace_seconds=download_grace_seconds,
+        )
 
     def push_guard(self, shipment_id: int) -> SendGuard:
         """Checked in the statement that records each OR23/OR24 attempt: still ours?"""
