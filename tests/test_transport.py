@@ -82,3 +82,16 @@ def test_every_pool_reports_to_the_wire_probe(monkeypatch: pytest.MonkeyPatch) -
     manager = pools_for("https://soa-gw.canadapost.ca", True)
     assert manager.connection_from_url("https://soa-gw.canadapost.ca").ConnectionCls is ProbedHTTPSConnection
     assert manager.connection_from_url("http://localhost:1").ConnectionCls is ProbedHTTPConnection
+
+
+@pytest.mark.parametrize("proxy", ["http://alice:s3cret@[bad", "ftp://alice:s3cret@proxy.internal:21"])
+def test_an_unusable_proxy_setting_is_a_configuration_error_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    from fulfil.errors import ConfigError
+
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    with pytest.raises(ConfigError, match="HTTPS_PROXY") as refused:
+        pools_for("https://soa-gw.canadapost.ca", True)
+    assert "s3cret" not in str(refused.value)

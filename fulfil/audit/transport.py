@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import urllib3
 
 from fulfil.audit.wire import PROBED_POOLS
+from fulfil.errors import ConfigError
 
 # As requests sent them, so that what the services see (and what api_calls records) is unchanged.
 DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connection": "keep-alive"}
@@ -70,6 +71,20 @@ def pools_for(origin: str, trust: str | bool) -> urllib3.PoolManager:
     elif isinstance(trust, str):
         tls["ca_certs"] = trust
     proxy = _proxy_for(origin)
+    try:
+        manager = _manager(proxy, tls)
+    except ValueError as exc:  # urllib3's ProxySchemeUnknown and LocationParseError included
+        # Never the URL itself: it may hold the proxy's password.
+        scheme = urlsplit(origin).scheme.upper()
+        raise ConfigError(
+            f"{scheme}_PROXY (or ALL_PROXY) in the environment is not a usable proxy URL "
+            f"({type(exc).__name__}); fix or unset it"
+        ) from None
+    manager.pool_classes_by_scheme = dict(PROBED_POOLS)
+    return manager
+
+
+def _manager(proxy: str | None, tls: dict[str, Any]) -> urllib3.PoolManager:
     manager: urllib3.PoolManager
     if proxy is None:
         manager = urllib3.PoolManager(num_pools=4, maxsize=POOL_SIZE, **tls)
@@ -84,7 +99,6 @@ def pools_for(origin: str, trust: str | bool) -> urllib3.PoolManager:
         manager = urllib3.ProxyManager(
             proxy, num_pools=4, maxsize=POOL_SIZE, proxy_headers=proxy_headers, **tls
         )
-    manager.pool_classes_by_scheme = dict(PROBED_POOLS)
     return manager
 
 
