@@ -11,7 +11,10 @@ $(BIN)/fulfil: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# Compiled once here, so that no command compiles fulfil's modules on every run where the shell
+# sets PYTHONDONTWRITEBYTECODE=1 (as an installed, not editable, fulfil never does).
 install: $(BIN)/fulfil
+	$(BIN)/python -m compileall -q fulfil > /dev/null
 
 demo: install
 	$(BIN)/fulfil demo

