@@ -96,7 +96,7 @@ def parse_shipment_info(body: bytes | str, *, link_origin: str | None = None) ->
     to any other scheme, host or port makes the answer a ResponseFormatError.
     """
     origin = _link_origin(link_origin)
-    root = _root(body, _SHIPMENT_INFO_ROOTS)
+    root = document_root(body, _SHIPMENT_INFO_ROOTS)
     shipment_id = _shipment_id(root)
     tracking_pin = _tracking_pin(root)
     if shipment_id is None or tracking_pin is None:
@@ -109,7 +109,7 @@ def parse_shipment_info(body: bytes | str, *, link_origin: str | None = None) ->
             f"<{local_name(root)}> has no {missing}; a label cannot be recorded without both "
             "(the shipment id voids or refunds it, the PIN tracks it)"
         )
-    links_element = _single(root, "links")
+    links_element = single_child(root, "links")
     all_links = tuple(_links(children(links_element, "link"), origin)) if links_element is not None else ()
     by_rel: dict[str, Link] = {}
     for link in sorted(all_links, key=lambda link: link.index or 0):
@@ -129,13 +129,13 @@ def parse_shipment_links(body: bytes | str, *, link_origin: str | None = None) -
     ``link_origin`` holds every link to one origin, as for ``parse_shipment_info``.
     """
     origin = _link_origin(link_origin)
-    root = _root(body, _SHIPMENT_LIST_ROOTS)
+    root = document_root(body, _SHIPMENT_LIST_ROOTS)
     return list(_links(children(root, "link"), origin))
 
 
 def parse_shipment_details(body: bytes | str) -> ShipmentDetails:
     """A ``<shipment-details>`` or ``<non-contract-shipment-details>`` answer."""
-    root = _root(body, _SHIPMENT_DETAILS_ROOTS)
+    root = document_root(body, _SHIPMENT_DETAILS_ROOTS)
     # Contract details nest the request under shipment-detail; non-contract details do not.
     spec = find_path(root, "shipment-detail", "delivery-spec")
     if spec is None:
@@ -156,7 +156,7 @@ def parse_shipment_details(body: bytes | str) -> ShipmentDetails:
 
 def parse_messages(body: bytes | str) -> list[CanadaPostMessage]:
     """The messages of a ``<messages>`` error answer, in any namespace (empty for ``<messages/>``)."""
-    return _messages(_root(body, ("messages",)))
+    return _messages(document_root(body, ("messages",)))
 
 
 def messages_in(body: bytes | str | None) -> list[CanadaPostMessage] | None:
@@ -225,7 +225,7 @@ def _has_recognised_code(messages: list[CanadaPostMessage]) -> bool:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _root(body: bytes | str, expected: tuple[str, ...]) -> etree._Element:
+def document_root(body: bytes | str, expected: tuple[str, ...]) -> etree._Element:
     try:
         root = parse_untrusted(body)
     except UntrustedXmlError as exc:
@@ -235,19 +235,19 @@ def _root(body: bytes | str, expected: tuple[str, ...]) -> etree._Element:
         return root
     wanted = " or ".join(f"<{item}>" for item in expected)
     if name == "messages":
-        shown = "; ".join(f"{m.code}: {m.description}" for m in _messages(root)) or "no message"
-        if len(shown) > _MAX_SHOWN_MESSAGES:
-            shown = f"{shown[:_MAX_SHOWN_MESSAGES]}…"
-        raise ResponseFormatError(f"expected {wanted}, got Canada Post error messages ({shown})")
-    shown_name = name if len(name) <= _SHOWN_LENGTH and name.isascii() else _shown(name)
+        said = "; ".join(f"{m.code}: {m.description}" for m in _messages(root)) or "no message"
+        if len(said) > _MAX_SHOWN_MESSAGES:
+            said = f"{said[:_MAX_SHOWN_MESSAGES]}…"
+        raise ResponseFormatError(f"expected {wanted}, got Canada Post error messages ({said})")
+    shown_name = name if len(name) <= _SHOWN_LENGTH and name.isascii() else shown(name)
     raise ResponseFormatError(f"expected {wanted}, got <{shown_name}>")
 
 
 def _messages(root: etree._Element) -> list[CanadaPostMessage]:
     return [
         CanadaPostMessage(
-            code=_displayable(child_text(message, "code") or "", _MAX_CODE_LENGTH),
-            description=_displayable(
+            code=displayable(child_text(message, "code") or "", _MAX_CODE_LENGTH),
+            description=displayable(
                 " ".join((child_text(message, "description") or "").split()), _MAX_DESCRIPTION_LENGTH
             ),
         )
@@ -274,8 +274,8 @@ def _messages(root: etree._Element) -> list[CanadaPostMessage]:
 #   they must be absolute http(s) URLs that fulfil.url_origin accepts, without a fragment;
 #   media-type, optional as fulfil always read it, is sent back as an Accept header.
 
-_XML_WHITESPACE = " \t\r\n"
-_TRACKING_PIN = re.compile(r"[0-9A-Z]{11,16}")
+XML_WHITESPACE = " \t\r\n"
+TRACKING_PIN = re.compile(r"[0-9A-Z]{11,16}")
 _SHIPMENT_ID = re.compile(r"[0-9]{1,32}")
 _MAX_STATUS_LENGTH = 14
 _MAX_REFERENCE_LENGTH = 35
@@ -292,7 +292,7 @@ _MAX_CODE_LENGTH = 40
 _MAX_DESCRIPTION_LENGTH = 1000
 
 
-def _single(parent: etree._Element, name: str) -> etree._Element | None:
+def single_child(parent: etree._Element, name: str) -> etree._Element | None:
     """The one child with this local name; the schemas allow each at most once (xsd:all)."""
     found = children(parent, name)
     if len(found) > 1:
@@ -302,41 +302,41 @@ def _single(parent: etree._Element, name: str) -> etree._Element | None:
     return found[0] if found else None
 
 
-def _value(parent: etree._Element, name: str) -> str | None:
+def single_value(parent: etree._Element, name: str) -> str | None:
     """The text of the single ``<name>`` child, stripped of XML whitespace; None when absent or empty."""
-    element = _single(parent, name)
+    element = single_child(parent, name)
     if element is None:
         return None
     if len(element):
         raise ResponseFormatError(f"<{name}> in <{local_name(parent)}> holds elements, not a value")
-    return (element.text or "").strip(_XML_WHITESPACE) or None
+    return (element.text or "").strip(XML_WHITESPACE) or None
 
 
 def _tracking_pin(root: etree._Element) -> str | None:
-    pin = _value(root, "tracking-pin")
-    if pin is not None and not _TRACKING_PIN.fullmatch(pin):
+    pin = single_value(root, "tracking-pin")
+    if pin is not None and not TRACKING_PIN.fullmatch(pin):
         raise ResponseFormatError(
-            f"<tracking-pin> {_shown(pin)} in <{local_name(root)}> is not a Canada Post tracking PIN "
+            f"<tracking-pin> {shown(pin)} in <{local_name(root)}> is not a Canada Post tracking PIN "
             "(11 to 16 characters, digits and capital letters)"
         )
     return pin
 
 
 def _shipment_id(root: etree._Element) -> str | None:
-    shipment_id = _value(root, "shipment-id")
+    shipment_id = single_value(root, "shipment-id")
     if shipment_id is not None and not _SHIPMENT_ID.fullmatch(shipment_id):
         raise ResponseFormatError(
-            f"<shipment-id> {_shown(shipment_id)} in <{local_name(root)}> is not a Canada Post shipment id "
+            f"<shipment-id> {shown(shipment_id)} in <{local_name(root)}> is not a Canada Post shipment id "
             "(1 to 32 digits)"
         )
     return shipment_id
 
 
 def _printable(parent: etree._Element, name: str, max_length: int) -> str | None:
-    value = _value(parent, name)
+    value = single_value(parent, name)
     if value is not None and (len(value) > max_length or not value.isprintable()):
         raise ResponseFormatError(
-            f"<{name}> {_shown(value)} in <{local_name(parent)}> is not a value of at most {max_length} "
+            f"<{name}> {shown(value)} in <{local_name(parent)}> is not a value of at most {max_length} "
             "printable characters on one line"
         )
     return value
@@ -363,11 +363,11 @@ def _link(element: etree._Element, origin: str | None) -> Link:
     href = _attribute(element, "href")
     if not rel or not href:
         raise ResponseFormatError(
-            f"a <link> without rel or href: rel={_shown(rel)} href={_shown(_without_userinfo(href))}"
+            f"a <link> without rel or href: rel={shown(rel)} href={shown(_without_userinfo(href))}"
         )
     if not _REL.fullmatch(rel):
         raise ResponseFormatError(
-            f"a <link> whose rel {_shown(rel)} is not a link relation "
+            f"a <link> whose rel {shown(rel)} is not a link relation "
             "(a letter, then up to 63 letters, digits, '.', '_' or '-')"
         )
     name = f"<link rel={rel!r}>"
@@ -380,19 +380,19 @@ def _link(element: etree._Element, origin: str | None) -> Link:
     media_type = _attribute(element, "media-type") or None
     if media_type is not None and not _MEDIA_TYPE.fullmatch(media_type):
         raise ResponseFormatError(
-            f"{name} has media-type {_shown(media_type)}, not a media type (type/subtype)"
+            f"{name} has media-type {shown(media_type)}, not a media type (type/subtype)"
         )
     raw_index = _attribute(element, "index")
     index: int | None = None
     if raw_index:
         if not _INDEX.fullmatch(raw_index):
-            raise ResponseFormatError(f"{name} has index {_shown(raw_index)}, not a number of up to 6 digits")
+            raise ResponseFormatError(f"{name} has index {shown(raw_index)}, not a number of up to 6 digits")
         index = int(raw_index)
     return Link(rel=rel, href=href, media_type=media_type, index=index)
 
 
 def _attribute(element: etree._Element, name: str) -> str:
-    return (element.get(name) or "").strip(_XML_WHITESPACE)
+    return (element.get(name) or "").strip(XML_WHITESPACE)
 
 
 def _href_origin(name: str, href: str) -> str:
@@ -402,11 +402,11 @@ def _href_origin(name: str, href: str) -> str:
         href_origin = origin_of(href)
     except ValueError as exc:
         raise ResponseFormatError(
-            f"{name} href {_shown(_without_userinfo(href))} is not a usable link: {exc}"
+            f"{name} href {shown(_without_userinfo(href))} is not a usable link: {exc}"
         ) from None
     if "#" in href:
         raise ResponseFormatError(
-            f"{name} href {_shown(href)} has a fragment (#…), which Canada Post's links never have"
+            f"{name} href {shown(href)} has a fragment (#…), which Canada Post's links never have"
         )
     return href_origin
 
@@ -416,7 +416,7 @@ def _without_userinfo(href: str) -> str:
     return re.sub(r"(?<=://)[^/?#]*@", "***@", href, count=1)
 
 
-def _shown(value: str) -> str:
+def shown(value: str) -> str:
     """A value for an error message: quoted, escaped to ASCII (no control or bidi characters), short."""
     length = "1 character" if len(value) == 1 else f"{len(value)} characters"
     if len(value) <= _SHOWN_LENGTH:
@@ -424,7 +424,7 @@ def _shown(value: str) -> str:
     return f"{value[:_SHOWN_LENGTH]!a}… ({length})"
 
 
-def _displayable(text: str, max_length: int) -> str:
+def displayable(text: str, max_length: int) -> str:
     """Canada Post's own words, kept readable but bounded and without invisible or control characters."""
     if len(text) > max_length:
         text = f"{text[:max_length]}…"
