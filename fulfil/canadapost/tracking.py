@@ -255,7 +255,9 @@ def status_of_events(events: tuple[TrackingEvent, ...]) -> CarrierStatus:
 def no_pin_history(body: bytes | str | None) -> bool:
     """True for Canada Post's error 004: no scan has reached this PIN yet."""
     messages = messages_in(body)
-    return bool(messages) and all(message.code == "004" for message in messages)
+    if not messages:
+        return False
+    return all(message.code == "004" for message in messages)
 
 
 def parse_tracking_detail(body: bytes | str, *, pin: str) -> TrackingDetail:
