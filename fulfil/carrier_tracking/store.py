@@ -1,0 +1,192 @@
+"""The one owner of the carrier tracking queries (sql/queries/carrier_tracking.sql).
+
+A refresh is recorded in one transaction: the parcel's row locked, its events replaced by the
+answer's (an event seen before keeps its row), its status, dates and last event set, its next
+refresh scheduled, and the refresh logged. A failure is counted and logged the same way, and
+stops the parcel's auto-refresh when the policy says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from fulfil.canadapost.tracking import CarrierStatus, TrackingDetail
+from fulfil.carrier_tracking.schedule import RefreshPolicy
+from fulfil.db import query
+
+Row = dict[str, Any]
+
+
+def _sql(name: str) -> str:
+    return query("carrier_tracking", name)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a recorded refresh left: the parcel's status, and when it is next due (None: never)."""
+
+    carrier_status: CarrierStatus
+    next_refresh_at: datetime | None
+    auto_refresh: bool
+
+
+class CarrierTrackingStore:
+    def __init__(self, conn: psycopg.Connection[Any], *, run_id: str | None, policy: RefreshPolicy) -> None:
+        self.conn = conn
+        self.run_id = run_id
+        self.policy = policy
+
+    def _cursor(self) -> psycopg.Cursor[Row]:
+        return self.conn.cursor(row_factory=dict_row)
+
+    def _now(self, cur: psycopg.Cursor[Row]) -> datetime:
+        row = cur.execute(_sql("database_now")).fetchone()
+        assert row is not None
+        now: datetime = row["now"]
+        return now
+
+    def record_answer(self, shipment_id: int, detail: TrackingDetail, *, call_id: int | None) -> Recorded:
+        """Canada Post's answer for this parcel: its events, its status, its next refresh."""
+        with self.conn.transaction(), self._cursor() as cur:
+            current = cur.execute(_sql("lock_tracking"), {"shipment_id": shipment_id}).fetchone()
+            if current is None:
+                raise LookupError(f"shipment {shipment_id} has no tracked label")
+            now = self._now(cur)
+            events = detail.events
+            arrays = {
+                "shipment_id": shipment_id,
+                "event_codes": [event.code for event in events],
+                "event_keys": [event.key[0] for event in events],
+                "occurred_ats": [event.occurred_at for event in events],
+                "time_zones": [event.time_zone for event in events],
+                "local_times": [event.occurred_at.replace(tzinfo=None) for event in events],
+                "descriptions": [event.description for event in events],
+                "sites": [event.site or "" for event in events],
+                "provinces": [event.province for event in events],
+                "signatories": [event.signatory for event in events],
+                "statuses": [event.status.value if event.status else None for event in events],
+            }
+            cur.execute(_sql("forget_events_not_in_answer"), arrays)
+            if events:
+                cur.execute(_sql("upsert_events"), arrays)
+            last = detail.last_event
+            next_at = self.policy.next_after_answer(detail.status, now)
+            place = ", ".join(part for part in (last.site, last.province) if part) if last else None
+            cur.execute(
+                _sql("record_answer"),
+                {
+                    "shipment_id": shipment_id,
+                    "carrier_status": detail.status.value,
+                    "expected_delivery": detail.expected_delivery,
+                    "delivered_at": detail.delivered_at,
+                    "last_event_at": last.occurred_at if last else None,
+                    "last_event_code": last.code if last else None,
+                    "last_event_description": last.description if last else None,
+                    "last_event_place": place or None,
+                    "next_refresh_at": next_at,
+                },
+            )
+            self._log(cur, shipment_id, "refreshed", detail.status, None, call_id)
+            return Recorded(detail.status, next_at, bool(current["auto_refresh"]))
+
+    def record_no_history(self, shipment_id: int, *, call_id: int | None) -> Recorded:
+        """Error 004: no scan yet. Not a failure: asked again at the pre-transit interval."""
+        with self.conn.transaction(), self._cursor() as cur:
+            current = cur.execute(_sql("lock_tracking"), {"shipment_id": shipment_id}).fetchone()
+            if current is None:
+                raise LookupError(f"shipment {shipment_id} has no tracked label")
+            status = CarrierStatus(current["carrier_status"])
+            if status is not CarrierStatus.PRE_TRANSIT:
+                # Canada Post had history for it before: keep what is known, count a failure.
+                return self._failure(
+                    cur, shipment_id, current, "Canada Post no longer has history for this PIN (004)", call_id
+                )
+            next_at = self.policy.next_after_answer(CarrierStatus.PRE_TRANSIT, self._now(cur))
+            cur.execute(
+                _sql("record_answer"),
+                {
+                    "shipment_id": shipment_id,
+                    "carrier_status": CarrierStatus.PRE_TRANSIT.value,
+                    "expected_delivery": None,
+                    "delivered_at": None,
+                    "last_event_at": None,
+                    "last_event_code": None,
+                    "last_event_description": None,
+                    "last_event_place": None,
+                    "next_refresh_at": next_at,
+                },
+            )
+            self._log(cur, shipment_id, "no_history", CarrierStatus.PRE_TRANSIT, None, call_id)
+            return Recorded(CarrierStatus.PRE_TRANSIT, next_at, bool(current["auto_refresh"]))
+
+    def record_failure(self, shipment_id: int, error: str, *, call_id: int | None) -> Recorded:
+        """A refresh that got no usable answer: backed off, and auto-refresh stopped after too many."""
+        with self.conn.transaction(), self._cursor() as cur:
+            current = cur.execute(_sql("lock_tracking"), {"shipment_id": shipment_id}).fetchone()
+            if current is None:
+                raise LookupError(f"shipment {shipment_id} has no tracked label")
+            return self._failure(cur, shipment_id, current, error, call_id)
+
+    def _failure(
+        self, cur: psycopg.Cursor[Row], shipment_id: int, current: Row, error: str, call_id: int | None
+    ) -> Recorded:
+        status = CarrierStatus(current["carrier_status"])
+        failures = int(current["consecutive_failures"]) + 1
+        next_at = self.policy.next_after_failure(status, failures, self._now(cur))
+        stop = self.policy.stops_after(failures)
+        row = cur.execute(
+            _sql("record_failure"),
+            {
+                "shipment_id": shipment_id,
+                "next_refresh_at": next_at,
+                "error": error,
+                "stop": stop,
+                "stop_reason": f"{failures} refreshes in a row failed; the last: {error}",
+            },
+        ).fetchone()
+        self._log(cur, shipment_id, "failed", status, error, call_id)
+        return Recorded(status, next_at, bool(row and row["auto_refresh"]))
+
+    def _log(
+        self,
+        cur: psycopg.Cursor[Row],
+        shipment_id: int,
+        outcome: str,
+        status: CarrierStatus | None,
+        error: str | None,
+        call_id: int | None,
+    ) -> None:
+        cur.execute(
+            _sql("log_refresh"),
+            {
+                "shipment_id": shipment_id,
+                "outcome": outcome,
+                "carrier_status": status.value if status else None,
+                "error": error,
+                "run_id": self.run_id,
+                "call_id": call_id,
+            },
+        )
+
+    def set_auto_refresh(self, shipment_id: int, on: bool, reason: str | None = None) -> bool:
+        """Turn a parcel's auto-refresh on (its failures forgiven, due now) or off (with why)."""
+        if not on and not reason:
+            raise ValueError("turning auto-refresh off needs a reason")
+        with self._cursor() as cur:
+            row = cur.execute(
+                _sql("set_auto_refresh"), {"shipment_id": shipment_id, "on": on, "reason": reason}
+            ).fetchone()
+        return row is not None
+
+    def tracking_of(self, keys: list[str]) -> list[Row]:
+        """The parcels of these orders or PINs, with their events (newest first)."""
+        with self._cursor() as cur:
+            rows = cur.execute(_sql("tracking_of_orders"), {"keys": keys}).fetchall()
+            for row in rows:
+                row["events"] = cur.execute(_sql("events_of"), {"shipment_id": row["shipment_id"]}).fetchall()
+        return rows

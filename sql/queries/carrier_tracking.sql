@@ -1,0 +1,98 @@
+-- Named queries for the carrier tracking cache (fulfil/carrier_tracking/store.py).
+
+-- name: lock_tracking
+-- The parcel's row, locked for the refresh being recorded (two refreshers of one parcel record
+-- one after the other, never interleaved).
+SELECT shipment_id, tracking_pin, carrier_status, consecutive_failures, auto_refresh, label_created_at
+FROM carrier_tracking
+WHERE shipment_id = %(shipment_id)s
+FOR UPDATE;
+
+-- name: forget_events_not_in_answer
+-- The events of this parcel that the answer no longer lists (Canada Post corrected them).
+DELETE FROM tracking_events e
+WHERE e.shipment_id = %(shipment_id)s
+  AND NOT EXISTS (
+      SELECT 1
+      FROM unnest(%(event_keys)s::text[], %(occurred_ats)s::timestamptz[], %(sites)s::text[])
+          AS a(event_key, occurred_at, site)
+      WHERE a.event_key = e.event_key AND a.occurred_at = e.occurred_at AND a.site = e.site
+  );
+
+-- name: upsert_events
+-- Every event of the answer, once: an event seen before keeps its row (and when it was first seen).
+INSERT INTO tracking_events AS e (shipment_id, event_code, event_key, occurred_at, time_zone, local_time,
+                                  description, site, province, signatory, carrier_status)
+SELECT %(shipment_id)s, a.event_code, a.event_key, a.occurred_at, a.time_zone, a.local_time,
+       a.description, a.site, a.province, a.signatory, a.carrier_status
+FROM unnest(%(event_codes)s::text[], %(event_keys)s::text[], %(occurred_ats)s::timestamptz[],
+            %(time_zones)s::text[], %(local_times)s::timestamp[], %(descriptions)s::text[],
+            %(sites)s::text[], %(provinces)s::text[], %(signatories)s::text[], %(statuses)s::text[])
+    AS a(event_code, event_key, occurred_at, time_zone, local_time, description, site, province,
+         signatory, carrier_status)
+ON CONFLICT (shipment_id, event_key, occurred_at, site) DO UPDATE
+SET event_code = EXCLUDED.event_code,
+    time_zone = EXCLUDED.time_zone,
+    local_time = EXCLUDED.local_time,
+    description = EXCLUDED.description,
+    province = EXCLUDED.province,
+    signatory = EXCLUDED.signatory,
+    carrier_status = EXCLUDED.carrier_status;
+
+-- name: record_answer
+UPDATE carrier_tracking
+SET carrier_status = %(carrier_status)s,
+    expected_delivery = %(expected_delivery)s,
+    delivered_at = %(delivered_at)s,
+    last_event_at = %(last_event_at)s,
+    last_event_code = %(last_event_code)s,
+    last_event_description = %(last_event_description)s,
+    last_event_place = %(last_event_place)s,
+    refreshed_at = now(),
+    next_refresh_at = coalesce(%(next_refresh_at)s, next_refresh_at),
+    refresh_count = refresh_count + 1,
+    consecutive_failures = 0,
+    last_refresh_error = NULL
+WHERE shipment_id = %(shipment_id)s;
+
+-- name: record_failure
+UPDATE carrier_tracking
+SET next_refresh_at = %(next_refresh_at)s,
+    refresh_count = refresh_count + 1,
+    consecutive_failures = consecutive_failures + 1,
+    last_refresh_error = %(error)s,
+    auto_refresh = auto_refresh AND NOT %(stop)s,
+    auto_refresh_stopped_reason = CASE WHEN auto_refresh AND %(stop)s THEN %(stop_reason)s
+                                       ELSE auto_refresh_stopped_reason END
+WHERE shipment_id = %(shipment_id)s
+RETURNING auto_refresh;
+
+-- name: log_refresh
+INSERT INTO tracking_refreshes (shipment_id, outcome, carrier_status, error, run_id, call_id)
+VALUES (%(shipment_id)s, %(outcome)s, %(carrier_status)s, %(error)s, %(run_id)s, %(call_id)s);
+
+-- name: set_auto_refresh
+UPDATE carrier_tracking
+SET auto_refresh = %(on)s,
+    auto_refresh_stopped_reason = CASE WHEN %(on)s THEN NULL ELSE %(reason)s END,
+    consecutive_failures = CASE WHEN %(on)s THEN 0 ELSE consecutive_failures END,
+    next_refresh_at = CASE WHEN %(on)s THEN least(next_refresh_at, now()) ELSE next_refresh_at END
+WHERE shipment_id = %(shipment_id)s
+RETURNING shipment_id;
+
+-- name: tracking_of_orders
+-- What `fulfil tracking show` answers from: by order id or by PIN.
+SELECT s.order_id, t.*
+FROM shipments s
+JOIN carrier_tracking t ON t.shipment_id = s.shipment_id
+WHERE s.order_id = ANY (%(keys)s::text[]) OR s.tracking_pin = ANY (%(keys)s::text[]);
+
+-- name: events_of
+SELECT event_code, occurred_at, time_zone, local_time, description, site, province, signatory, carrier_status
+FROM tracking_events
+WHERE shipment_id = %(shipment_id)s
+ORDER BY occurred_at DESC, tracking_event_id;
+
+-- name: database_now
+-- The transaction's time: schedules are reckoned on the database's clock, shared by every host.
+SELECT now() AS now;
