@@ -29,6 +29,14 @@ CREATE TABLE IF NOT EXISTS carrier_tracking (
     last_refresh_error   text,
     auto_refresh         boolean NOT NULL DEFAULT true,
     auto_refresh_stopped_reason text,            -- why auto-refresh was turned off (by hand or by failures)
+    -- Most urgent first: out for delivery, then attempted or exception, then on the way, then not
+    -- yet scanned; within each, by how overdue.
+    refresh_priority     smallint GENERATED ALWAYS AS (CASE carrier_status
+                             WHEN 'out_for_delivery' THEN 0
+                             WHEN 'delivery_attempted' THEN 1
+                             WHEN 'exception' THEN 1
+                             WHEN 'pre_transit' THEN 3
+                             ELSE 2 END) STORED,
     CONSTRAINT carrier_tracking_status_known CHECK (carrier_status IN (
         'pre_transit', 'in_transit', 'out_for_delivery', 'delivery_attempted', 'exception',
         'returned', 'delivered', 'unknown')),
@@ -37,7 +45,7 @@ CREATE TABLE IF NOT EXISTS carrier_tracking (
     CONSTRAINT carrier_tracking_stop_explained CHECK (auto_refresh OR auto_refresh_stopped_reason IS NOT NULL)
 );
 
-CREATE INDEX IF NOT EXISTS carrier_tracking_due_idx ON carrier_tracking (next_refresh_at)
+CREATE INDEX IF NOT EXISTS carrier_tracking_due_idx ON carrier_tracking (refresh_priority, next_refresh_at)
     WHERE auto_refresh AND carrier_status <> 'delivered';
 CREATE INDEX IF NOT EXISTS carrier_tracking_pin_idx ON carrier_tracking (tracking_pin);
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fulfil.audit.log import SendGuard
@@ -28,7 +29,12 @@ from fulfil.canadapost.responses import (
     parse_shipment_info,
     parse_shipment_links,
 )
-from fulfil.canadapost.schema import NCSHIPMENT_MEDIA_TYPE, PDF_MEDIA_TYPE, SHIPMENT_MEDIA_TYPE
+from fulfil.canadapost.schema import (
+    NCSHIPMENT_MEDIA_TYPE,
+    PDF_MEDIA_TYPE,
+    SHIPMENT_MEDIA_TYPE,
+    TRACK_MEDIA_TYPE,
+)
 from fulfil.canadapost.shipment_request import ShipmentRequest
 from fulfil.config import CanadaPostSettings
 from fulfil.errors import ConfigError
@@ -210,6 +216,20 @@ class CanadaPostClient:
             media_type=link.media_type or default_media_type,
         )
         return self._parse(self.shipment_info_of, outcome)
+
+    # --- tracking ------------------------------------------------------------------------
+
+    def tracking_detail(self, order_id: str, pin: str) -> HttpOutcome:
+        """GET Tracking Details for a PIN (throttle group E). The outcome as it came: the caller
+        tells an answer (parse_tracking_detail) from error 004 (no_pin_history) and a failure."""
+        return self.http.send(
+            "GET",
+            f"{self.settings.base_url}/vis/track/pin/{quote(pin, safe='')}/detail",
+            endpoint="TrackingDetail",
+            related_id=order_id,
+            headers=self._headers(TRACK_MEDIA_TYPE),
+            retry=RETRY_READS,
+        )
 
     def _links_of(self, body: bytes) -> list[Link]:
         return parse_shipment_links(body, link_origin=self.http.origin)

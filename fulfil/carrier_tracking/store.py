@@ -50,6 +50,42 @@ class CarrierTrackingStore:
         now: datetime = row["now"]
         return now
 
+    def _filter(self, order_ids: list[str] | None) -> list[int] | None:
+        if order_ids is None:
+            return None
+        with self._cursor() as cur:
+            rows = cur.execute(_sql("shipments_of_orders"), {"order_ids": order_ids}).fetchall()
+        return [int(row["shipment_id"]) for row in rows]
+
+    def claim_due(self, *, lease_seconds: float, order_ids: list[str] | None = None) -> Row | None:
+        """The most urgent parcel due, taken for ``lease_seconds`` (order_id, shipment_id,
+        tracking_pin, carrier_status, was_due); None when nothing is due."""
+        params = {
+            "lease_seconds": lease_seconds,
+            "cutoff_seconds": self.policy.cutoff.total_seconds(),
+            "shipment_ids": self._filter(order_ids),
+        }
+        with self._cursor() as cur:
+            row: Row | None = cur.execute(_sql("claim_due_refresh"), params).fetchone()
+        return row
+
+    def count_due(self, order_ids: list[str] | None = None) -> int:
+        params = {
+            "cutoff_seconds": self.policy.cutoff.total_seconds(),
+            "shipment_ids": self._filter(order_ids),
+        }
+        with self._cursor() as cur:
+            row = cur.execute(_sql("count_due"), params).fetchone()
+        return int(row["count"]) if row else 0
+
+    def release(self, claimed: Row) -> None:
+        """A parcel taken and not asked about: due again as it was."""
+        with self._cursor() as cur:
+            cur.execute(
+                _sql("release_refresh"),
+                {"shipment_id": claimed["shipment_id"], "was_due": claimed["was_due"]},
+            )
+
     def record_answer(self, shipment_id: int, detail: TrackingDetail, *, call_id: int | None) -> Recorded:
         """Canada Post's answer for this parcel: its events, its status, its next refresh."""
         with self.conn.transaction(), self._cursor() as cur:

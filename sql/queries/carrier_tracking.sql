@@ -1,5 +1,38 @@
 -- Named queries for the carrier tracking cache (fulfil/carrier_tracking/store.py).
 
+-- name: claim_due_refresh
+-- The most urgent parcel due for a refresh, taken for this refresh: its next refresh is pushed out
+-- by the lease, so no other refresher (process or host) takes it meanwhile, and a refresher that
+-- dies leaves it due again when the lease ends. Parcels past the cut-off are not asked about.
+WITH due AS (
+    SELECT c.shipment_id, c.next_refresh_at AS was_due
+    FROM carrier_tracking c
+    WHERE c.auto_refresh AND c.carrier_status <> 'delivered'
+      AND c.next_refresh_at <= now()
+      AND c.label_created_at > now() - make_interval(secs => %(cutoff_seconds)s)
+      AND (%(shipment_ids)s::bigint[] IS NULL OR c.shipment_id = ANY (%(shipment_ids)s::bigint[]))
+    ORDER BY c.refresh_priority, c.next_refresh_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE carrier_tracking t
+SET next_refresh_at = now() + make_interval(secs => %(lease_seconds)s)
+FROM due, shipments s
+WHERE t.shipment_id = due.shipment_id AND s.shipment_id = t.shipment_id
+RETURNING t.shipment_id, t.tracking_pin, t.carrier_status, s.order_id, due.was_due;
+
+-- name: release_refresh
+-- Nothing was asked (held back by the budget, or Canada Post unreachable): due again as it was.
+UPDATE carrier_tracking SET next_refresh_at = %(was_due)s WHERE shipment_id = %(shipment_id)s;
+
+-- name: count_due
+SELECT count(*) AS count
+FROM carrier_tracking c
+WHERE c.auto_refresh AND c.carrier_status <> 'delivered'
+  AND c.next_refresh_at <= now()
+  AND c.label_created_at > now() - make_interval(secs => %(cutoff_seconds)s)
+  AND (%(shipment_ids)s::bigint[] IS NULL OR c.shipment_id = ANY (%(shipment_ids)s::bigint[]));
+
 -- name: lock_tracking
 -- The parcel's row, locked for the refresh being recorded (two refreshers of one parcel record
 -- one after the other, never interleaved).
@@ -79,6 +112,9 @@ SET auto_refresh = %(on)s,
     next_refresh_at = CASE WHEN %(on)s THEN least(next_refresh_at, now()) ELSE next_refresh_at END
 WHERE shipment_id = %(shipment_id)s
 RETURNING shipment_id;
+
+-- name: shipments_of_orders
+SELECT shipment_id FROM shipments WHERE order_id = ANY (%(order_ids)s::text[]);
 
 -- name: tracking_of_orders
 -- What `fulfil tracking show` answers from: by order id or by PIN.

@@ -250,3 +250,31 @@ def test_the_database_refuses_what_must_never_be(db: psycopg.Connection) -> None
 def test_policy_refuses_a_status_without_an_interval() -> None:
     with pytest.raises(ValueError, match="in_transit"):
         RefreshPolicy(intervals={CarrierStatus.PRE_TRANSIT: timedelta(hours=1)})
+
+
+def test_a_claimed_parcel_is_not_claimed_again_until_its_lease_ends(
+    db: psycopg.Connection, store: CarrierTrackingStore
+) -> None:
+    first_id = add_label(db, "T-1", PIN)
+    second_id = add_label(db, "T-2", "7023210039414699")
+    # Out for delivery is more urgent than a parcel waiting for its first scan.
+    store.record_answer(second_id, parse_tracking_detail(detail(occurrence("0174"), pin="7023210039414699"),
+                                                         pin="7023210039414699"), call_id=None)  # fmt: skip
+    db.execute("UPDATE carrier_tracking SET next_refresh_at = now() - interval '1 minute'")
+    assert store.count_due() == 2
+    first = store.claim_due(lease_seconds=300)
+    second = store.claim_due(lease_seconds=300)
+    assert first is not None
+    assert second is not None
+    assert (first["shipment_id"], second["shipment_id"]) == (second_id, first_id)
+    assert store.claim_due(lease_seconds=300) is None
+    assert store.count_due() == 0
+    # Given back unasked: due again as it was.
+    store.release(first)
+    assert store.count_due() == 1
+    assert store.count_due(["T-2"]) == 1
+    assert store.count_due(["T-1"]) == 0
+    # Past the cut-off (30 days after the label): never asked about.
+    db.execute("UPDATE carrier_tracking SET label_created_at = now() - interval '31 days'")
+    assert store.count_due() == 0
+    assert store.claim_due(lease_seconds=300) is None

@@ -1,0 +1,132 @@
+"""Refreshing parcels against the sandbox over real sockets: labels bought by the real command line
+are tracked, asked about once when due and not again until due, move to delivered on the
+sandbox's clock, 004 before the first scan, and every call is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from fulfil.canadapost.client import CanadaPostClient
+from fulfil.canadapost.tracking import CarrierStatus
+from fulfil.carrier_tracking.refresh import HELD_BACK, NO_HISTORY, REFRESHED, Refresher
+from fulfil.carrier_tracking.schedule import RefreshPolicy
+from fulfil.carrier_tracking.store import CarrierTrackingStore
+from fulfil.services import open_session
+from tests.conftest import run_fulfil
+from tests.labels.helpers import label_settings, seed_orders
+
+
+@pytest.fixture
+def refresher(fulfil_env: dict[str, str], database_url: str, db: psycopg.Connection) -> Iterator[Refresher]:
+    settings = label_settings(fulfil_env)
+    with open_session(database_url, settings, "tracking refresh") as session:
+        client = CanadaPostClient(settings.canadapost(), session.canadapost_http())
+        store = CarrierTrackingStore(db, run_id=session.run.run_id, policy=RefreshPolicy())
+        yield Refresher(store, client, lease_seconds=60)
+
+
+def bought(db: psycopg.Connection, fulfil_env: dict[str, str], n: int) -> list[str]:
+    orders = seed_orders(db, n)
+    result = run_fulfil("labels", "create", env=fulfil_env)
+    assert result.returncode == 0, result.stderr
+    return orders
+
+
+def detail_calls(sandbox: Any) -> int:
+    return sum(1 for entry in sandbox.request_log() if entry.get("endpoint") == "TrackingDetail")
+
+
+def age_parcel(sandbox: Any, db: psycopg.Connection, order_id: str, simulated_hours: float) -> None:
+    """The sandbox's parcel as if bought ``simulated_hours`` ago, and due here now."""
+    row = db.execute("SELECT tracking_pin FROM shipments WHERE order_id = %s", (order_id,)).fetchone()
+    assert row is not None
+    shipment = sandbox.sandbox_state.shipment_by_pin(row[0])
+    shipment.created_at -= simulated_hours * 3600 / sandbox.config.time_scale
+    db.execute(
+        "UPDATE carrier_tracking SET next_refresh_at = now() "
+        "WHERE shipment_id = (SELECT shipment_id FROM shipments WHERE order_id = %s)",
+        (order_id,),
+    )
+
+
+def test_bought_labels_are_refreshed_once_then_not_until_due(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any, refresher: Refresher
+) -> None:
+    orders = bought(db, fulfil_env, 3)
+    assert db.execute("SELECT count(*) FROM carrier_tracking").fetchone() == (3,)
+    before = detail_calls(sandbox)
+    cycle = refresher.refresh_due()
+    assert cycle.due == 3
+    assert sorted(result.order_id for result in cycle.results) == sorted(orders)
+    assert {result.outcome for result in cycle.results} == {REFRESHED}
+    # Just bought: Canada Post has its electronic notice only.
+    assert {result.carrier_status for result in cycle.results} == {CarrierStatus.PRE_TRANSIT}
+    assert detail_calls(sandbox) - before == 3
+    again = refresher.refresh_due()
+    assert again.due == 0
+    assert again.results == []
+    assert detail_calls(sandbox) - before == 3
+    audited = db.execute(
+        "SELECT related_id, is_success FROM api_calls WHERE endpoint = 'TrackingDetail' ORDER BY call_id"
+    ).fetchall()
+    assert sorted(audited) == sorted((order_id, True) for order_id in orders)
+    logged = db.execute("SELECT count(*) FROM tracking_refreshes WHERE call_id IS NOT NULL").fetchone()
+    assert logged == (3,)
+
+
+def test_a_parcel_moves_to_delivered_on_the_sandboxs_clock_and_is_never_asked_again(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any, refresher: Refresher
+) -> None:
+    [order_id] = bought(db, fulfil_env, 1)
+    refresher.refresh_due()
+    seen = []
+    for hours in (7, 38, 8):  # picked up; out for delivery at 45 h; delivered at 51 h
+        age_parcel(sandbox, db, order_id, hours)
+        [result] = refresher.refresh_due().results
+        seen.append(result.carrier_status)
+    assert seen == [CarrierStatus.IN_TRANSIT, CarrierStatus.OUT_FOR_DELIVERY, CarrierStatus.DELIVERED]
+    row = db.execute(
+        "SELECT carrier_status, delivered_at IS NOT NULL, last_event_code FROM carrier_tracking"
+    ).fetchone()
+    assert row == ("delivered", True, "1496")
+    events = db.execute("SELECT count(*) FROM tracking_events").fetchone()
+    assert events == (6,)  # the sandbox's whole timeline, each event once
+    db.execute("UPDATE carrier_tracking SET next_refresh_at = now() - interval '1 hour'")
+    before = detail_calls(sandbox)
+    assert refresher.refresh_due().results == []
+    assert detail_calls(sandbox) == before
+
+
+def test_a_pin_canada_post_has_no_history_for_is_no_history_not_a_failure(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any, refresher: Refresher
+) -> None:
+    [order_id] = bought(db, fulfil_env, 1)
+    # A label the sandbox never sold (say, bought by hand elsewhere): Canada Post answers 004.
+    db.execute("UPDATE shipments SET tracking_pin = '7999000000000001' WHERE order_id = %s", (order_id,))
+    [result] = refresher.refresh_due().results
+    assert result.outcome == NO_HISTORY
+    row = db.execute("SELECT carrier_status, consecutive_failures FROM carrier_tracking").fetchone()
+    assert row == ("pre_transit", 0)
+
+
+def test_canada_post_unreachable_leaves_the_parcel_due_and_ends_the_cycle(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any, database_url: str
+) -> None:
+    bought(db, fulfil_env, 2)
+    unreachable = {**fulfil_env, "FULFIL_CANADAPOST_BASE_URL": "http://127.0.0.1:9"}
+    settings = label_settings(unreachable)
+    with open_session(database_url, settings, "tracking refresh") as session:
+        client = CanadaPostClient(settings.canadapost(), session.canadapost_http())
+        store = CarrierTrackingStore(db, run_id=session.run.run_id, policy=RefreshPolicy())
+        cycle = Refresher(store, client, lease_seconds=60).refresh_due()
+    assert [result.outcome for result in cycle.results] == [HELD_BACK]
+    assert cycle.stopped is not None
+    assert "nothing was sent" in cycle.stopped
+    due = db.execute(
+        "SELECT count(*) FROM carrier_tracking WHERE next_refresh_at <= now() AND consecutive_failures = 0"
+    ).fetchone()
+    assert due == (2,)
