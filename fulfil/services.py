@@ -233,3 +233,33 @@ def tracking_workflow(
         worker_client=worker_client if session is not None else None,
         keep_results=on_result is None,
     )
+
+
+@contextmanager
+def tracking_refresher(session: Session, on_result: Callable[[Any], None] | None = None) -> Iterator[Any]:
+    """The carrier tracking refresher of this run: its own connection, Canada Post's audited HTTP
+    (group E's budget shared with every process), a lease sized from the read retry policy."""
+    from fulfil.canadapost.client import RETRY_READS, CanadaPostClient
+    from fulfil.carrier_tracking.refresh import Refresher
+    from fulfil.carrier_tracking.schedule import RefreshPolicy
+    from fulfil.carrier_tracking.store import CarrierTrackingStore
+    from fulfil.db import connect
+
+    settings = session.settings
+    http = settings.http()
+    lease = lease_seconds(
+        http.deadline, RETRY_READS, admission_wait=service_budgets(settings, "CanadaPost").max_wait
+    )
+    client = CanadaPostClient(settings.canadapost(), session.canadapost_http())
+    with connect(session.database_url, autocommit=True, application_name="fulfil-tracking-refresh") as conn:
+        store = CarrierTrackingStore(conn, run_id=session.run.run_id, policy=RefreshPolicy())
+        yield Refresher(store, client, lease_seconds=lease, on_result=on_result)
+
+
+def tracking_budget_text(settings: Settings) -> str:
+    """The group-E budget this host keeps to, for the summary of a refresh ("20 a minute")."""
+    rate = settings.rate_budgets().canadapost.get("E")
+    if rate is None:
+        return "no tracking budget set"
+    per = "a minute" if rate.seconds == 60 else f"per {rate.seconds:g} s"
+    return f"tracking budget {rate.calls} {per}"

@@ -21,6 +21,7 @@ from fulfil.canadapost.client import CanadaPostClient, auth_error, interpret_err
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
 from fulfil.canadapost.tracking import CarrierStatus, no_pin_history, parse_tracking_detail
 from fulfil.carrier_tracking.store import CarrierTrackingStore
+from fulfil.errors import ConfigError
 
 REFRESHED = "refreshed"
 NO_HISTORY = "no_history"
@@ -53,10 +54,21 @@ class RefreshCycle:
     due: int  # due when the cycle began
     results: list[RefreshResult]
     stopped: str | None = None  # why the cycle ended before everything due was asked about
+    fatal: ConfigError | None = None  # the key was refused: nothing more can be asked
 
     @property
     def refreshed(self) -> int:
         return sum(1 for result in self.results if result.outcome in (REFRESHED, NO_HISTORY))
+
+    @property
+    def needs_attention(self) -> bool:
+        return any(result.outcome == FAILED for result in self.results)
+
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for result in self.results:
+            found[result.outcome] = found.get(result.outcome, 0) + 1
+        return found
 
 
 class Refresher:
@@ -73,13 +85,28 @@ class Refresher:
         self.lease_seconds = lease_seconds
         self.on_result = on_result
 
-    def refresh_due(self, *, limit: int | None = None, order_ids: list[str] | None = None) -> RefreshCycle:
+    def refresh_due(
+        self,
+        *,
+        limit: int | None = None,
+        order_ids: list[str] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RefreshCycle:
+        """One cycle: every parcel due (up to ``limit``), until the budget holds one back, the key
+        is refused (``fatal``) or ``should_stop`` says so (between parcels)."""
         cycle = RefreshCycle(due=self.store.count_due(order_ids), results=[])
         while limit is None or len(cycle.results) < limit:
+            if should_stop is not None and should_stop():
+                cycle.stopped = "asked to stop"
+                break
             claimed = self.store.claim_due(lease_seconds=self.lease_seconds, order_ids=order_ids)
             if claimed is None:
                 break
-            result = self.refresh_one(claimed)
+            try:
+                result = self.refresh_one(claimed)
+            except ConfigError as exc:
+                cycle.fatal = exc
+                break
             cycle.results.append(result)
             if self.on_result is not None:
                 self.on_result(result)

@@ -232,6 +232,7 @@ def run_order_workflow(
     count: "Callable[[Session], int]",
     work: "Callable[[Session, Callable[[Any], None], StopRequest], Any]",
     display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    summary: Callable[[Any], str] | None = None,
 ) -> None:
     """One run of a workflow that works order by order: its run row, a progress bar on a terminal,
     each result streamed as a JSON line (with --json) as it happens, then the table or, under
@@ -283,7 +284,10 @@ def run_order_workflow(
         out.warn(f"fulfil: stopped early: {run.stopped}")
     if run.fatal:
         raise run.fatal
-    if not results:
+    if summary is not None:
+        # The workflow's own account of the run (what it covered of what there was to do).
+        out.info(summary(run))
+    elif not results:
         out.info("Nothing to do.")
     elif out.stdout_is_terminal and not out.json_mode:
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.counts().items()))

@@ -100,6 +100,72 @@ def tracking_push(
     )
 
 
+REFRESH_COLUMNS = ["order_id", "outcome", "carrier_status", "tracking_pin", "next_refresh_at", "error"]
+
+
+@tracking_app.command("refresh")
+def tracking_refresh(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    limit: LimitOption = None,
+    json_mode: JsonOption = False,
+) -> None:
+    """Ask Canada Post where each parcel due for a refresh is, most urgent first, within the budget.
+
+    Due: a parcel with a label, not delivered, auto-refresh on, bought less than 30 days ago, whose
+    last answer is older than its status's interval (out for delivery 30 min, attempted or
+    exception 60 min, in transit 120 min, not yet scanned 240 min). Each call counts against
+    Canada Post's tracking budget (group E, 20 a minute by default), shared by every process and
+    host using the database; a parcel the budget cannot admit in time waits for the next run.
+
+    Exit 0: done (or nothing due); 3: a refresh failed (retried later, with backoff); 2:
+    configuration problem (e.g. the API key was refused).
+
+    Examples:
+
+        fulfil tracking refresh
+
+        fulfil tracking refresh --order 261250893-A --json
+    """
+    order_ids = order_ids_from(order)
+    state = state_of(ctx, json_mode)
+    state.settings.canadapost()  # configuration errors before anything is taken
+    state.settings.http()
+    due: list[int] = []
+
+    def count(session: "Session") -> int:
+        from fulfil.services import tracking_refresher
+
+        with tracking_refresher(session) as refresher:
+            due.append(refresher.store.count_due(order_ids))
+        return min(due[0], limit) if limit else due[0]
+
+    def work(session: "Session", on_result: Any, stop: Any) -> Any:
+        from fulfil.services import listen_for_stop, tracking_refresher
+
+        listen_for_stop(session, stop)
+        with tracking_refresher(session, on_result) as refresher:
+            cycle = refresher.refresh_due(
+                limit=limit, order_ids=order_ids, should_stop=lambda: stop.requested
+            )
+        return cycle
+
+    def summary(cycle: Any) -> str:
+        from fulfil.services import tracking_budget_text
+
+        return f"refreshed {cycle.refreshed} of {cycle.due} due; {tracking_budget_text(state.settings)}"
+
+    run_order_workflow(
+        state,
+        command="tracking refresh",
+        progress_label="Refreshing tracking",
+        columns=REFRESH_COLUMNS,
+        count=count,
+        work=work,
+        summary=summary,
+    )
+
+
 def _push_dry_run(
     ctx: typer.Context, json_mode: bool, order_ids: list[str] | None, limit: int | None
 ) -> None:

@@ -17,7 +17,7 @@ from fulfil.carrier_tracking.schedule import RefreshPolicy
 from fulfil.carrier_tracking.store import CarrierTrackingStore
 from fulfil.services import open_session
 from tests.conftest import run_fulfil
-from tests.labels.helpers import label_settings, seed_orders
+from tests.labels.helpers import json_lines, label_settings, seed_orders
 
 
 @pytest.fixture
@@ -130,3 +130,31 @@ def test_canada_post_unreachable_leaves_the_parcel_due_and_ends_the_cycle(
         "SELECT count(*) FROM carrier_tracking WHERE next_refresh_at <= now() AND consecutive_failures = 0"
     ).fetchone()
     assert due == (2,)
+
+
+def test_the_command_refreshes_what_is_due_and_says_how_much_it_covered(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    orders = bought(db, fulfil_env, 2)
+    result = run_fulfil("tracking", "refresh", "--json", env=fulfil_env)
+    assert result.returncode == 0, result.stderr
+    records = json_lines(result.stdout)
+    assert sorted(record["order_id"] for record in records) == sorted(orders)
+    assert {record["outcome"] for record in records} == {"refreshed"}
+    assert {record["carrier_status"] for record in records} == {"pre_transit"}
+    before = detail_calls(sandbox)
+    again = run_fulfil("tracking", "refresh", "--json", env=fulfil_env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""
+    assert detail_calls(sandbox) == before
+    runs = db.execute("SELECT command, exit_code FROM runs WHERE command = 'tracking refresh'").fetchall()
+    assert runs == [("tracking refresh", 0), ("tracking refresh", 0)]
+
+
+def test_the_command_keeps_to_the_orders_it_is_given(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    first, _second = bought(db, fulfil_env, 2)
+    result = run_fulfil("tracking", "refresh", "--order", first, "--json", env=fulfil_env)
+    assert result.returncode == 0, result.stderr
+    assert [record["order_id"] for record in json_lines(result.stdout)] == [first]
