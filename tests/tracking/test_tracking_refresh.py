@@ -158,3 +158,42 @@ def test_the_command_keeps_to_the_orders_it_is_given(
     result = run_fulfil("tracking", "refresh", "--order", first, "--json", env=fulfil_env)
     assert result.returncode == 0, result.stderr
     assert [record["order_id"] for record in json_lines(result.stdout)] == [first]
+
+
+def test_two_processes_refresh_each_parcel_once_and_keep_to_the_budget_together(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from fulfil.sandbox.throttle import GroupLimits
+
+    orders = bought(db, fulfil_env, 10)
+    # Canada Post's group E, scaled: 4 tracking calls in any 1 s, enforced by the sandbox. fulfil
+    # spends half of it, so a call arriving late never puts a window over the limit.
+    sandbox.set_canadapost_limits(GroupLimits(limits={"E": 4}, window_s=1.0))
+    env = {**fulfil_env, "FULFIL_CANADAPOST_RATE_E": "4/1", "FULFIL_RATE_HEADROOM": "0.5"}
+    before = detail_calls(sandbox)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fulfil", "tracking", "refresh", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
+    records = [record for out, _ in outputs for record in json_lines(out)]
+    # Every parcel once, by one process or the other; no call twice for one parcel.
+    assert sorted(record["order_id"] for record in records) == sorted(orders)
+    assert detail_calls(sandbox) - before == 10
+    report = sandbox.throttle_report()
+    assert report["rejection_count"] == 0, report["rejections"]
+    assert report["canadapost"]["groups"]["E"]["peak_in_window"] <= 4
+    per_shipment = db.execute(
+        "SELECT count(DISTINCT shipment_id), count(*) FROM tracking_refreshes WHERE outcome = 'refreshed'"
+    ).fetchone()
+    assert per_shipment == (10, 10)
