@@ -148,6 +148,48 @@ SETTINGS: tuple[SettingSpec, ...] = (
         False,
         "seconds an endpoint pauses, for every process, after a 429 that gives no Retry-After",
     ),
+    SettingSpec(
+        "FULFIL_TRACKING_OUT_FOR_DELIVERY_MINUTES",
+        "tracking.out_for_delivery_minutes",
+        "30",
+        False,
+        "minutes a parcel out for delivery waits between tracking refreshes",
+    ),
+    SettingSpec(
+        "FULFIL_TRACKING_ATTEMPTED_MINUTES",
+        "tracking.attempted_minutes",
+        "60",
+        False,
+        "minutes between refreshes of a parcel after a delivery attempt or an exception",
+    ),
+    SettingSpec(
+        "FULFIL_TRACKING_IN_TRANSIT_MINUTES",
+        "tracking.in_transit_minutes",
+        "120",
+        False,
+        "minutes between refreshes of a parcel in transit (or whose last event fulfil does not know)",
+    ),
+    SettingSpec(
+        "FULFIL_TRACKING_PRE_TRANSIT_MINUTES",
+        "tracking.pre_transit_minutes",
+        "240",
+        False,
+        "minutes between refreshes of a parcel not scanned yet (or on its way back to the sender)",
+    ),
+    SettingSpec(
+        "FULFIL_TRACKING_MAX_FAILURES",
+        "tracking.max_failures",
+        "5",
+        False,
+        "failed refreshes in a row after which a parcel's auto-refresh stops",
+    ),
+    SettingSpec(
+        "FULFIL_TRACKING_CUTOFF_DAYS",
+        "tracking.cutoff_days",
+        "30",
+        False,
+        "days after its label a parcel is no longer refreshed",
+    ),
     SettingSpec("FULFIL_SENDER_NAME", "sender.name", None, False, "sender contact name"),
     SettingSpec("FULFIL_SENDER_COMPANY", "sender.company", None, False, "sender company (required)"),
     SettingSpec("FULFIL_SENDER_PHONE", "sender.phone", None, False, "sender phone (required)"),
@@ -260,6 +302,16 @@ class Rate:
 
     calls: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    out_for_delivery_minutes: int
+    attempted_minutes: int  # a delivery attempt or an exception
+    in_transit_minutes: int  # in transit, or an event fulfil does not know
+    pre_transit_minutes: int  # not scanned yet, or returning to the sender
+    max_failures: int
+    cutoff_days: int
 
 
 @dataclass(frozen=True)
@@ -389,6 +441,23 @@ class Settings:
             bestbuy_default_retry_after=float(self._required_decimal("FULFIL_BESTBUY_DEFAULT_RETRY_AFTER")),
             headroom=float(headroom),
         )
+
+    def tracking(self) -> TrackingSettings:
+        """How often the refresher asks about each parcel (fulfil.carrier_tracking.schedule)."""
+        return TrackingSettings(
+            out_for_delivery_minutes=self._whole("FULFIL_TRACKING_OUT_FOR_DELIVERY_MINUTES"),
+            attempted_minutes=self._whole("FULFIL_TRACKING_ATTEMPTED_MINUTES"),
+            in_transit_minutes=self._whole("FULFIL_TRACKING_IN_TRANSIT_MINUTES"),
+            pre_transit_minutes=self._whole("FULFIL_TRACKING_PRE_TRANSIT_MINUTES"),
+            max_failures=self._whole("FULFIL_TRACKING_MAX_FAILURES"),
+            cutoff_days=self._whole("FULFIL_TRACKING_CUTOFF_DAYS"),
+        )
+
+    def _whole(self, env: str) -> int:
+        raw = self._required(env)
+        if not raw.strip().isdigit() or int(raw) < 1 or int(raw) > 1_000_000:
+            raise ConfigError(f"{self.get(env).name} is {raw!r}; expected a whole number from 1 to 1000000")
+        return int(raw)
 
     def canadapost(self) -> CanadaPostSettings:
         env = self._required("FULFIL_CANADAPOST_ENV")

@@ -252,7 +252,8 @@ def tracking_refresher(session: Session, on_result: Callable[[Any], None] | None
     )
     client = CanadaPostClient(settings.canadapost(), session.canadapost_http())
     with connect(session.database_url, autocommit=True, application_name="fulfil-tracking-refresh") as conn:
-        store = CarrierTrackingStore(conn, run_id=session.run.run_id, policy=RefreshPolicy())
+        policy = RefreshPolicy.from_settings(settings.tracking())
+        store = CarrierTrackingStore(conn, run_id=session.run.run_id, policy=policy)
         yield Refresher(store, client, lease_seconds=lease, on_result=on_result)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from fulfil.canadapost.tracking import CarrierStatus
+from fulfil.config import TrackingSettings
 
 DEFAULT_INTERVALS: Mapping[CarrierStatus, timedelta] = {
     CarrierStatus.OUT_FOR_DELIVERY: timedelta(minutes=30),
@@ -43,6 +44,25 @@ class RefreshPolicy:
             raise ValueError("refresh intervals must be positive")
         if self.max_failures < 1:
             raise ValueError("max_failures must be at least 1")
+
+    @classmethod
+    def from_settings(cls, settings: TrackingSettings) -> RefreshPolicy:
+        def minutes(value: int) -> timedelta:
+            return timedelta(minutes=value)
+
+        return cls(
+            intervals={
+                CarrierStatus.OUT_FOR_DELIVERY: minutes(settings.out_for_delivery_minutes),
+                CarrierStatus.DELIVERY_ATTEMPTED: minutes(settings.attempted_minutes),
+                CarrierStatus.EXCEPTION: minutes(settings.attempted_minutes),
+                CarrierStatus.IN_TRANSIT: minutes(settings.in_transit_minutes),
+                CarrierStatus.UNKNOWN: minutes(settings.in_transit_minutes),
+                CarrierStatus.PRE_TRANSIT: minutes(settings.pre_transit_minutes),
+                CarrierStatus.RETURNED: minutes(settings.pre_transit_minutes),
+            },
+            max_failures=settings.max_failures,
+            cutoff=timedelta(days=settings.cutoff_days),
+        )
 
     def interval(self, status: CarrierStatus) -> timedelta | None:
         """How long a fresh answer stays fresh (None: delivered, never asked again)."""

@@ -131,6 +131,7 @@ def tracking_refresh(
     state = state_of(ctx, json_mode)
     state.settings.canadapost()  # configuration errors before anything is taken
     state.settings.http()
+    state.settings.tracking()
     due: list[int] = []
 
     def count(session: "Session") -> int:

@@ -197,3 +197,26 @@ def test_two_processes_refresh_each_parcel_once_and_keep_to_the_budget_together(
         "SELECT count(DISTINCT shipment_id), count(*) FROM tracking_refreshes WHERE outcome = 'refreshed'"
     ).fetchone()
     assert per_shipment == (10, 10)
+
+
+def test_the_intervals_are_settings(db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any) -> None:
+    bought(db, fulfil_env, 1)
+    env = {**fulfil_env, "FULFIL_TRACKING_PRE_TRANSIT_MINUTES": "7"}
+    result = run_fulfil("tracking", "refresh", env=env)
+    assert result.returncode == 0, result.stderr
+    wait = db.execute("SELECT next_refresh_at - refreshed_at FROM carrier_tracking").fetchone()
+    assert wait is not None
+    assert abs(wait[0].total_seconds() - 7 * 60) < 5
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "1.5"])
+def test_a_bad_interval_is_a_configuration_error_naming_it(
+    db: psycopg.Connection, fulfil_env: dict[str, str], value: str
+) -> None:
+    result = run_fulfil(
+        "tracking", "refresh", env={**fulfil_env, "FULFIL_TRACKING_IN_TRANSIT_MINUTES": value}
+    )
+    assert result.returncode == 2
+    assert "FULFIL_TRACKING_IN_TRANSIT_MINUTES" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert db.execute("SELECT count(*) FROM api_calls").fetchone() == (0,)
