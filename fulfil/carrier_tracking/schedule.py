@@ -28,6 +28,13 @@ DEFAULT_INTERVALS: Mapping[CarrierStatus, timedelta] = {
 }
 
 
+FRESH = "fresh"
+STALE = "stale"
+EXPIRED = "expired"
+# How many of its status's intervals an answer may be old before it is expired rather than stale.
+STALE_INTERVALS = 4
+
+
 @dataclass(frozen=True)
 class RefreshPolicy:
     intervals: Mapping[CarrierStatus, timedelta] = field(default_factory=lambda: dict(DEFAULT_INTERVALS))
@@ -80,6 +87,19 @@ class RefreshPolicy:
         interval = self.interval(status) or self.intervals[CarrierStatus.IN_TRANSIT]
         wait = min(interval * (2 ** min(max(failures - 1, 0), 30)), self.max_backoff)
         return now + wait
+
+    def freshness(self, status: CarrierStatus, refreshed_at: datetime | None, now: datetime) -> str:
+        """``fresh`` within its status's interval (a delivered parcel always: it is final),
+        ``stale`` past it, ``expired`` past four intervals or never answered."""
+        if status is CarrierStatus.DELIVERED and refreshed_at is not None:
+            return FRESH
+        interval = self.interval(status)
+        if refreshed_at is None or interval is None:
+            return EXPIRED
+        age = now - refreshed_at
+        if age <= interval:
+            return FRESH
+        return STALE if age <= interval * STALE_INTERVALS else EXPIRED
 
     def stops_after(self, failures: int) -> bool:
         return failures >= self.max_failures

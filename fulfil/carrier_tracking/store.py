@@ -219,6 +219,10 @@ class CarrierTrackingStore:
             ).fetchone()
         return row is not None
 
+    def now(self) -> datetime:
+        with self._cursor() as cur:
+            return self._now(cur)
+
     def tracking_of(self, keys: list[str]) -> list[Row]:
         """The parcels of these orders or PINs, with their events (newest first)."""
         with self._cursor() as cur:

@@ -167,6 +167,78 @@ def tracking_refresh(
     )
 
 
+@tracking_app.command("show")
+def tracking_show(
+    ctx: typer.Context,
+    keys: Annotated[
+        list[str], typer.Argument(help="Order ids or tracking PINs (or - to read them from stdin).")
+    ],
+    json_mode: JsonOption = False,
+) -> None:
+    """Where each parcel is, from the database (no call to Canada Post): status, expected delivery,
+    last event, the events, and how fresh the answer is (fresh, stale, expired).
+
+    A stale answer is shown as it is; `fulfil tracking refresh --order ID` asks again.
+
+    Exit 0: every parcel found; 3: an order or PIN has no tracked label.
+
+    Examples:
+
+        fulfil tracking show 261250893-A
+
+        fulfil tracking show 7023210039414604 --json
+    """
+    from fulfil.carrier_tracking.schedule import RefreshPolicy
+    from fulfil.carrier_tracking.show import age_text, parcel_record
+    from fulfil.carrier_tracking.store import CarrierTrackingStore
+    from fulfil.db import connect
+    from fulfil.errors import EXIT_SOME_FAILED
+
+    wanted = order_ids_from(keys) or []
+    state = state_of(ctx, json_mode)
+    out = state.output
+    policy = RefreshPolicy.from_settings(state.settings.tracking())
+    url = schema_ready_url(state)
+    with connect(url, autocommit=True, application_name="fulfil-tracking-show") as conn:
+        store = CarrierTrackingStore(conn, run_id=None, policy=policy)
+        rows = store.tracking_of(wanted)
+        now = store.now()
+    records = [parcel_record(row, policy, now) for row in rows]
+    found = {record["order_id"] for record in records} | {record["tracking_pin"] for record in records}
+    missing = [key for key in wanted if key not in found]
+    for record in records:
+        if out.json_mode:
+            out.record(record)
+            continue
+        last = record["last_event"]
+        out.table(
+            None,
+            ["order_id", "tracking_pin", "status", "expected", "last event", "freshness"],
+            [
+                [
+                    record["order_id"],
+                    record["tracking_pin"],
+                    record["carrier_status"],
+                    record["expected_delivery"] or "-",
+                    f"{last['at']} {last['description']} ({last['place'] or '-'})" if last else "none yet",
+                    f"{record['freshness']} (asked {age_text(record['age_seconds'])})",
+                ]
+            ],
+        )
+        if record["events"]:
+            out.table(
+                None,
+                ["when", "code", "event", "where"],
+                [[e["at"], e["code"], e["description"], e["place"] or "-"] for e in record["events"]],
+            )
+        if not record["auto_refresh"]:
+            out.line(f"auto-refresh is off: {record['auto_refresh_stopped_reason']}")
+    for key in missing:
+        out.warn(f"fulfil: {key}: no tracked label for this order or PIN")
+    if missing:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
 def _push_dry_run(
     ctx: typer.Context, json_mode: bool, order_ids: list[str] | None, limit: int | None
 ) -> None:

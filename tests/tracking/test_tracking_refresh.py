@@ -220,3 +220,50 @@ def test_a_bad_interval_is_a_configuration_error_naming_it(
     assert "FULFIL_TRACKING_IN_TRANSIT_MINUTES" in result.stderr
     assert "Traceback" not in result.stderr
     assert db.execute("SELECT count(*) FROM api_calls").fetchone() == (0,)
+
+
+def test_show_answers_from_the_database_without_a_call(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    [order_id] = bought(db, fulfil_env, 1)
+    assert run_fulfil("tracking", "refresh", env=fulfil_env).returncode == 0
+    pin = db.execute("SELECT tracking_pin FROM shipments").fetchone()[0]  # type: ignore[index]
+    calls = db.execute("SELECT count(*) FROM api_calls").fetchone()
+    by_order = run_fulfil("tracking", "show", order_id, "--json", env=fulfil_env)
+    by_pin = run_fulfil("tracking", "show", pin, "--json", env=fulfil_env)
+    assert by_order.returncode == 0, by_order.stderr
+    assert by_pin.returncode == 0, by_pin.stderr
+    [record] = json_lines(by_order.stdout)
+    assert [(r["order_id"], r["tracking_pin"]) for r in json_lines(by_pin.stdout)] == [(order_id, pin)]
+    assert record["carrier_status"] == "pre_transit"
+    assert record["freshness"] == "fresh"
+    assert [event["code"] for event in record["events"]] == ["3000"]
+    # On the clock of the place it was scanned (the sender's, in Quebec: Eastern, in December).
+    assert record["events"][0]["time_zone"] == "EST"
+    assert record["events"][0]["at"].endswith("-05:00")
+    assert record["last_event"]["code"] == "3000"
+    assert db.execute("SELECT count(*) FROM api_calls").fetchone() == calls
+    table = run_fulfil("tracking", "show", order_id, env=fulfil_env)
+    assert table.returncode == 0, table.stderr
+    assert order_id in table.stdout
+    assert "pre_transit" in table.stdout
+
+
+@pytest.mark.parametrize(("hours_ago", "freshness"), [(1, "fresh"), (5, "stale"), (17, "expired")])
+def test_show_says_how_fresh_the_answer_is(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any, hours_ago: int, freshness: str
+) -> None:
+    [order_id] = bought(db, fulfil_env, 1)
+    assert run_fulfil("tracking", "refresh", env=fulfil_env).returncode == 0
+    # Not yet scanned: fresh for 4 hours, stale up to four times that, then expired.
+    db.execute("UPDATE carrier_tracking SET refreshed_at = now() - make_interval(hours => %s)", (hours_ago,))
+    [record] = json_lines(run_fulfil("tracking", "show", order_id, "--json", env=fulfil_env).stdout)
+    assert record["freshness"] == freshness
+
+
+def test_show_names_what_it_cannot_find_and_exits_3(
+    db: psycopg.Connection, fulfil_env: dict[str, str]
+) -> None:
+    result = run_fulfil("tracking", "show", "NO-SUCH-ORDER", env=fulfil_env)
+    assert result.returncode == 3
+    assert "NO-SUCH-ORDER: no tracked label" in result.stderr
