@@ -80,6 +80,16 @@ CREATE TABLE IF NOT EXISTS tracking_refreshes (
 );
 CREATE INDEX IF NOT EXISTS tracking_refreshes_shipment_idx ON tracking_refreshes (shipment_id, refresh_id);
 
+-- The refresher's switch, for every process and host: one row; paused, nobody asks Canada Post.
+CREATE TABLE IF NOT EXISTS tracking_control (
+    only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    paused     boolean NOT NULL DEFAULT false,
+    paused_at  timestamptz,
+    reason     text,
+    CONSTRAINT tracking_control_pause_explained CHECK (paused = (paused_at IS NOT NULL AND reason IS NOT NULL))
+);
+INSERT INTO tracking_control (only_row) VALUES (true) ON CONFLICT DO NOTHING;
+
 -- A label recorded (or replaced) on a shipment is tracked from then on; a new PIN starts afresh
 -- (the old parcel's events are not this one's). The WHENs keep every other update of a shipment
 -- (every move of the purchase and the push) from calling the function.

@@ -55,6 +55,7 @@ class RefreshCycle:
     results: list[RefreshResult]
     stopped: str | None = None  # why the cycle ended before everything due was asked about
     fatal: ConfigError | None = None  # the key was refused: nothing more can be asked
+    paused: str | None = None  # `fulfil tracking pause` is in force: nothing was asked
 
     @property
     def refreshed(self) -> int:
@@ -95,6 +96,12 @@ class Refresher:
         """One cycle: every parcel due (up to ``limit``), until the budget holds one back, the key
         is refused (``fatal``) or ``should_stop`` says so (between parcels)."""
         cycle = RefreshCycle(due=self.store.count_due(order_ids), results=[])
+        pause = self.store.paused()
+        if pause is not None:
+            cycle.paused = (
+                f"refreshes are paused since {pause['paused_at']:%Y-%m-%d %H:%M %Z} ({pause['reason']})"
+            )
+            return cycle
         while limit is None or len(cycle.results) < limit:
             if should_stop is not None and should_stop():
                 cycle.stopped = "asked to stop"

@@ -219,6 +219,29 @@ class CarrierTrackingStore:
             ).fetchone()
         return row is not None
 
+    def pause(self, reason: str) -> datetime:
+        """Every refresher, on every host, stops asking (until ``resume``)."""
+        with self._cursor() as cur:
+            row = cur.execute(_sql("pause_refreshes"), {"reason": reason}).fetchone()
+        assert row is not None
+        paused_at: datetime = row["paused_at"]
+        return paused_at
+
+    def resume(self) -> None:
+        with self._cursor() as cur:
+            cur.execute(_sql("resume_refreshes"))
+
+    def paused(self) -> Row | None:
+        """The pause (paused_at, reason), or None when refreshes run."""
+        with self._cursor() as cur:
+            row: Row | None = cur.execute(_sql("refresh_pause")).fetchone()
+        return row
+
+    def order_shipment_ids(self, order_ids: list[str]) -> dict[str, int]:
+        with self._cursor() as cur:
+            rows = cur.execute(_sql("shipments_of_orders_by_id"), {"order_ids": order_ids}).fetchall()
+        return {row["order_id"]: int(row["shipment_id"]) for row in rows}
+
     def now(self) -> datetime:
         with self._cursor() as cur:
             return self._now(cur)

@@ -154,6 +154,8 @@ def tracking_refresh(
     def summary(cycle: Any) -> str:
         from fulfil.services import tracking_budget_text
 
+        if cycle.paused:
+            return f"nothing asked: {cycle.paused}; `fulfil tracking resume` starts them again"
         return f"refreshed {cycle.refreshed} of {cycle.due} due; {tracking_budget_text(state.settings)}"
 
     run_order_workflow(
@@ -236,6 +238,92 @@ def tracking_show(
     for key in missing:
         out.warn(f"fulfil: {key}: no tracked label for this order or PIN")
     if missing:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@tracking_app.command("pause")
+def tracking_pause(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, shown by status and refresh.")
+    ] = "paused by hand",
+    json_mode: JsonOption = False,
+) -> None:
+    """Stop tracking refreshes: for every process and host (stored in the database), or with
+    --order for those parcels only (their auto-refresh off, with the reason).
+
+    Examples:
+
+        fulfil tracking pause --reason "Canada Post maintenance tonight"
+
+        fulfil tracking pause --order 261250893-A --reason "customer picked it up"
+    """
+    _pause_or_resume(ctx, json_mode, order_ids_from(order), reason)
+
+
+@tracking_app.command("resume")
+def tracking_resume(ctx: typer.Context, order: OrderOption = None, json_mode: JsonOption = False) -> None:
+    """Start tracking refreshes again: everywhere, or with --order for those parcels (their
+    failures forgiven, due at once).
+
+    Examples:
+
+        fulfil tracking resume
+
+        fulfil tracking resume --order 261250893-A
+    """
+    _pause_or_resume(ctx, json_mode, order_ids_from(order), None)
+
+
+def _pause_or_resume(
+    ctx: typer.Context, json_mode: bool, order_ids: list[str] | None, reason: str | None
+) -> None:
+    from fulfil.carrier_tracking.schedule import RefreshPolicy
+    from fulfil.carrier_tracking.store import CarrierTrackingStore
+    from fulfil.db import connect
+    from fulfil.errors import EXIT_SOME_FAILED, UsageError
+
+    if reason is not None and not reason.strip():
+        raise UsageError("--reason cannot be empty")
+    state = state_of(ctx, json_mode)
+    out = state.output
+    pausing = reason is not None
+    with connect(schema_ready_url(state), autocommit=True, application_name="fulfil-tracking-pause") as conn:
+        store = CarrierTrackingStore(
+            conn, run_id=None, policy=RefreshPolicy.from_settings(state.settings.tracking())
+        )
+        if order_ids is None:
+            if reason is not None:
+                since = store.pause(reason.strip())
+                record: dict[str, Any] = {
+                    "paused": True,
+                    "since": since.isoformat(),
+                    "reason": reason.strip(),
+                }
+                message = f"tracking refreshes paused for every process and host: {reason.strip()}"
+            else:
+                store.resume()
+                record, message = {"paused": False}, "tracking refreshes resumed"
+            if out.json_mode:
+                out.record(record)
+            else:
+                out.info(message)
+            return
+        found = store.order_shipment_ids(order_ids)
+        for order_id in order_ids:
+            shipment_id = found.get(order_id)
+            if shipment_id is None:
+                out.warn(f"fulfil: {order_id}: no tracked label for this order")
+                continue
+            store.set_auto_refresh(
+                shipment_id, not pausing, f"paused by hand: {reason.strip()}" if reason else None
+            )
+            if out.json_mode:
+                out.record({"order_id": order_id, "auto_refresh": not pausing})
+            else:
+                out.info(f"order {order_id}: auto-refresh {'off' if pausing else 'on'}")
+    if any(order_id not in found for order_id in order_ids):
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

@@ -116,6 +116,12 @@ RETURNING shipment_id;
 -- name: shipments_of_orders
 SELECT shipment_id FROM shipments WHERE order_id = ANY (%(order_ids)s::text[]);
 
+-- name: shipments_of_orders_by_id
+SELECT s.order_id, s.shipment_id
+FROM shipments s
+JOIN carrier_tracking t ON t.shipment_id = s.shipment_id
+WHERE s.order_id = ANY (%(order_ids)s::text[]);
+
 -- name: tracking_of_orders
 -- What `fulfil tracking show` answers from: by order id or by PIN.
 SELECT s.order_id, t.*
@@ -132,3 +138,13 @@ ORDER BY occurred_at DESC, tracking_event_id;
 -- name: database_now
 -- The transaction's time: schedules are reckoned on the database's clock, shared by every host.
 SELECT now() AS now;
+
+-- name: pause_refreshes
+UPDATE tracking_control SET paused = true, paused_at = coalesce(paused_at, now()), reason = %(reason)s
+RETURNING paused_at;
+
+-- name: resume_refreshes
+UPDATE tracking_control SET paused = false, paused_at = NULL, reason = NULL;
+
+-- name: refresh_pause
+SELECT paused_at, reason FROM tracking_control WHERE paused;

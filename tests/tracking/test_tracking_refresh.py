@@ -267,3 +267,43 @@ def test_show_names_what_it_cannot_find_and_exits_3(
     result = run_fulfil("tracking", "show", "NO-SUCH-ORDER", env=fulfil_env)
     assert result.returncode == 3
     assert "NO-SUCH-ORDER: no tracked label" in result.stderr
+
+
+def test_a_pause_reaches_every_process_until_resumed(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    bought(db, fulfil_env, 2)
+    paused = run_fulfil("tracking", "pause", "--reason", "maintenance tonight", "--json", env=fulfil_env)
+    assert paused.returncode == 0, paused.stderr
+    assert json_lines(paused.stdout)[0]["reason"] == "maintenance tonight"
+    before = detail_calls(sandbox)
+    # Another process (this one) finds the pause in the database and asks nothing.
+    result = run_fulfil("tracking", "refresh", "--json", env=fulfil_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert detail_calls(sandbox) == before
+    assert run_fulfil("tracking", "resume", env=fulfil_env).returncode == 0
+    again = run_fulfil("tracking", "refresh", "--json", env=fulfil_env)
+    assert len(json_lines(again.stdout)) == 2
+    assert detail_calls(sandbox) == before + 2
+
+
+def test_a_pause_for_one_order_stops_only_its_parcel(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    first, second = bought(db, fulfil_env, 2)
+    paused = run_fulfil(
+        "tracking", "pause", "--order", first, "--reason", "picked up at the depot", env=fulfil_env
+    )
+    assert paused.returncode == 0, paused.stderr
+    refreshed = json_lines(run_fulfil("tracking", "refresh", "--json", env=fulfil_env).stdout)
+    assert [record["order_id"] for record in refreshed] == [second]
+    [shown] = json_lines(run_fulfil("tracking", "show", first, "--json", env=fulfil_env).stdout)
+    assert shown["auto_refresh"] is False
+    assert shown["auto_refresh_stopped_reason"] == "paused by hand: picked up at the depot"
+    assert run_fulfil("tracking", "resume", "--order", first, env=fulfil_env).returncode == 0
+    refreshed = json_lines(run_fulfil("tracking", "refresh", "--json", env=fulfil_env).stdout)
+    assert [record["order_id"] for record in refreshed] == [first]
+    unknown = run_fulfil("tracking", "pause", "--order", "NO-SUCH", env=fulfil_env)
+    assert unknown.returncode == 3
+    assert "NO-SUCH: no tracked label" in unknown.stderr
