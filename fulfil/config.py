@@ -190,6 +190,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         False,
         "days after its label a parcel is no longer refreshed",
     ),
+    SettingSpec(
+        "FULFIL_TRACKING_NO_SCAN_HOURS",
+        "tracking.no_scan_hours",
+        "24",
+        False,
+        "hours after its label a parcel Canada Post has not scanned is listed by `fulfil status`",
+    ),
     SettingSpec("FULFIL_SENDER_NAME", "sender.name", None, False, "sender contact name"),
     SettingSpec("FULFIL_SENDER_COMPANY", "sender.company", None, False, "sender company (required)"),
     SettingSpec("FULFIL_SENDER_PHONE", "sender.phone", None, False, "sender phone (required)"),
@@ -312,6 +319,7 @@ class TrackingSettings:
     pre_transit_minutes: int  # not scanned yet, or returning to the sender
     max_failures: int
     cutoff_days: int
+    no_scan_hours: int  # a label with no acceptance scan after this long needs attention
 
 
 @dataclass(frozen=True)
@@ -451,6 +459,7 @@ class Settings:
             pre_transit_minutes=self._whole("FULFIL_TRACKING_PRE_TRANSIT_MINUTES"),
             max_failures=self._whole("FULFIL_TRACKING_MAX_FAILURES"),
             cutoff_days=self._whole("FULFIL_TRACKING_CUTOFF_DAYS"),
+            no_scan_hours=self._whole("FULFIL_TRACKING_NO_SCAN_HOURS"),
         )
 
     def _whole(self, env: str) -> int:

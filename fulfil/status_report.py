@@ -65,12 +65,14 @@ _FIXES = {
 }
 
 
-def build_report(database_url: str, *, stale_hours: int = 24) -> StatusReport:
+def build_report(database_url: str, *, stale_hours: int = 24, no_scan_hours: int = 24) -> StatusReport:
     with connect(database_url, row_factory=dict_row, application_name="fulfil-status") as conn:
-        return report_from(conn, stale_hours=stale_hours)
+        return report_from(conn, stale_hours=stale_hours, no_scan_hours=no_scan_hours)
 
 
-def report_from(conn: psycopg.Connection[dict[str, Any]], *, stale_hours: int = 24) -> StatusReport:
+def report_from(
+    conn: psycopg.Connection[dict[str, Any]], *, stale_hours: int = 24, no_scan_hours: int = 24
+) -> StatusReport:
     """The report, from every query it needs run on ``conn`` (tests/test_query_plans.py records
     them there and checks their plans: none may scan a big table)."""
     report = StatusReport()
@@ -148,6 +150,8 @@ def report_from(conn: psycopg.Connection[dict[str, Any]], *, stale_hours: int = 
                 _ship_now(order_id, row["shipment_status"]),
             )
         )
+    for row in conn.execute(query("status", "parcels_needing_attention"), {"no_scan_hours": no_scan_hours}):
+        report.attention.append(_parcel_item(row, no_scan_hours))
     for row in conn.execute(query("status", "last_runs")):
         run = {
             "command": row["command"],
@@ -168,6 +172,49 @@ def report_from(conn: psycopg.Connection[dict[str, Any]], *, stale_hours: int = 
         report.runs.append(run)
     report.budgets = budget_states(conn)
     return report
+
+
+def _parcel_item(row: dict[str, Any], no_scan_hours: int) -> AttentionItem:
+    """One item per parcel, the most pressing of what is wrong with it."""
+    order_id = row["order_id"]
+    show = f"`fulfil tracking show {order_id}`"
+    last = row["last_event_description"] or "no event yet"
+    if row["last_event_place"]:
+        last += f" ({row['last_event_place']})"
+    status = row["carrier_status"]
+    if status == "returned":
+        return AttentionItem(
+            "parcel_returned", order_id, f"Canada Post is returning the parcel to you: {last}",
+            f"tell the customer, then reship or refund; {show}",
+        )  # fmt: skip
+    if status == "delivery_attempted":
+        return AttentionItem(
+            "delivery_attempted", order_id, f"Canada Post could not deliver: {last}",
+            f"tell the customer where to pick it up; {show}",
+        )  # fmt: skip
+    if status == "exception":
+        return AttentionItem(
+            "delivery_exception", order_id, f"Canada Post holds or delays the parcel: {last}",
+            f"{show}; call Canada Post with PIN {row['tracking_pin']} if it does not move",
+        )  # fmt: skip
+    if row["never_scanned"]:
+        return AttentionItem(
+            "never_scanned", order_id,
+            f"label bought {_ago(row['label_created_at'])} and Canada Post has not scanned the parcel "
+            f"(more than {no_scan_hours} h): was it handed over? Best Buy counts late shipments",
+            f"hand the parcel to Canada Post; `fulfil tracking refresh --order {order_id}` to check",
+        )  # fmt: skip
+    if row["overdue"]:
+        return AttentionItem(
+            "past_expected_delivery", order_id,
+            f"Canada Post expected to deliver by {row['expected_delivery']:%Y-%m-%d}; last: {last}",
+            f"{show}; call Canada Post with PIN {row['tracking_pin']}",
+        )  # fmt: skip
+    return AttentionItem(
+        "tracking_refresh_stopped", order_id,
+        f"its tracking is no longer refreshed: {row['auto_refresh_stopped_reason']}",
+        f"fix the cause, then `fulfil tracking resume --order {order_id}`",
+    )  # fmt: skip
 
 
 def _owner_is_dead(owner: str | None) -> bool:

@@ -17,7 +17,7 @@ from psycopg import sql
 
 # The tables that grow with every order: none may be read from end to end by a per-order query or
 # by `fulfil status`.
-BIG_TABLES = ("orders", "shipments", "api_calls", "shipment_events")
+BIG_TABLES = ("orders", "shipments", "api_calls", "shipment_events", "carrier_tracking", "tracking_events")
 _SEQ_SCAN = re.compile(r"Seq Scan on (\w+)")
 
 

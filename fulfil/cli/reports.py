@@ -34,7 +34,11 @@ def status(
 
     state = state_of(ctx, json_mode)
     out = state.output
-    report = build_report(schema_ready_url(state), stale_hours=stale_hours)
+    report = build_report(
+        schema_ready_url(state),
+        stale_hours=stale_hours,
+        no_scan_hours=state.settings.tracking().no_scan_hours,
+    )
     if out.json_mode:
         for record in report.records():
             out.record(record)

@@ -55,6 +55,26 @@ WHERE o.status = 'accepted'
   AND fulfil_try_timestamptz(o.raw_order_data ->> 'shipping_deadline') < now()
 ORDER BY deadline;
 
+-- name: parcels_needing_attention
+-- Parcels not delivered that a person should look at: Canada Post tried and failed, holds or
+-- returns it; it was never scanned %(no_scan_hours)s hours after its label; its expected date has
+-- passed; its auto-refresh stopped. A walk of carrier_tracking_undelivered_idx.
+SELECT s.order_id, t.tracking_pin, t.carrier_status, t.label_created_at, t.expected_delivery,
+       t.last_event_at, t.last_event_description, t.last_event_place, t.auto_refresh,
+       t.auto_refresh_stopped_reason,
+       t.carrier_status = 'pre_transit'
+           AND t.label_created_at < now() - make_interval(hours => %(no_scan_hours)s) AS never_scanned,
+       t.expected_delivery < current_date AS overdue
+FROM carrier_tracking t
+JOIN shipments s ON s.shipment_id = t.shipment_id
+WHERE t.carrier_status <> 'delivered'
+  AND (t.carrier_status IN ('delivery_attempted', 'exception', 'returned')
+       OR NOT t.auto_refresh
+       OR t.expected_delivery < current_date
+       OR (t.carrier_status = 'pre_transit'
+           AND t.label_created_at < now() - make_interval(hours => %(no_scan_hours)s)))
+ORDER BY t.label_created_at;
+
 -- name: last_runs
 -- The latest run of each command, and whether it ended: one probe of runs_command_started_idx per
 -- command (the recursive part hops from one command to the next), not a walk over every run.

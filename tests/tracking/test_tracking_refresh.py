@@ -307,3 +307,34 @@ def test_a_pause_for_one_order_stops_only_its_parcel(
     unknown = run_fulfil("tracking", "pause", "--order", "NO-SUCH", env=fulfil_env)
     assert unknown.returncode == 3
     assert "NO-SUCH: no tracked label" in unknown.stderr
+
+
+def test_status_lists_a_parcel_never_scanned_and_one_canada_post_could_not_deliver(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    first, second = bought(db, fulfil_env, 2)
+    db.execute(
+        "UPDATE carrier_tracking SET label_created_at = now() - interval '30 hours' "
+        "WHERE shipment_id = (SELECT shipment_id FROM shipments WHERE order_id = %s)",
+        (first,),
+    )
+    db.execute(
+        "UPDATE carrier_tracking SET carrier_status = 'delivery_attempted', "
+        "last_event_description = 'Attempted delivery; notice card left' "
+        "WHERE shipment_id = (SELECT shipment_id FROM shipments WHERE order_id = %s)",
+        (second,),
+    )
+    result = run_fulfil("status", "--json", env=fulfil_env)
+    assert result.returncode == 3, result.stderr
+    attention = {
+        (record["order_id"], record["problem"]): record
+        for record in json_lines(result.stdout)
+        if record["type"] == "attention"
+    }
+    assert "handed over" in attention[(first, "never_scanned")]["reason"]
+    assert "notice card left" in attention[(second, "delivery_attempted")]["reason"]
+    # The default of 24 hours is a setting.
+    relaxed = run_fulfil("status", "--json", env={**fulfil_env, "FULFIL_TRACKING_NO_SCAN_HOURS": "48"})
+    problems = {(r["order_id"], r["problem"]) for r in json_lines(relaxed.stdout) if r["type"] == "attention"}
+    assert (first, "never_scanned") not in problems
+    assert (second, "delivery_attempted") in problems
