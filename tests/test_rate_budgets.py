@@ -580,7 +580,8 @@ def test_every_canada_post_endpoint_fulfil_calls_is_in_a_throttle_group() -> Non
     assert called <= set(CANADA_POST_ENDPOINT_GROUPS)
     budgets = canadapost_budgets(settings_of({}).rate_budgets())
     assert {budgets.budget_for(endpoint).name for endpoint in called} <= {  # type: ignore[union-attr]
-        f"canadapost:{group}" for group in "AC"
+        f"canadapost:{group}"
+        for group in "ACE"  # labels and look-ups; tracking
     }
 
 
