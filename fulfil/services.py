@@ -236,14 +236,24 @@ def tracking_workflow(
 
 
 @contextmanager
-def tracking_refresher(session: Session, on_result: Callable[[Any], None] | None = None) -> Iterator[Any]:
-    """The carrier tracking refresher of this run: its own connection, Canada Post's audited HTTP
-    (group E's budget shared with every process), a lease sized from the read retry policy."""
-    from fulfil.canadapost.client import RETRY_READS, CanadaPostClient
-    from fulfil.carrier_tracking.refresh import Refresher
+def tracking_store(database_url: str, settings: Settings, run_id: str | None, purpose: str) -> Iterator[Any]:
+    """The carrier tracking store on a connection of its own, with the refresh policy of the
+    settings (FULFIL_TRACKING_*)."""
     from fulfil.carrier_tracking.schedule import RefreshPolicy
     from fulfil.carrier_tracking.store import CarrierTrackingStore
     from fulfil.db import connect
+
+    policy = RefreshPolicy.from_settings(settings.tracking())
+    with connect(database_url, autocommit=True, application_name=f"fulfil-{purpose}") as conn:
+        yield CarrierTrackingStore(conn, run_id=run_id, policy=policy)
+
+
+@contextmanager
+def tracking_refresher(session: Session, on_result: Callable[[Any], None] | None = None) -> Iterator[Any]:
+    """The carrier tracking refresher of this run: Canada Post's audited HTTP (group E's budget
+    shared with every process), a lease sized from the read retry policy."""
+    from fulfil.canadapost.client import RETRY_READS, CanadaPostClient
+    from fulfil.carrier_tracking.refresh import Refresher
 
     settings = session.settings
     http = settings.http()
@@ -251,9 +261,7 @@ def tracking_refresher(session: Session, on_result: Callable[[Any], None] | None
         http.deadline, RETRY_READS, admission_wait=service_budgets(settings, "CanadaPost").max_wait
     )
     client = CanadaPostClient(settings.canadapost(), session.canadapost_http())
-    with connect(session.database_url, autocommit=True, application_name="fulfil-tracking-refresh") as conn:
-        policy = RefreshPolicy.from_settings(settings.tracking())
-        store = CarrierTrackingStore(conn, run_id=session.run.run_id, policy=policy)
+    with tracking_store(session.database_url, settings, session.run.run_id, "tracking-refresh") as store:
         yield Refresher(store, client, lease_seconds=lease, on_result=on_result)
 
 

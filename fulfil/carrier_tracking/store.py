@@ -50,20 +50,13 @@ class CarrierTrackingStore:
         now: datetime = row["now"]
         return now
 
-    def _filter(self, order_ids: list[str] | None) -> list[int] | None:
-        if order_ids is None:
-            return None
-        with self._cursor() as cur:
-            rows = cur.execute(_sql("shipments_of_orders"), {"order_ids": order_ids}).fetchall()
-        return [int(row["shipment_id"]) for row in rows]
-
     def claim_due(self, *, lease_seconds: float, order_ids: list[str] | None = None) -> Row | None:
         """The most urgent parcel due, taken for ``lease_seconds`` (order_id, shipment_id,
         tracking_pin, carrier_status, was_due); None when nothing is due."""
         params = {
             "lease_seconds": lease_seconds,
             "cutoff_seconds": self.policy.cutoff.total_seconds(),
-            "shipment_ids": self._filter(order_ids),
+            "order_ids": order_ids,
         }
         with self._cursor() as cur:
             row: Row | None = cur.execute(_sql("claim_due_refresh"), params).fetchone()
@@ -72,7 +65,7 @@ class CarrierTrackingStore:
     def count_due(self, order_ids: list[str] | None = None) -> int:
         params = {
             "cutoff_seconds": self.policy.cutoff.total_seconds(),
-            "shipment_ids": self._filter(order_ids),
+            "order_ids": order_ids,
         }
         with self._cursor() as cur:
             row = cur.execute(_sql("count_due"), params).fetchone()
@@ -86,12 +79,16 @@ class CarrierTrackingStore:
                 {"shipment_id": claimed["shipment_id"], "was_due": claimed["was_due"]},
             )
 
+    def _lock(self, cur: psycopg.Cursor[Row], shipment_id: int) -> Row:
+        current: Row | None = cur.execute(_sql("lock_tracking"), {"shipment_id": shipment_id}).fetchone()
+        if current is None:
+            raise LookupError(f"shipment {shipment_id} has no tracked label")
+        return current
+
     def record_answer(self, shipment_id: int, detail: TrackingDetail, *, call_id: int | None) -> Recorded:
         """Canada Post's answer for this parcel: its events, its status, its next refresh."""
         with self.conn.transaction(), self._cursor() as cur:
-            current = cur.execute(_sql("lock_tracking"), {"shipment_id": shipment_id}).fetchone()
-            if current is None:
-                raise LookupError(f"shipment {shipment_id} has no tracked label")
+            current = self._lock(cur, shipment_id)
             now = self._now(cur)
             events = detail.events
             arrays = {
@@ -133,9 +130,7 @@ class CarrierTrackingStore:
     def record_no_history(self, shipment_id: int, *, call_id: int | None) -> Recorded:
         """Error 004: no scan yet. Not a failure: asked again at the pre-transit interval."""
         with self.conn.transaction(), self._cursor() as cur:
-            current = cur.execute(_sql("lock_tracking"), {"shipment_id": shipment_id}).fetchone()
-            if current is None:
-                raise LookupError(f"shipment {shipment_id} has no tracked label")
+            current = self._lock(cur, shipment_id)
             status = CarrierStatus(current["carrier_status"])
             if status is not CarrierStatus.PRE_TRANSIT:
                 # Canada Post had history for it before: keep what is known, count a failure.
@@ -163,9 +158,7 @@ class CarrierTrackingStore:
     def record_failure(self, shipment_id: int, error: str, *, call_id: int | None) -> Recorded:
         """A refresh that got no usable answer: backed off, and auto-refresh stopped after too many."""
         with self.conn.transaction(), self._cursor() as cur:
-            current = cur.execute(_sql("lock_tracking"), {"shipment_id": shipment_id}).fetchone()
-            if current is None:
-                raise LookupError(f"shipment {shipment_id} has no tracked label")
+            current = self._lock(cur, shipment_id)
             return self._failure(cur, shipment_id, current, error, call_id)
 
     def _failure(

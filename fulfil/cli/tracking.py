@@ -132,14 +132,13 @@ def tracking_refresh(
     state.settings.canadapost()  # configuration errors before anything is taken
     state.settings.http()
     state.settings.tracking()
-    due: list[int] = []
 
     def count(session: "Session") -> int:
-        from fulfil.services import tracking_refresher
+        from fulfil.services import tracking_store
 
-        with tracking_refresher(session) as refresher:
-            due.append(refresher.store.count_due(order_ids))
-        return min(due[0], limit) if limit else due[0]
+        with tracking_store(session.database_url, state.settings, None, "tracking-refresh") as store:
+            due = store.count_due(order_ids)
+        return min(due, limit) if limit else due
 
     def work(session: "Session", on_result: Any, stop: Any) -> Any:
         from fulfil.services import listen_for_stop, tracking_refresher
@@ -190,22 +189,17 @@ def tracking_show(
 
         fulfil tracking show 7023210039414604 --json
     """
-    from fulfil.carrier_tracking.schedule import RefreshPolicy
     from fulfil.carrier_tracking.show import age_text, parcel_record
-    from fulfil.carrier_tracking.store import CarrierTrackingStore
-    from fulfil.db import connect
     from fulfil.errors import EXIT_SOME_FAILED
+    from fulfil.services import tracking_store
 
     wanted = order_ids_from(keys) or []
     state = state_of(ctx, json_mode)
     out = state.output
-    policy = RefreshPolicy.from_settings(state.settings.tracking())
-    url = schema_ready_url(state)
-    with connect(url, autocommit=True, application_name="fulfil-tracking-show") as conn:
-        store = CarrierTrackingStore(conn, run_id=None, policy=policy)
+    with tracking_store(schema_ready_url(state), state.settings, None, "tracking-show") as store:
         rows = store.tracking_of(wanted)
         now = store.now()
-    records = [parcel_record(row, policy, now) for row in rows]
+        records = [parcel_record(row, store.policy, now) for row in rows]
     found = {record["order_id"] for record in records} | {record["tracking_pin"] for record in records}
     missing = [key for key in wanted if key not in found]
     for record in records:
@@ -279,20 +273,15 @@ def tracking_resume(ctx: typer.Context, order: OrderOption = None, json_mode: Js
 def _pause_or_resume(
     ctx: typer.Context, json_mode: bool, order_ids: list[str] | None, reason: str | None
 ) -> None:
-    from fulfil.carrier_tracking.schedule import RefreshPolicy
-    from fulfil.carrier_tracking.store import CarrierTrackingStore
-    from fulfil.db import connect
     from fulfil.errors import EXIT_SOME_FAILED, UsageError
+    from fulfil.services import tracking_store
 
     if reason is not None and not reason.strip():
         raise UsageError("--reason cannot be empty")
     state = state_of(ctx, json_mode)
     out = state.output
     pausing = reason is not None
-    with connect(schema_ready_url(state), autocommit=True, application_name="fulfil-tracking-pause") as conn:
-        store = CarrierTrackingStore(
-            conn, run_id=None, policy=RefreshPolicy.from_settings(state.settings.tracking())
-        )
+    with tracking_store(schema_ready_url(state), state.settings, None, "tracking-pause") as store:
         if order_ids is None:
             if reason is not None:
                 since = store.pause(reason.strip())

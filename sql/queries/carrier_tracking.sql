@@ -10,7 +10,8 @@ WITH due AS (
     WHERE c.auto_refresh AND c.carrier_status <> 'delivered'
       AND c.next_refresh_at <= now()
       AND c.label_created_at > now() - make_interval(secs => %(cutoff_seconds)s)
-      AND (%(shipment_ids)s::bigint[] IS NULL OR c.shipment_id = ANY (%(shipment_ids)s::bigint[]))
+      AND (%(order_ids)s::text[] IS NULL
+           OR c.shipment_id IN (SELECT shipment_id FROM shipments WHERE order_id = ANY (%(order_ids)s::text[])))
     ORDER BY c.refresh_priority, c.next_refresh_at
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -31,7 +32,8 @@ FROM carrier_tracking c
 WHERE c.auto_refresh AND c.carrier_status <> 'delivered'
   AND c.next_refresh_at <= now()
   AND c.label_created_at > now() - make_interval(secs => %(cutoff_seconds)s)
-  AND (%(shipment_ids)s::bigint[] IS NULL OR c.shipment_id = ANY (%(shipment_ids)s::bigint[]));
+  AND (%(order_ids)s::text[] IS NULL
+           OR c.shipment_id IN (SELECT shipment_id FROM shipments WHERE order_id = ANY (%(order_ids)s::text[])));
 
 -- name: lock_tracking
 -- The parcel's row, locked for the refresh being recorded (two refreshers of one parcel record
@@ -112,9 +114,6 @@ SET auto_refresh = %(on)s,
     next_refresh_at = CASE WHEN %(on)s THEN least(next_refresh_at, now()) ELSE next_refresh_at END
 WHERE shipment_id = %(shipment_id)s
 RETURNING shipment_id;
-
--- name: shipments_of_orders
-SELECT shipment_id FROM shipments WHERE order_id = ANY (%(order_ids)s::text[]);
 
 -- name: shipments_of_orders_by_id
 SELECT s.order_id, s.shipment_id
