@@ -338,3 +338,38 @@ def test_status_lists_a_parcel_never_scanned_and_one_canada_post_could_not_deliv
     problems = {(r["order_id"], r["problem"]) for r in json_lines(relaxed.stdout) if r["type"] == "attention"}
     assert (first, "never_scanned") not in problems
     assert (second, "delivery_attempted") in problems
+
+
+@pytest.mark.parametrize(
+    ("faults", "said"),
+    [({"garbage_rate": 1.0}, "unusable tracking answer"), ({"error_rate": 1.0}, "tracking PIN")],
+    ids=["garbage answer", "5xx"],
+)
+def test_a_bad_answer_fails_that_parcel_names_it_and_the_others_go_on(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any, faults: dict[str, float], said: str
+) -> None:
+    from fulfil.sandbox import Faults
+
+    orders = bought(db, fulfil_env, 2)
+    sandbox.set_faults("canadapost", Faults(**faults))
+    result = run_fulfil("tracking", "refresh", "--json", env=fulfil_env)
+    assert result.returncode == 3, result.stderr
+    records = json_lines(result.stdout)
+    # Every parcel was asked about: one bad answer never stops the others.
+    assert sorted(record["order_id"] for record in records) == sorted(orders)
+    for record in records:
+        assert record["outcome"] == "failed"
+        assert record["order_id"] in record["error"]
+        assert record["tracking_pin"] in record["error"]
+        assert said in record["error"]
+    rows = db.execute(
+        "SELECT consecutive_failures, last_refresh_error IS NOT NULL, next_refresh_at > now() "
+        "FROM carrier_tracking"
+    ).fetchall()
+    assert rows == [(1, True, True)] * 2
+    # Every call is on record with its answer, and every failure in the refresh log.
+    unfinished = db.execute(
+        "SELECT count(*) FROM api_calls WHERE endpoint = 'TrackingDetail' AND finished_at IS NULL"
+    ).fetchone()
+    assert unfinished == (0,)
+    assert db.execute("SELECT count(*) FROM tracking_refreshes WHERE outcome = 'failed'").fetchone() == (2,)
