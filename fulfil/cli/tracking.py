@@ -240,7 +240,11 @@ def tracking_pause(
     ctx: typer.Context,
     order: OrderOption = None,
     reason: Annotated[
-        str, typer.Option("--reason", help="Why, shown by status and refresh.")
+        str,
+        typer.Option(
+            "--reason",
+            help="Why: said by `tracking refresh`; with --order, shown by `status` and `tracking show`.",
+        ),
     ] = "paused by hand",
     json_mode: JsonOption = False,
 ) -> None:
