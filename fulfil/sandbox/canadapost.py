@@ -11,12 +11,14 @@ Wire behaviour follows the reference brief. The service is split by concept:
   group of calls, see ``throttle``), labels and tracking.
 
 HTTP statuses Canada Post does not document are the sandbox's choice (see
-``canadapost_requests``); 404 for tracking code 004 and for an unknown path.
+``canadapost_requests``); 404 for tracking code 004 (a PIN never sold, voided, or not yet scanned:
+see ``tracking``) and for an unknown path.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from fulfil.sandbox import tracking
 from fulfil.sandbox.canadapost_contract import ContractShipments
@@ -30,13 +32,32 @@ from fulfil.sandbox.canadapost_requests import (
     check_customer,
     media_for_path,
 )
-from fulfil.sandbox.faults import FaultKind
+from fulfil.sandbox.config import SandboxConfig
+from fulfil.sandbox.faults import FaultKind, FaultPlan
 from fulfil.sandbox.pdf import LabelContent, render_label_pdf, render_label_zpl
-from fulfil.sandbox.state import Shipment
+from fulfil.sandbox.state import SandboxState, Shipment
+from fulfil.sandbox.throttle import Throttle
 from fulfil.sandbox.wire import ApiRequest, ApiResponse, Handler, Route
+from fulfil.sandbox.xsd import OfficialSchemas
+
+NO_PIN_HISTORY = ("004", "No Pin History")
 
 
 class CanadaPostService(ContractShipments, NonContractShipments):
+    def __init__(
+        self,
+        config: SandboxConfig,
+        state: SandboxState,
+        faults: FaultPlan,
+        schemas: OfficialSchemas | None,
+        clock: Callable[[], float],
+        throttle: Throttle,
+    ) -> None:
+        super().__init__(config, state, faults, schemas, clock, throttle)
+        self.tracking_scenarios = tracking.ScenarioBook(
+            config.tracking_scenarios, config.tracking_default, lambda: state.generation
+        )
+
     # --- routing -----------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -150,21 +171,45 @@ class CanadaPostService(ContractShipments, NonContractShipments):
 
     # --- tracking ----------------------------------------------------------------------------
 
+    def set_tracking_scenario(self, order_id: str, scenario: str | None) -> None:
+        """The order's parcels follow ``scenario`` from now on (None: as configured), until a reset.
+
+        Their whole history is told anew by the scenario's timeline, from the label's time.
+        """
+        self.tracking_scenarios.choose(order_id, scenario)
+
+    def tracking_scenario(self, pin: str) -> str | None:
+        """The scenario the PIN's parcel follows now; None for a PIN the sandbox has not sold."""
+        shipment = self.state.shipment_by_pin(pin)
+        return None if shipment is None else self.tracking_scenarios.name_for(shipment)
+
     def _tracked(self, request: ApiRequest, params: dict[str, str]) -> tuple[Shipment, str]:
+        """The shipment a tracking call asks about; 004 while Canada Post has no history for it."""
         media = accepted_media(request, TRACK_MEDIA_TYPES)
         shipment = self.state.shipment_by_pin(params["pin"])
-        if shipment is None:
-            raise CanadaPostError(404, [("004", "No Pin History")], media)
+        if shipment is None or not tracking.has_history(
+            shipment, self.clock(), self.config.time_scale, self.config.tracking_no_history_hours
+        ):
+            raise CanadaPostError(404, [NO_PIN_HISTORY], media)
         return shipment, media
 
     def tracking_summary(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
         shipment, media = self._tracked(request, params)
-        body = tracking.summary_document(shipment, self.clock(), self.config.time_scale)
+        body = tracking.summary_document(
+            shipment,
+            self.clock(),
+            self.config.time_scale,
+            scenario=self.tracking_scenarios.scenario_for(shipment),
+        )
         return ApiResponse(200, body, media)
 
     def tracking_detail(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
         shipment, media = self._tracked(request, params)
         body = tracking.detail_document(
-            shipment, self.clock(), self.config.time_scale, self.config.customer_number
+            shipment,
+            self.clock(),
+            self.config.time_scale,
+            self.config.customer_number,
+            scenario=self.tracking_scenarios.scenario_for(shipment),
         )
         return ApiResponse(200, body, media)

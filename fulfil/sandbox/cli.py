@@ -6,6 +6,7 @@ by the command itself, so `fulfil --help` stays light.
 
 import signal
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -35,6 +36,9 @@ CP = "Canada Post faults"
 BB = "Best Buy faults"
 RATE = "Probability per request, 0 to 1."
 THROTTLE = "Throttling"
+TRACKING = "Tracking"
+# Repeated here, not imported: the scenarios live in sandbox.tracking, which pulls in lxml.
+SCENARIO_NAMES = "delivered, attempted, exception, returned, never_scanned"
 
 
 @sandbox_app.command(
@@ -46,7 +50,7 @@ THROTTLE = "Throttling"
         "fake printed defaults otherwise. GET /_sandbox/state shows what happened; POST /_sandbox/reset "
         "starts over.\n\n"
         "Example: fulfil sandbox serve --port 8765 --orders 5 --problem-orders 1 "
-        "--cp-drop-rate 0.2 --bb-rate-limit-rate 0.1 --seed 7"
+        "--cp-drop-rate 0.2 --bb-rate-limit-rate 0.1 --seed 7 --tracking-scenario 261250893-A=returned"
     ),
 )
 def serve(
@@ -79,6 +83,36 @@ def serve(
     debit_delay: Annotated[
         float, typer.Option(help="Seconds an accepted order waits for its debit before SHIPPING.", min=0)
     ] = 0.0,
+    tracking_scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=(
+                "ORDER=SCENARIO: the parcels of this order (its customer-ref-1) follow this tracking "
+                f"scenario ({SCENARIO_NAMES}). Repeatable."
+            ),
+            metavar="ORDER=SCENARIO",
+            rich_help_panel=TRACKING,
+        ),
+    ] = None,
+    tracking_default: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "Scenario of every other parcel; mix: one per PIN by a stable hash, mostly delivered "
+                "(70%), some attempted, exception (10% each), returned, never_scanned (5% each)."
+            ),
+            metavar="SCENARIO|mix",
+            rich_help_panel=TRACKING,
+        ),
+    ] = "mix",
+    tracking_no_history_hours: Annotated[
+        float,
+        typer.Option(
+            help="Simulated hours after a label during which tracking answers 004 (No Pin History).",
+            min=0,
+            rich_help_panel=TRACKING,
+        ),
+    ] = 1.0,
     cp_latency_ms: Annotated[float, typer.Option(help="Added latency, ms.", rich_help_panel=CP)] = 0.0,
     cp_jitter_ms: Annotated[
         float, typer.Option(help="Random extra latency up to, ms.", rich_help_panel=CP)
@@ -228,6 +262,9 @@ def serve(
         overrides: dict[str, object] = {
             "seed": seed,
             "time_scale": time_scale,
+            "tracking_scenarios": _scenario_choices(tracking_scenario or ()),
+            "tracking_default": tracking_default,
+            "tracking_no_history_hours": tracking_no_history_hours,
             "debit_delay_s": debit_delay,
             "canadapost_faults": canadapost_faults,
             "bestbuy_faults": bestbuy_faults,
@@ -277,6 +314,11 @@ def serve(
             )
         if config.xsd_dir is not None:
             typer.echo(f"# checking requests and answers against the XSDs in {config.xsd_dir}")
+        typer.echo(
+            f"# tracking: {_tracking_banner(config.tracking_default, config.tracking_no_history_hours)}"
+        )
+        for order_id, name in config.tracking_scenarios.items():
+            typer.echo(f"# tracking of order {order_id}: {name}")
         limits = config.canadapost_limits
         if limits.enabled:
             groups = ", ".join(f"{group} {calls}" for group, calls in limits.per_group().items())
@@ -294,3 +336,30 @@ def serve(
             signal.signal(number, handler)
         sandbox.stop()
     typer.echo("fulfil sandbox stopped")
+
+
+def _scenario_choices(texts: Iterable[str]) -> dict[str, str]:
+    """The --tracking-scenario options as order id -> scenario; an order named twice is refused."""
+    from fulfil.sandbox.tracking import parse_scenario_choice
+
+    chosen: dict[str, str] = {}
+    for text in texts:
+        order_id, name = parse_scenario_choice(text)
+        if order_id in chosen and chosen[order_id] != name:
+            raise ValueError(
+                f"order {order_id!r} is given two tracking scenarios: {chosen[order_id]}, {name}"
+            )
+        chosen[order_id] = name
+    return chosen
+
+
+def _tracking_banner(default: str, no_history_hours: float) -> str:
+    from fulfil.sandbox.tracking import MIX, SCENARIOS
+
+    if default == MIX:
+        parcels = "a mix of scenarios, by PIN"
+    else:
+        parcels = f"every parcel {default} ({SCENARIOS[default].summary})"
+    if no_history_hours:
+        return f"{parcels}; 004 (No Pin History) for {no_history_hours:g} simulated h after a label"
+    return parcels

@@ -1,5 +1,5 @@
-"""What a sandbox is started with: credentials, customer number, seeds, XSDs, time scale, faults,
-throttle limits.
+"""What a sandbox is started with: credentials, customer number, seeds, XSDs, time scale, tracking
+scenarios, faults, throttle limits.
 
 The sandbox accepts the credentials fulfil itself reads (the same environment variables), so a
 shell that is set up for fulfil is set up for the sandbox. When they are unset, the documented
@@ -9,13 +9,16 @@ else.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from fulfil.sandbox.faults import Faults
 from fulfil.sandbox.throttle import EndpointLimits, GroupLimits
+from fulfil.sandbox.tracking import DEFAULT_SCENARIO, check_scenario
 
 SERVICES = ("canadapost", "bestbuy")
 
@@ -45,6 +48,14 @@ class SandboxConfig:
     xsd_dir: Path | None = None
     # Simulated seconds of parcel travel per real second (tracking events follow this clock).
     time_scale: float = DEFAULT_TIME_SCALE
+    # Order id (customer-ref-1) -> the tracking scenario its parcels follow (see tracking.py).
+    tracking_scenarios: Mapping[str, str] = field(default_factory=dict)
+    # The scenario of every other parcel, or "mix" (one per PIN, by a stable hash). "delivered" by
+    # default, so a test that buys a label knows how its parcel's life goes; `serve` mixes.
+    tracking_default: str = DEFAULT_SCENARIO
+    # Simulated hours after the label during which tracking answers 004 (No Pin History). 0 by
+    # default: tests of fulfil's refresh expect the electronic notice the moment a label is bought.
+    tracking_no_history_hours: float = 0.0
     # Seconds an accepted order spends in WAITING_DEBIT_PAYMENT before it reaches SHIPPING.
     debit_delay_s: float = 0.0
     canadapost_faults: Faults = field(default_factory=Faults)
@@ -67,6 +78,25 @@ class SandboxConfig:
             raise ValueError("debit_delay_s, generated_orders and problem_orders must not be negative")
         if self.problem_orders > self.generated_orders:
             raise ValueError("problem_orders cannot exceed generated_orders")
+        self._check_tracking()
+
+    def _check_tracking(self) -> None:
+        chosen: dict[str, str] = {}
+        for order_id, name in self.tracking_scenarios.items():
+            if not isinstance(order_id, str) or not order_id.strip():
+                raise ValueError(f"tracking_scenarios needs order ids, not {order_id!r}")
+            try:
+                chosen[order_id] = check_scenario(name)
+            except ValueError as error:
+                raise ValueError(f"order {order_id!r}: {error}") from None
+        # A copy nobody can change behind the sandbox's back (the config is frozen, and reset to).
+        object.__setattr__(self, "tracking_scenarios", MappingProxyType(chosen))
+        try:
+            check_scenario(self.tracking_default, allow_mix=True)
+        except ValueError as error:
+            raise ValueError(f"tracking_default: {error}") from None
+        if not math.isfinite(self.tracking_no_history_hours) or self.tracking_no_history_hours < 0:
+            raise ValueError("tracking_no_history_hours must be a number of hours, 0 or more")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> SandboxConfig:
