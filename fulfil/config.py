@@ -60,6 +60,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "FULFIL_CONFIG", None, None, False, "TOML file of non-secret settings; default ./fulfil.toml"
     ),
+    SettingSpec(
+        "FULFIL_METRICS_FILE",
+        None,
+        None,
+        False,
+        "file every command adds its Prometheus metrics to (as --metrics-file); unset: none",
+    ),
     SettingSpec("FULFIL_DATA_DIR", None, None, False, "where the embedded PostgreSQL lives"),
     SettingSpec("FULFIL_LABELS_DIR", "labels_dir", "labels", False, "directory for label PDFs"),
     SettingSpec(
@@ -191,6 +198,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "days after its label a parcel is no longer refreshed",
     ),
     SettingSpec(
+        "FULFIL_TRACKING_DAILY_CALLS",
+        "tracking.daily_calls",
+        None,
+        False,
+        "tracking calls a day at most, for every process and host (the day of Canada Post's Eastern "
+        "time; blank: no daily cap, only the per-minute budget)",
+    ),
+    SettingSpec(
         "FULFIL_TRACKING_NO_SCAN_HOURS",
         "tracking.no_scan_hours",
         "24",
@@ -320,6 +335,7 @@ class TrackingSettings:
     max_failures: int
     cutoff_days: int
     no_scan_hours: int  # a label with no acceptance scan after this long needs attention
+    daily_calls: int | None = None  # tracking calls a day at most (None: no daily cap)
 
 
 @dataclass(frozen=True)
@@ -460,6 +476,9 @@ class Settings:
             max_failures=self._whole("FULFIL_TRACKING_MAX_FAILURES"),
             cutoff_days=self._whole("FULFIL_TRACKING_CUTOFF_DAYS"),
             no_scan_hours=self._whole("FULFIL_TRACKING_NO_SCAN_HOURS"),
+            daily_calls=self._whole("FULFIL_TRACKING_DAILY_CALLS")
+            if (self.value("FULFIL_TRACKING_DAILY_CALLS") or "").strip()
+            else None,
         )
 
     def _whole(self, env: str) -> int:

@@ -249,9 +249,15 @@ def tracking_store(database_url: str, settings: Settings, run_id: str | None, pu
 
 
 @contextmanager
-def tracking_refresher(session: Session, on_result: Callable[[Any], None] | None = None) -> Iterator[Any]:
+def tracking_refresher(
+    session: Session,
+    on_result: Callable[[Any], None] | None = None,
+    concurrency: int = 1,
+    purpose: str = "tracking-refresh",
+) -> Iterator[Any]:
     """The carrier tracking refresher of this run: Canada Post's audited HTTP (group E's budget
-    shared with every process), a lease sized from the read retry policy."""
+    shared with every process), a lease sized from the read retry policy, and with
+    ``concurrency`` workers each its own connection and keep-alive session."""
     from fulfil.canadapost.client import RETRY_READS, CanadaPostClient
     from fulfil.carrier_tracking.refresh import Refresher
 
@@ -260,15 +266,23 @@ def tracking_refresher(session: Session, on_result: Callable[[Any], None] | None
     lease = lease_seconds(
         http.deadline, RETRY_READS, admission_wait=service_budgets(settings, "CanadaPost").max_wait
     )
-    client = CanadaPostClient(settings.canadapost(), session.canadapost_http())
-    with tracking_store(session.database_url, settings, session.run.run_id, "tracking-refresh") as store:
-        yield Refresher(store, client, lease_seconds=lease, on_result=on_result)
+    canadapost = settings.canadapost()
+    client = CanadaPostClient(canadapost, session.canadapost_http())
 
+    @contextmanager
+    def worker_parts() -> Iterator[tuple[Any, CanadaPostClient]]:
+        with (
+            tracking_store(session.database_url, settings, session.run.run_id, purpose) as store,
+            session.worker_canadapost_http() as worker_http,
+        ):
+            yield store, CanadaPostClient(canadapost, worker_http)
 
-def tracking_budget_text(settings: Settings) -> str:
-    """The group-E budget this host keeps to, for the summary of a refresh ("20 a minute")."""
-    rate = settings.rate_budgets().canadapost.get("E")
-    if rate is None:
-        return "no tracking budget set"
-    per = "a minute" if rate.seconds == 60 else f"per {rate.seconds:g} s"
-    return f"tracking budget {rate.calls} {per}"
+    with tracking_store(session.database_url, settings, session.run.run_id, purpose) as store:
+        yield Refresher(
+            store,
+            client,
+            lease_seconds=lease,
+            on_result=on_result,
+            concurrency=concurrency,
+            worker_parts=worker_parts,
+        )

@@ -37,6 +37,8 @@ class StatusReport:
     runs: list[dict[str, Any]] = field(default_factory=list)
     # The rate budgets shared by every process: limits, use in the last window, pauses.
     budgets: list[BudgetState] = field(default_factory=list)
+    # `fulfil tracking pause` in force for every host (paused_at, reason), else None.
+    tracking_pause: dict[str, Any] | None = None
 
     @property
     def needs_attention(self) -> bool:
@@ -50,6 +52,8 @@ class StatusReport:
         lines += [item.as_record() for item in self.attention]
         lines += [{"type": "run", **run} for run in self.runs]
         lines += [budget.as_record() for budget in self.budgets]
+        if self.tracking_pause is not None:
+            lines.append({"type": "tracking_pause", **self.tracking_pause})
         return lines
 
 
@@ -171,6 +175,7 @@ def report_from(
             run["state"] = "ok" if row["exit_code"] == 0 else f"exit {row['exit_code']}"
         report.runs.append(run)
     report.budgets = budget_states(conn)
+    report.tracking_pause = conn.execute(query("carrier_tracking", "refresh_pause")).fetchone()
     return report
 
 

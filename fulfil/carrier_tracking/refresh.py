@@ -11,7 +11,9 @@ the same way.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +23,9 @@ from fulfil.canadapost.client import CanadaPostClient, auth_error, interpret_err
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
 from fulfil.canadapost.tracking import CarrierStatus, no_pin_history, parse_tracking_detail
 from fulfil.carrier_tracking.store import CarrierTrackingStore
+from fulfil.config import Rate
 from fulfil.errors import ConfigError
+from fulfil.workflows.workers import Halt, WorkLimit, run_workers
 
 REFRESHED = "refreshed"
 NO_HISTORY = "no_history"
@@ -56,6 +60,8 @@ class RefreshCycle:
     stopped: str | None = None  # why the cycle ended before everything due was asked about
     fatal: ConfigError | None = None  # the key was refused: nothing more can be asked
     paused: str | None = None  # `fulfil tracking pause` is in force: nothing was asked
+    still_due: int | None = None  # due when the cycle ended (None: not counted)
+    outlook: dict[str, Any] | None = None  # the tracking budget's next slot and pause, at the end
 
     @property
     def refreshed(self) -> int:
@@ -72,6 +78,26 @@ class RefreshCycle:
         return found
 
 
+class _Shared:
+    """What the workers of one cycle share: the limit, the halt flag, the first reason to stop."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = WorkLimit(limit)
+        self.halt = Halt()
+        self.stopped: str | None = None
+        self._lock = threading.Lock()
+
+    def stop(self, why: str | None) -> None:
+        with self._lock:
+            if self.stopped is None:
+                self.stopped = why
+        self.halt.set()
+
+
+# A worker's own store and client (its connection and keep-alive HTTP session).
+WorkerParts = Callable[[], AbstractContextManager[tuple[CarrierTrackingStore, CanadaPostClient]]]
+
+
 class Refresher:
     def __init__(
         self,
@@ -80,11 +106,17 @@ class Refresher:
         *,
         lease_seconds: float,
         on_result: Callable[[RefreshResult], None] | None = None,
+        concurrency: int = 1,
+        worker_parts: WorkerParts | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.lease_seconds = lease_seconds
         self.on_result = on_result
+        # Workers beyond the first need a store and client of their own: without a way to make
+        # them, a cycle has one worker.
+        self.concurrency = max(1, concurrency) if worker_parts is not None else 1
+        self.worker_parts = worker_parts
 
     def refresh_due(
         self,
@@ -93,8 +125,8 @@ class Refresher:
         order_ids: list[str] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> RefreshCycle:
-        """One cycle: every parcel due (up to ``limit``), until the budget holds one back, the key
-        is refused (``fatal``) or ``should_stop`` says so (between parcels)."""
+        """One cycle: every parcel due (up to ``limit``), until the budget holds one back, the day's
+        cap is spent, the key is refused (``fatal``) or ``should_stop`` says so (between parcels)."""
         cycle = RefreshCycle(due=self.store.count_due(order_ids), results=[])
         pause = self.store.paused()
         if pause is not None:
@@ -102,62 +134,148 @@ class Refresher:
                 f"refreshes are paused since {pause['paused_at']:%Y-%m-%d %H:%M %Z} ({pause['reason']})"
             )
             return cycle
-        while limit is None or len(cycle.results) < limit:
-            if should_stop is not None and should_stop():
-                cycle.stopped = "asked to stop"
-                break
-            claimed = self.store.claim_due(lease_seconds=self.lease_seconds, order_ids=order_ids)
-            if claimed is None:
-                break
-            try:
-                result = self.refresh_one(claimed)
-            except ConfigError as exc:
-                cycle.fatal = exc
-                break
+        shared = _Shared(limit)
+
+        def deliver(result: RefreshResult) -> None:
             cycle.results.append(result)
             if self.on_result is not None:
                 self.on_result(result)
-            if result.outcome == HELD_BACK:
-                cycle.stopped = result.error
-                break
+
+        def worker(sink: Callable[[RefreshResult], None], halt: Halt) -> None:
+            if self.concurrency == 1 or self.worker_parts is None:
+                self._work(self.store, self.client, shared, sink, order_ids, should_stop)
+                return
+            with self.worker_parts() as (store, client):
+                self._work(store, client, shared, sink, order_ids, should_stop)
+
+        try:
+            run_workers(self.concurrency, worker, deliver, shared.halt)
+        except ConfigError as exc:
+            cycle.fatal = exc
+        cycle.stopped = shared.stopped
+        if cycle.fatal is None:
+            cycle.still_due = self.store.count_due(order_ids)
+            cycle.outlook = self.store.budget_outlook()
         return cycle
 
+    def _work(
+        self,
+        store: CarrierTrackingStore,
+        client: CanadaPostClient,
+        shared: _Shared,
+        sink: Callable[[RefreshResult], None],
+        order_ids: list[str] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        while not shared.halt.is_set:
+            if should_stop is not None and should_stop():
+                shared.stop("asked to stop")
+                return
+            if not shared.limit.take():
+                return
+            claimed = store.claim_due(lease_seconds=self.lease_seconds, order_ids=order_ids)
+            if claimed is None:
+                shared.limit.give_back()
+                spent = self._daily_cap_spent(store)
+                if spent is not None:
+                    shared.stop(spent)
+                return
+            result = self._ask(store, client, claimed)
+            sink(result)
+            if result.outcome == HELD_BACK:
+                shared.stop(result.error)
+                return
+
+    def _daily_cap_spent(self, store: CarrierTrackingStore) -> str | None:
+        """Why nothing was claimed, if it was the day's cap rather than nothing being due."""
+        left, seconds_to_next_day = store.daily_calls_left()
+        if left is None or left > 0:
+            return None
+        return (
+            f"the daily tracking budget ({store.policy.daily_calls} calls, FULFIL_TRACKING_DAILY_CALLS)"
+            f" is spent; the next day starts in {seconds_to_next_day / 3600:.1f} h (Eastern time)"
+        )
+
+    def refresh_parcel(self, shipment_id: int) -> RefreshResult | None:
+        """Ask about this one parcel now (for `tracking show`); None when it cannot be asked about
+        (another refresher holds it, it was asked within the cool-down, or the day's cap is spent)."""
+        claimed = self.store.claim_parcel(shipment_id, lease_seconds=self.lease_seconds)
+        if claimed is None:
+            return None
+        return self._ask(self.store, self.client, claimed)
+
     def refresh_one(self, claimed: dict[str, Any]) -> RefreshResult:
+        return self._ask(self.store, self.client, claimed)
+
+    def _ask(
+        self, store: CarrierTrackingStore, client: CanadaPostClient, claimed: dict[str, Any]
+    ) -> RefreshResult:
         order_id, pin, shipment_id = claimed["order_id"], claimed["tracking_pin"], claimed["shipment_id"]
         try:
-            outcome = self.client.tracking_detail(order_id, pin)
+            outcome = client.tracking_detail(order_id, pin)
         except BaseException:
-            self.store.release(claimed)
+            store.release(claimed)
             raise
         if outcome.ok:
             try:
                 detail = parse_tracking_detail(outcome.body, pin=pin)
             except ResponseFormatError as exc:
                 unusable = f"order {order_id}: unusable tracking answer for PIN {pin}: {exc}"
-                recorded = self.store.record_failure(shipment_id, unusable, call_id=outcome.call_id)
+                recorded = store.record_failure(shipment_id, unusable, call_id=outcome.call_id)
                 return RefreshResult(
                     order_id, pin, FAILED, recorded.carrier_status, recorded.next_refresh_at, unusable
                 )
-            recorded = self.store.record_answer(shipment_id, detail, call_id=outcome.call_id)
+            recorded = store.record_answer(shipment_id, detail, call_id=outcome.call_id)
             return RefreshResult(order_id, pin, REFRESHED, recorded.carrier_status, recorded.next_refresh_at)
         if outcome.status_code == 404 and no_pin_history(outcome.body):
-            recorded = self.store.record_no_history(shipment_id, call_id=outcome.call_id)
+            recorded = store.record_no_history(shipment_id, call_id=outcome.call_id)
             outcome_name = NO_HISTORY if recorded.carrier_status is CarrierStatus.PRE_TRANSIT else FAILED
             return RefreshResult(
                 order_id, pin, outcome_name, recorded.carrier_status, recorded.next_refresh_at
             )
         error = interpret_error(outcome)
         if error.kind is ErrorKind.AUTH:
-            self.store.release(claimed)
+            store.release(claimed)
             raise auth_error(error)
         if outcome.failure in (FailureClass.NOT_SENT, FailureClass.RATE_LIMITED):
-            self.store.release(claimed)
+            store.release(claimed)
             message = f"nothing was sent for PIN {pin}: {outcome.error}"
             return RefreshResult(
                 order_id, pin, HELD_BACK, CarrierStatus(claimed["carrier_status"]), error=message
             )
         message = f"order {order_id}: tracking PIN {pin}: {error.description}"
-        recorded = self.store.record_failure(shipment_id, message, call_id=outcome.call_id)
+        recorded = store.record_failure(shipment_id, message, call_id=outcome.call_id)
         return RefreshResult(
             order_id, pin, FAILED, recorded.carrier_status, recorded.next_refresh_at, message
         )
+
+
+def cycle_summary(cycle: RefreshCycle, rate: Rate | None) -> str:
+    """One line for the end of a refresh: how much of what was due the budget covered, and when
+    the rest can go ("refreshed 20 of 340 due; tracking budget 20 a minute; 320 still due, next
+    slot in 3 s, about 16 min for all of them at this budget")."""
+    if cycle.paused:
+        return f"nothing asked: {cycle.paused}; `fulfil tracking resume` starts them again"
+    parts = [f"refreshed {cycle.refreshed} of {cycle.due} due", budget_text(rate)]
+    outlook = cycle.outlook or {}
+    if outlook.get("paused_seconds"):
+        parts.append(
+            f"the budget is paused for {outlook['paused_seconds']:.0f} s ({outlook['pause_reason']})"
+        )
+    if cycle.still_due:
+        rest = f"{cycle.still_due} still due"
+        if outlook.get("next_slot_seconds") is not None:
+            rest += f", next slot in {max(outlook['next_slot_seconds'], 0):.0f} s"
+        if rate is not None:
+            minutes = cycle.still_due * rate.seconds / rate.calls / 60
+            rest += f", about {minutes:.0f} min for all of them at this budget"
+        parts.append(rest)
+    return "; ".join(parts)
+
+
+def budget_text(rate: Rate | None) -> str:
+    """The group-E budget this host keeps to ("tracking budget 20 a minute")."""
+    if rate is None:
+        return "no tracking budget set"
+    per = "a minute" if rate.seconds == 60 else f"per {rate.seconds:g} s"
+    return f"tracking budget {rate.calls} {per}"

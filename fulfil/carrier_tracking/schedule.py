@@ -41,6 +41,11 @@ class RefreshPolicy:
     max_backoff: timedelta = timedelta(hours=24)
     max_failures: int = 5
     cutoff: timedelta = timedelta(days=30)
+    # Tracking calls a day at most, for every process and host together (None: no daily cap).
+    daily_calls: int | None = None
+    # A parcel asked about this recently is not asked again by `tracking show` (stale or --refresh):
+    # a person pressing up-arrow-enter must not spend the budget the refresher schedules.
+    cool_down: timedelta = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
         missing = [status.value for status in CarrierStatus if status is not CarrierStatus.DELIVERED
@@ -51,6 +56,8 @@ class RefreshPolicy:
             raise ValueError("refresh intervals must be positive")
         if self.max_failures < 1:
             raise ValueError("max_failures must be at least 1")
+        if self.daily_calls is not None and self.daily_calls < 1:
+            raise ValueError("daily_calls must be at least 1 (or None: no daily cap)")
 
     @classmethod
     def from_settings(cls, settings: TrackingSettings) -> RefreshPolicy:
@@ -69,6 +76,7 @@ class RefreshPolicy:
             },
             max_failures=settings.max_failures,
             cutoff=timedelta(days=settings.cutoff_days),
+            daily_calls=settings.daily_calls,
         )
 
     def interval(self, status: CarrierStatus) -> timedelta | None:

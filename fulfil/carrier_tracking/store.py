@@ -57,9 +57,45 @@ class CarrierTrackingStore:
             "lease_seconds": lease_seconds,
             "cutoff_seconds": self.policy.cutoff.total_seconds(),
             "order_ids": order_ids,
+            "daily_calls": self.policy.daily_calls,
         }
         with self._cursor() as cur:
             row: Row | None = cur.execute(_sql("claim_due_refresh"), params).fetchone()
+        return row
+
+    def claim_parcel(self, shipment_id: int, *, lease_seconds: float) -> Row | None:
+        """This parcel, taken to be asked about now (as ``claim_due`` takes one); None when another
+        refresher holds it, it was asked about within the cool-down, or the day's cap is spent."""
+        params = {
+            "shipment_id": shipment_id,
+            "lease_seconds": lease_seconds,
+            "cool_down_seconds": self.policy.cool_down.total_seconds(),
+            "daily_calls": self.policy.daily_calls,
+        }
+        with self._cursor() as cur:
+            row: Row | None = cur.execute(_sql("claim_parcel"), params).fetchone()
+        return row
+
+    def last_asked(self, shipment_id: int) -> datetime | None:
+        """When this parcel was last asked about, answered or not (None: never)."""
+        with self._cursor() as cur:
+            row = cur.execute(_sql("last_asked"), {"shipment_id": shipment_id}).fetchone()
+        return row["at"] if row else None
+
+    def daily_calls_left(self) -> tuple[int | None, float]:
+        """Calls left today under the daily cap (None: no cap), and seconds until the next day."""
+        with self._cursor() as cur:
+            row = cur.execute(_sql("daily_calls_used")).fetchone()
+        assert row is not None
+        cap = self.policy.daily_calls
+        left = None if cap is None else max(cap - int(row["calls"]), 0)
+        return left, float(row["seconds_to_next_day"])
+
+    def budget_outlook(self, budget: str = "canadapost:E") -> Row | None:
+        """When the tracking budget admits its next call (next_slot_seconds), and its pause if any
+        (paused_seconds, pause_reason); None before its first call."""
+        with self._cursor() as cur:
+            row: Row | None = cur.execute(_sql("budget_outlook"), {"budget": budget}).fetchone()
         return row
 
     def count_due(self, order_ids: list[str] | None = None) -> int:
@@ -72,11 +108,16 @@ class CarrierTrackingStore:
         return int(row["count"]) if row else 0
 
     def release(self, claimed: Row) -> None:
-        """A parcel taken and not asked about: due again as it was."""
+        """A parcel taken and not asked about: due again as it was (its unit of the daily cap
+        given back)."""
         with self._cursor() as cur:
             cur.execute(
                 _sql("release_refresh"),
-                {"shipment_id": claimed["shipment_id"], "was_due": claimed["was_due"]},
+                {
+                    "shipment_id": claimed["shipment_id"],
+                    "was_due": claimed["was_due"],
+                    "quota_day": claimed.get("quota_day"),
+                },
             )
 
     def _lock(self, cur: psycopg.Cursor[Row], shipment_id: int) -> Row:

@@ -61,6 +61,7 @@ def orders_import(
     candidates = read_order_documents(_read_source(source))
     url = schema_ready_url(state)
     with open_session(url, state.settings, "orders import") as session:
+        state.run_ids.append(session.run.run_id)
         run = OrderStore(url, _streamer(state)).import_candidates(candidates)
         exit_code = EXIT_SOME_FAILED if run.needs_attention else 0
         session.run.finish(url, exit_code, {"counts": run.counts()})
@@ -120,6 +121,7 @@ def orders_pull(
     settings = state.settings
     bestbuy = settings.bestbuy()  # configuration errors before anything is called
     with open_session(url, settings, "orders pull") as session:
+        state.run_ids.append(session.run.run_id)
         client = BestBuyClient(bestbuy, session.bestbuy_http())
         pull = OrderPull(
             database_url=url, client=client, run_id=session.run.run_id, on_result=_streamer(state)

@@ -81,6 +81,12 @@ def status(
                 ["budget", "limit", "used in window", "reserved ahead", "paused", "last pause"],
                 [_budget_row(b) for b in report.budgets],
             )
+        if report.tracking_pause is not None:
+            pause = report.tracking_pause
+            out.line(
+                f"Tracking refreshes are paused for every host since {pause['paused_at']:%Y-%m-%d %H:%M} "
+                f"({pause['reason']}): `fulfil tracking resume` starts them again."
+            )
     if report.needs_attention:
         raise typer.Exit(EXIT_SOME_FAILED)
 

@@ -19,6 +19,7 @@ from fulfil.errors import EXIT_UNEXPECTED, EXIT_USAGE, FulfilError
 
 if TYPE_CHECKING:
     from fulfil.config import Settings
+    from fulfil.metrics import Metrics
     from fulfil.output import Output
     from fulfil.services import Session
     from fulfil.stop_signals import StopRequest
@@ -54,6 +55,20 @@ def _new_output(json_mode: bool = False, verbose: int = 0) -> "Output":
 class AppState:
     output: "Output" = field(default_factory=_new_output)
     _settings: "Settings | None" = None
+    # --metrics-file (or FULFIL_METRICS_FILE): what this command measured is added to it at the end.
+    metrics_file: str | None = None
+    command: str | None = None  # "labels create": set by state_of, for the metrics
+    database_url: str | None = None  # the database this command used, for the metrics' gauges
+    run_ids: list[str] = field(default_factory=list)  # the runs it started (their api_calls)
+    _metrics: "Metrics | None" = None
+
+    @property
+    def metrics(self) -> "Metrics":
+        if self._metrics is None:
+            from fulfil.metrics import Metrics
+
+            self._metrics = Metrics()
+        return self._metrics
 
     @property
     def settings(self) -> "Settings":
@@ -74,6 +89,8 @@ def state_of(ctx: typer.Context, json_mode: bool = False) -> AppState:
         ctx.obj = state
     if json_mode:
         state.output.json_mode = True
+    if state.command is None:
+        state.command = ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip() or None
     return state
 
 
@@ -93,10 +110,26 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version.")
     ] = False,
+    metrics_file: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-file",
+            metavar="PATH",
+            help="Add this command's Prometheus metrics to PATH (node_exporter's textfile "
+            "collector; default FULFIL_METRICS_FILE).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    state = AppState(output=_new_output(json_mode=json_mode, verbose=verbose))
+    global _current_state
+    state = AppState(output=_new_output(json_mode=json_mode, verbose=verbose), metrics_file=metrics_file)
     ctx.obj = state
+    _current_state = state
     _configure_logging(verbose)
+
+
+# The state of the command this process runs, for the metrics written once it has ended.
+_current_state: AppState | None = None
 
 
 def _configure_logging(verbose: int) -> None:
@@ -174,6 +207,7 @@ def schema_ready_url(state: AppState) -> str:
 
     url = database_url(state)
     ensure_current(url)
+    state.database_url = url
     return url
 
 
@@ -247,6 +281,7 @@ def run_order_workflow(
     url = schema_ready_url(state)
     results = ResultSpool()
     with stop_on_signals(out.warn) as stop, open_session(url, state.settings, command) as session:
+        state.run_ids.append(session.run.run_id)
         try:
             with out.progress(count(session), progress_label) as tick:
 
@@ -272,6 +307,7 @@ def run_order_workflow(
         if stop.exit_code is not None:
             exit_code = stop.exit_code
         session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
+        state.metrics.order_results(command, run.counts())
     render_results(state, command, results, columns, attention=attention, display=display)
     results.close()
     if stop.exit_code is not None:
@@ -302,7 +338,19 @@ def run_order_workflow(
 
 
 def run_command_line(application: typer.Typer, args: list[str]) -> NoReturn:
-    """Run the command line ``args``; expected errors become one line on stderr and an exit code."""
+    """Run the command line ``args``; expected errors become one line on stderr and an exit code.
+    With a metrics file, what the command did is added to it once it has ended, however it ended."""
+    import time
+
+    started = time.monotonic()
+    code = _exit_code_of(application, args)
+    state = _current_state
+    if state is not None:
+        _write_metrics(state, code, time.monotonic() - started)
+    sys.exit(code)
+
+
+def _exit_code_of(application: typer.Typer, args: list[str]) -> int:
     from fulfil.stop_signals import RunInterrupted, interrupt_on_sigterm
 
     command = typer.main.get_command(application)
@@ -317,29 +365,29 @@ def run_command_line(application: typer.Typer, args: list[str]) -> NoReturn:
         result = command.main(args=args, prog_name="fulfil", standalone_mode=False)
     except RunInterrupted as exc:
         sys.stderr.write(f"fulfil: {exc.signal_name}: stopped\n")
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("fulfil: SIGINT: stopped\n")
-        sys.exit(130)
+        return 130
     except FulfilError as exc:
         scrub = _scrubber()
         if verbose:
             sys.stderr.write(scrub(traceback.format_exc()))
         sys.stderr.write(scrub(f"fulfil: error: {exc}\n"))
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         show = getattr(exc, "show", None)
         if show is not None:
             show(file=sys.stderr)
         else:
             sys.stderr.write(f"fulfil: error: {exc}\n")
-        sys.exit(getattr(exc, "exit_code", None) or EXIT_USAGE)
+        return getattr(exc, "exit_code", None) or EXIT_USAGE
     except typer.Abort:
         sys.stderr.write("fulfil: aborted\n")
-        sys.exit(130)
+        return 130
     except BrokenPipeError:
         # The reader went away (`fulfil … | head`): not an error of ours.
-        sys.exit(0)
+        return 0
     except Exception as exc:
         scrub = _scrubber()
         if verbose:
@@ -347,8 +395,52 @@ def run_command_line(application: typer.Typer, args: list[str]) -> NoReturn:
         sys.stderr.write(scrub(f"fulfil: unexpected error: {_cause_chain(exc)}\n"))
         if not verbose:
             sys.stderr.write("fulfil: run again with -v for the traceback\n")
-        sys.exit(EXIT_UNEXPECTED)
-    sys.exit(result if isinstance(result, int) else 0)
+        return EXIT_UNEXPECTED
+    return result if isinstance(result, int) else 0
+
+
+def _write_metrics(state: AppState, code: int, seconds: float) -> None:
+    """Add what this command did to the metrics file, if one is asked for."""
+    import os
+    import time
+
+    if not (state.metrics_file or os.environ.get("FULFIL_METRICS_FILE")):
+        return
+    if state.command is not None:
+        state.metrics.command_finished(state.command, code, seconds, time.time())
+    flush_metrics(state)
+
+
+def flush_metrics(state: AppState) -> None:
+    """Add what was measured so far (the calls of this command's runs, the database's gauges) to
+    the metrics file, if one is asked for, and start counting afresh: a long-running command
+    (`tracking watch`) flushes after each cycle. A file that cannot be written is said on stderr;
+    the command's own exit code stands."""
+    import os
+    from pathlib import Path
+
+    from fulfil.metrics import Metrics
+
+    path = state.metrics_file or os.environ.get("FULFIL_METRICS_FILE") or None
+    if not path:
+        return
+    metrics = state.metrics
+    try:
+        if state.database_url is not None:
+            from fulfil.db import connect
+
+            with connect(state.database_url, autocommit=True, application_name="fulfil-metrics") as conn:
+                for run_id in state.run_ids:
+                    metrics.calls_of_run(conn, run_id)
+                metrics.state_of_database(conn)
+        metrics.write(Path(path))
+    except (OSError, FulfilError, ValueError) as exc:
+        state.output.warn(_scrubber()(f"fulfil: could not write the metrics file {path}: {exc}"))
+    except Exception as exc:  # a database error: the command's work is done, its metrics are not
+        state.output.warn(_scrubber()(f"fulfil: could not gather metrics for {path}: {_cause_chain(exc)}"))
+    finally:
+        state.run_ids.clear()
+        state._metrics = Metrics()
 
 
 def _scrubber() -> Callable[[str], str]:

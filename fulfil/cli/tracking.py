@@ -1,6 +1,6 @@
 """`fulfil tracking …`: give Best Buy each tracking number and confirm the order shipped, exactly once."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -108,6 +108,7 @@ def tracking_refresh(
     ctx: typer.Context,
     order: OrderOption = None,
     limit: LimitOption = None,
+    concurrency: ConcurrencyOption = None,
     json_mode: JsonOption = False,
 ) -> None:
     """Ask Canada Post where each parcel due for a refresh is, most urgent first, within the budget.
@@ -116,7 +117,9 @@ def tracking_refresh(
     last answer is older than its status's interval (out for delivery 30 min, attempted or
     exception 60 min, in transit 120 min, not yet scanned 240 min). Each call counts against
     Canada Post's tracking budget (group E, 20 a minute by default), shared by every process and
-    host using the database; a parcel the budget cannot admit in time waits for the next run.
+    host using the database, and against FULFIL_TRACKING_DAILY_CALLS if set; a parcel the budget
+    cannot admit in time waits for the next run. The summary says how much of what was due the
+    budget covered and when the rest can go.
 
     Exit 0: done (or nothing due); 3: a refresh failed (retried later, with backoff); 2:
     configuration problem (e.g. the API key was refused).
@@ -126,12 +129,15 @@ def tracking_refresh(
         fulfil tracking refresh
 
         fulfil tracking refresh --order 261250893-A --json
+
+        fulfil tracking refresh --concurrency 4 --limit 100
     """
     order_ids = order_ids_from(order)
     state = state_of(ctx, json_mode)
     state.settings.canadapost()  # configuration errors before anything is taken
     state.settings.http()
     state.settings.tracking()
+    workers = state.settings.concurrency(concurrency)
 
     def count(session: "Session") -> int:
         from fulfil.services import tracking_store
@@ -144,18 +150,16 @@ def tracking_refresh(
         from fulfil.services import listen_for_stop, tracking_refresher
 
         listen_for_stop(session, stop)
-        with tracking_refresher(session, on_result) as refresher:
+        with tracking_refresher(session, on_result, workers) as refresher:
             cycle = refresher.refresh_due(
                 limit=limit, order_ids=order_ids, should_stop=lambda: stop.requested
             )
         return cycle
 
     def summary(cycle: Any) -> str:
-        from fulfil.services import tracking_budget_text
+        from fulfil.carrier_tracking.refresh import cycle_summary
 
-        if cycle.paused:
-            return f"nothing asked: {cycle.paused}; `fulfil tracking resume` starts them again"
-        return f"refreshed {cycle.refreshed} of {cycle.due} due; {tracking_budget_text(state.settings)}"
+        return cycle_summary(cycle, state.settings.rate_budgets().canadapost.get("E"))
 
     run_order_workflow(
         state,
@@ -168,45 +172,174 @@ def tracking_refresh(
     )
 
 
+@tracking_app.command("watch")
+def tracking_watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float, typer.Option("--interval", min=1, help="Seconds from the start of one cycle to the next.")
+    ] = 60.0,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Refresh at most N parcels per cycle.")
+    ] = None,
+    concurrency: ConcurrencyOption = None,
+    cycles: Annotated[
+        int | None,
+        typer.Option("--cycles", min=1, help="Stop after N cycles (default: run until stopped)."),
+    ] = None,
+    json_mode: JsonOption = False,
+) -> None:
+    """Refresh tracking for as long as it runs: one `tracking refresh` cycle every --interval
+    seconds (a run of its own each), for systemd or a terminal.
+
+    SIGTERM or Ctrl-C finishes the call in flight and exits 0; a second one stops at once.
+    `fulfil tracking pause` (from any host) is read at every cycle: a paused watch keeps running
+    and asks nothing until `fulfil tracking resume`. Each cycle that asked something says one
+    line on stderr; with --metrics-file the metrics are written after every cycle.
+
+    Exit 0: stopped by a signal or --cycles done; 2: configuration problem (e.g. the API key was
+    refused: nothing can be asked until it is fixed).
+
+    Examples:
+
+        fulfil tracking watch
+
+        fulfil --metrics-file /var/lib/node_exporter/textfile/fulfil.prom tracking watch --interval 60
+    """
+    from fulfil.carrier_tracking.refresh import FAILED, cycle_summary
+    from fulfil.carrier_tracking.watch import watch
+    from fulfil.cli.shared import flush_metrics
+    from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
+    from fulfil.services import listen_for_stop, open_session, tracking_refresher
+    from fulfil.stop_signals import stop_on_signals
+
+    state = state_of(ctx, json_mode)
+    state.settings.canadapost()  # configuration errors before anything is taken
+    state.settings.http()
+    state.settings.tracking()
+    workers = state.settings.concurrency(concurrency)
+    rate = state.settings.rate_budgets().canadapost.get("E")
+    out = state.output
+    url = schema_ready_url(state)
+    was_paused = False
+
+    def on_result(result: Any) -> None:
+        if out.json_mode:
+            out.record(result.as_record())
+        elif result.outcome == FAILED:
+            out.warn(f"fulfil: {result.error}")
+
+    with stop_on_signals(out.warn) as stop:
+
+        def run_cycle() -> Any:
+            with open_session(url, state.settings, "tracking watch") as session:
+                state.run_ids.append(session.run.run_id)
+                listen_for_stop(session, stop)
+                with tracking_refresher(session, on_result, workers, "tracking-watch") as refresher:
+                    cycle = refresher.refresh_due(limit=limit, should_stop=lambda: stop.requested)
+                code = EXIT_USAGE if cycle.fatal else EXIT_SOME_FAILED if cycle.needs_attention else 0
+                session.run.finish(url, code, {"counts": cycle.counts(), "stopped": cycle.stopped})
+            return cycle
+
+        def on_cycle(cycle: Any) -> None:
+            nonlocal was_paused
+            state.metrics.order_results("tracking watch", cycle.counts())
+            flush_metrics(state)
+            if cycle.paused:
+                if not was_paused:
+                    out.warn(f"fulfil: {cycle_summary(cycle, rate)}")
+                was_paused = True
+                return
+            if was_paused:
+                out.warn("fulfil: tracking refreshes resumed")
+                was_paused = False
+            if cycle.results or (cycle.stopped and not stop.requested):
+                out.warn(f"fulfil: {cycle_summary(cycle, rate)}")
+            if cycle.stopped and not stop.requested:
+                out.warn(f"fulfil: the cycle stopped early: {cycle.stopped}")
+
+        end = watch(
+            run_cycle,
+            on_cycle,
+            interval=interval,
+            should_stop=lambda: stop.requested,
+            stop_reason=lambda: stop.signal_name,
+            max_cycles=cycles,
+        )
+    if end.stopped_by:
+        out.warn(f"fulfil: {end.stopped_by}: tracking watch stopped cleanly after {end.cycles} cycles")
+
+
 @tracking_app.command("show")
 def tracking_show(
     ctx: typer.Context,
     keys: Annotated[
         list[str], typer.Argument(help="Order ids or tracking PINs (or - to read them from stdin).")
     ],
+    cached: Annotated[
+        bool, typer.Option("--cached", help="Never call Canada Post: show what the database has.")
+    ] = False,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="Ask Canada Post about each parcel first, even a fresh one (not within 5 minutes "
+            "of the last time it was asked).",
+        ),
+    ] = False,
     json_mode: JsonOption = False,
 ) -> None:
-    """Where each parcel is, from the database (no call to Canada Post): status, expected delivery,
-    last event, the events, and how fresh the answer is (fresh, stale, expired).
+    """Where each parcel is: status, expected delivery, last event, the events, and how fresh the
+    answer is (fresh within its status's interval, stale, expired).
 
-    A stale answer is shown as it is; `fulfil tracking refresh --order ID` asks again.
+    Answered from the database. A stale or expired parcel is asked about first when the tracking
+    budget has a slot within 5 s, refreshes are not paused, and it was not asked in the last 5
+    minutes; otherwise the cached answer is shown, with why.
 
-    Exit 0: every parcel found; 3: an order or PIN has no tracked label.
+    Exit 0: every parcel found; 3: an order or PIN has no tracked label; 2: configuration problem.
 
     Examples:
 
         fulfil tracking show 261250893-A
 
         fulfil tracking show 7023210039414604 --json
-    """
-    from fulfil.carrier_tracking.show import age_text, parcel_record
-    from fulfil.errors import EXIT_SOME_FAILED
-    from fulfil.services import tracking_store
 
+        fulfil tracking show 261250893-A --refresh
+    """
+    from contextlib import contextmanager
+
+    from fulfil.carrier_tracking.show import AUTO, CACHED, FORCE, age_text, look_up
+    from fulfil.errors import EXIT_SOME_FAILED, UsageError
+    from fulfil.services import open_session, tracking_refresher, tracking_store
+
+    if cached and refresh:
+        raise UsageError("--cached and --refresh cannot be used together")
+    mode = CACHED if cached else FORCE if refresh else AUTO
     wanted = order_ids_from(keys) or []
     state = state_of(ctx, json_mode)
     out = state.output
-    with tracking_store(schema_ready_url(state), state.settings, None, "tracking-show") as store:
-        rows = store.tracking_of(wanted)
-        now = store.now()
-        records = [parcel_record(row, store.policy, now) for row in rows]
-    found = {record["order_id"] for record in records} | {record["tracking_pin"] for record in records}
-    missing = [key for key in wanted if key not in found]
-    for record in records:
+    url = schema_ready_url(state)
+
+    @contextmanager
+    def open_asker() -> "Iterator[Any]":
+        # Only when a parcel is to be asked about: its run row and audited HTTP, as any call's.
+        state.settings.canadapost()
+        state.settings.http()
+        with (
+            open_session(url, state.settings, "tracking show") as session,
+            tracking_refresher(session, purpose="tracking-show") as refresher,
+        ):
+            state.run_ids.append(session.run.run_id)
+            yield refresher
+
+    with tracking_store(url, state.settings, None, "tracking-show") as store:
+        lookup = look_up(store, wanted, mode, open_asker)
+    state.metrics.tracking_show(hits=lookup.hits, misses=lookup.misses)
+    for record in lookup.records:
         if out.json_mode:
             out.record(record)
             continue
         last = record["last_event"]
+        asked = "just now" if record["asked_now"] else age_text(record["age_seconds"])
         out.table(
             None,
             ["order_id", "tracking_pin", "status", "expected", "last event", "freshness"],
@@ -217,7 +350,7 @@ def tracking_show(
                     record["carrier_status"],
                     record["expected_delivery"] or "-",
                     f"{last['at']} {last['description']} ({last['place'] or '-'})" if last else "none yet",
-                    f"{record['freshness']} (asked {age_text(record['age_seconds'])})",
+                    f"{record['freshness']} (asked {asked})",
                 ]
             ],
         )
@@ -227,11 +360,13 @@ def tracking_show(
                 ["when", "code", "event", "where"],
                 [[e["at"], e["code"], e["description"], e["place"] or "-"] for e in record["events"]],
             )
+        if record["not_refreshed"]:
+            out.line(f"order {record['order_id']}: {record['not_refreshed']}")
         if not record["auto_refresh"]:
             out.line(f"auto-refresh is off: {record['auto_refresh_stopped_reason']}")
-    for key in missing:
+    for key in lookup.missing:
         out.warn(f"fulfil: {key}: no tracked label for this order or PIN")
-    if missing:
+    if lookup.missing:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

@@ -4,6 +4,8 @@
 -- The most urgent parcel due for a refresh, taken for this refresh: its next refresh is pushed out
 -- by the lease, so no other refresher (process or host) takes it meanwhile, and a refresher that
 -- dies leaves it due again when the lease ends. Parcels past the cut-off are not asked about.
+-- Under a daily cap the claim also takes one of the day's calls, and only if one is left: the
+-- quota row's count is re-checked on the row ON CONFLICT locks, so refreshers never exceed it.
 WITH due AS (
     SELECT c.shipment_id, c.next_refresh_at AS was_due
     FROM carrier_tracking c
@@ -15,15 +17,82 @@ WITH due AS (
     ORDER BY c.refresh_priority, c.next_refresh_at
     LIMIT 1
     FOR UPDATE SKIP LOCKED
+), quota AS (
+    INSERT INTO tracking_daily_calls AS q (day, calls)
+    SELECT (now() AT TIME ZONE 'America/Toronto')::date, 1 FROM due WHERE %(daily_calls)s::integer IS NOT NULL
+    ON CONFLICT (day) DO UPDATE SET calls = q.calls + 1 WHERE q.calls < %(daily_calls)s::integer
+    RETURNING q.day
 )
 UPDATE carrier_tracking t
 SET next_refresh_at = now() + make_interval(secs => %(lease_seconds)s)
 FROM due, shipments s
 WHERE t.shipment_id = due.shipment_id AND s.shipment_id = t.shipment_id
-RETURNING t.shipment_id, t.tracking_pin, t.carrier_status, s.order_id, due.was_due;
+  AND (%(daily_calls)s::integer IS NULL OR EXISTS (SELECT 1 FROM quota))
+RETURNING t.shipment_id, t.tracking_pin, t.carrier_status, s.order_id, due.was_due,
+          (SELECT day FROM quota) AS quota_day;
+
+-- name: claim_parcel
+-- One parcel taken for `fulfil tracking show` to ask about now (it was stale, or --refresh),
+-- unless another refresher holds it (SKIP LOCKED) or it was asked about within the cool-down;
+-- the same lease and daily cap as a refresher's claim. Its schedule is left as it was if nothing
+-- is asked (release_refresh), and set by the answer otherwise.
+WITH parcel AS (
+    SELECT c.shipment_id, c.next_refresh_at AS was_due
+    FROM carrier_tracking c
+    WHERE c.shipment_id = %(shipment_id)s
+      AND NOT EXISTS (
+          SELECT 1 FROM (
+              SELECT r.at FROM tracking_refreshes r
+              WHERE r.shipment_id = c.shipment_id
+              ORDER BY r.refresh_id DESC
+              LIMIT 1
+          ) last
+          WHERE last.at > now() - make_interval(secs => %(cool_down_seconds)s))
+    FOR UPDATE SKIP LOCKED
+), quota AS (
+    INSERT INTO tracking_daily_calls AS q (day, calls)
+    SELECT (now() AT TIME ZONE 'America/Toronto')::date, 1 FROM parcel WHERE %(daily_calls)s::integer IS NOT NULL
+    ON CONFLICT (day) DO UPDATE SET calls = q.calls + 1 WHERE q.calls < %(daily_calls)s::integer
+    RETURNING q.day
+)
+UPDATE carrier_tracking t
+SET next_refresh_at = greatest(t.next_refresh_at, now() + make_interval(secs => %(lease_seconds)s))
+FROM parcel, shipments s
+WHERE t.shipment_id = parcel.shipment_id AND s.shipment_id = t.shipment_id
+  AND (%(daily_calls)s::integer IS NULL OR EXISTS (SELECT 1 FROM quota))
+RETURNING t.shipment_id, t.tracking_pin, t.carrier_status, s.order_id, parcel.was_due,
+          (SELECT day FROM quota) AS quota_day;
+
+-- name: last_asked
+-- When this parcel was last asked about (answered or not), for the cool-down of a manual refresh.
+SELECT r.at FROM tracking_refreshes r
+WHERE r.shipment_id = %(shipment_id)s
+ORDER BY r.refresh_id DESC
+LIMIT 1;
+
+-- name: daily_calls_used
+SELECT coalesce((SELECT calls FROM tracking_daily_calls
+                 WHERE day = (now() AT TIME ZONE 'America/Toronto')::date), 0) AS calls,
+       extract(epoch FROM (date_trunc('day', now() AT TIME ZONE 'America/Toronto') + interval '1 day')
+                          - (now() AT TIME ZONE 'America/Toronto')) AS seconds_to_next_day;
+
+-- name: budget_outlook
+-- When group E's budget admits its next call (the GCRA's theoretical arrival time, or the end of
+-- a pause every process keeps to), for the summary of a refresh.
+SELECT greatest(extract(epoch FROM tat - now()), 0) AS next_slot_seconds,
+       CASE WHEN paused_until > now() THEN extract(epoch FROM paused_until - now()) END AS paused_seconds,
+       CASE WHEN paused_until > now() THEN pause_reason END AS pause_reason,
+       interval_seconds
+FROM rate_budgets
+WHERE name = %(budget)s;
 
 -- name: release_refresh
--- Nothing was asked (held back by the budget, or Canada Post unreachable): due again as it was.
+-- Nothing was asked (held back by the budget, or Canada Post unreachable): due again as it was,
+-- and the day's call it took under a daily cap given back.
+WITH given_back AS (
+    UPDATE tracking_daily_calls SET calls = calls - 1
+    WHERE day = %(quota_day)s AND calls > 0
+)
 UPDATE carrier_tracking SET next_refresh_at = %(was_due)s WHERE shipment_id = %(shipment_id)s;
 
 -- name: count_due

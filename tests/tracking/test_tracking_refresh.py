@@ -17,7 +17,8 @@ from fulfil.carrier_tracking.schedule import RefreshPolicy
 from fulfil.carrier_tracking.store import CarrierTrackingStore
 from fulfil.services import open_session
 from tests.conftest import run_fulfil
-from tests.labels.helpers import json_lines, label_settings, seed_orders
+from tests.labels.helpers import json_lines, label_settings
+from tests.tracking.parcels import age_parcel, bought, detail_calls
 
 
 @pytest.fixture
@@ -27,30 +28,6 @@ def refresher(fulfil_env: dict[str, str], database_url: str, db: psycopg.Connect
         client = CanadaPostClient(settings.canadapost(), session.canadapost_http())
         store = CarrierTrackingStore(db, run_id=session.run.run_id, policy=RefreshPolicy())
         yield Refresher(store, client, lease_seconds=60)
-
-
-def bought(db: psycopg.Connection, fulfil_env: dict[str, str], n: int) -> list[str]:
-    orders = seed_orders(db, n)
-    result = run_fulfil("labels", "create", env=fulfil_env)
-    assert result.returncode == 0, result.stderr
-    return orders
-
-
-def detail_calls(sandbox: Any) -> int:
-    return sum(1 for entry in sandbox.request_log() if entry.get("endpoint") == "TrackingDetail")
-
-
-def age_parcel(sandbox: Any, db: psycopg.Connection, order_id: str, simulated_hours: float) -> None:
-    """The sandbox's parcel as if bought ``simulated_hours`` ago, and due here now."""
-    row = db.execute("SELECT tracking_pin FROM shipments WHERE order_id = %s", (order_id,)).fetchone()
-    assert row is not None
-    shipment = sandbox.sandbox_state.shipment_by_pin(row[0])
-    shipment.created_at -= simulated_hours * 3600 / sandbox.config.time_scale
-    db.execute(
-        "UPDATE carrier_tracking SET next_refresh_at = now() "
-        "WHERE shipment_id = (SELECT shipment_id FROM shipments WHERE order_id = %s)",
-        (order_id,),
-    )
 
 
 def test_bought_labels_are_refreshed_once_then_not_until_due(
