@@ -3,8 +3,18 @@
 A database of its own (``fulfil_demo`` on the embedded PostgreSQL, made afresh each time, never
 FULFIL_DATABASE_URL), the sandbox on a free port standing in for Canada Post and Best Buy, and
 sample orders generated from a seed. Then the same code paths a seller runs: ``orders pull``,
-``labels create``, ``tracking push``. With ``faults``, some orders cannot ship and the sandbox
-misbehaves the way the real services do, so ``fulfil status`` has something to show.
+``labels create``, ``tracking push``, ``tracking refresh``. With ``faults``, some orders cannot
+ship and the sandbox misbehaves the way the real services do, so ``fulfil status`` has something
+to show.
+
+Tracking takes days in real life. The demo's sandbox runs on a clock the demo moves forward
+(a few simulated hours a step), its parcels live the sandbox's mix of lives (most delivered; some
+attempted, held, returned or never scanned), and the real refresher asks about them every step
+under a demo refresh policy (every parcel due again a fraction of a second after its answer),
+with the demo key treated as an upgraded one (group E at 30,000 calls a minute, on both sides) so
+three days of parcels fit in a few seconds. With ``serve`` it skips that and leaves the sandbox
+running instead, on a clock ten simulated hours a real minute, for the user's own `tracking
+refresh` and `tracking show` in another terminal.
 """
 
 from __future__ import annotations
@@ -18,15 +28,18 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from fulfil.canadapost.tracking import CarrierStatus
+from fulfil.carrier_tracking.schedule import RefreshPolicy
 from fulfil.config import Settings, load_settings
 from fulfil.db import connect, query
 from fulfil.embedded_db import start_server
 from fulfil.migrations import migrate
 from fulfil.output import Output
 from fulfil.sandbox import Faults, Sandbox, SandboxConfig
-from fulfil.sandbox.config import DEFAULT_CREDENTIALS
+from fulfil.sandbox.config import DEFAULT_CREDENTIALS, DEFAULT_TIME_SCALE
 from fulfil.sandbox.orders import generate_orders
-from fulfil.services import label_workflow, open_session, tracking_workflow
+from fulfil.sandbox.throttle import GroupLimits
+from fulfil.services import label_workflow, open_session, tracking_refresher, tracking_workflow
 
 DEMO_DATABASE = "fulfil_demo"
 DEMO_SENDER = {
@@ -44,6 +57,36 @@ DEMO_SENDER = {
 }
 
 
+# Group E for the demo, on both sides: an upgraded key, so every parcel can be asked every step.
+DEMO_TRACKING_RATE = 30000
+# The demo's parcels, from their labels to three days later, a few simulated hours a step.
+DEMO_TRACKING_HOURS = 80
+DEMO_STEP_HOURS = 4
+# Between two steps, a real pause longer than the demo policy's intervals: every parcel still on
+# its way is due again at the next step.
+DEMO_STEP_PAUSE_SECONDS = 0.15
+DEMO_POLICY = RefreshPolicy(
+    intervals={
+        status: timedelta(seconds=0.1) for status in CarrierStatus if status is not CarrierStatus.DELIVERED
+    },
+    cool_down=timedelta(0),
+)
+# With ``serve``: simulated seconds per real second, ten hours a minute (delivered in about five
+# minutes), and the intervals the user's own commands are told (the shortest a setting allows).
+SERVE_TIME_SCALE = 600.0
+SERVE_TRACKING_MINUTES = "1"
+
+
+class DemoClock:
+    """The sandbox's clock: real time, plus however far the demo has moved it on."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 @dataclass
 class DemoReport:
     database_url: str
@@ -53,6 +96,10 @@ class DemoReport:
     api_calls: int = 0
     seconds: float = 0.0
     phases: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The parcels' carrier statuses at each step of the tracking phase (simulated hours, counts).
+    tracking_steps: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    serve_env: dict[str, str] = field(default_factory=dict)  # with ``serve``: for another terminal
+    serve_time_scale: float = SERVE_TIME_SCALE
 
     @property
     def shipped(self) -> int:
@@ -74,8 +121,27 @@ def demo_settings(sandbox_url: str, labels_dir: Path) -> Settings:
         "FULFIL_LABELS_DIR": str(labels_dir),
         "FULFIL_HTTP_CONNECT_TIMEOUT": "2",
         "FULFIL_HTTP_READ_TIMEOUT": "5",
+        "FULFIL_CANADAPOST_RATE_E": f"{DEMO_TRACKING_RATE}/60",
     }
     return load_settings(environ, cwd=labels_dir)
+
+
+def serve_environment(sandbox_url: str, database_url: str, labels_dir: Path) -> dict[str, str]:
+    """What another terminal exports to work on the demo's world while ``serve`` keeps it up."""
+    return {
+        **DEFAULT_CREDENTIALS,
+        **DEMO_SENDER,
+        "FULFIL_DATABASE_URL": database_url,
+        "FULFIL_CANADAPOST_BASE_URL": sandbox_url,
+        "FULFIL_BESTBUY_BASE_URL": sandbox_url,
+        "FULFIL_CANADAPOST_CONTRACT_ID": "0042708517",
+        "FULFIL_LABELS_DIR": str(labels_dir),
+        "FULFIL_CANADAPOST_RATE_E": f"{DEMO_TRACKING_RATE}/60",
+        **{
+            f"FULFIL_TRACKING_{name}_MINUTES": SERVE_TRACKING_MINUTES
+            for name in ("OUT_FOR_DELIVERY", "ATTEMPTED", "IN_TRANSIT", "PRE_TRANSIT")
+        },
+    }
 
 
 def fresh_demo_database(data_dir: Path) -> str:
@@ -89,14 +155,31 @@ def fresh_demo_database(data_dir: Path) -> str:
 
 
 def run_demo(
-    *, orders: int, faults: bool, data_dir: Path, labels_dir: Path, output: Output, seed: int = 2026
+    *,
+    orders: int,
+    faults: bool,
+    data_dir: Path,
+    labels_dir: Path,
+    output: Output,
+    seed: int = 2026,
+    serve: Any = None,
+    serve_time_scale: float = SERVE_TIME_SCALE,
 ) -> DemoReport:
+    """The demo. ``serve``: called with the report once the orders are shipped, while the sandbox
+    is still up (it returns when the user is done); the tracking phase is then left to the user."""
     started = time.monotonic()
     url = fresh_demo_database(data_dir)
     migrate(url)
     problems = min(3, orders // 5) if faults else 0
     _clear_old_labels(labels_dir)
-    with Sandbox(SandboxConfig(seed=seed), host="127.0.0.1", port=0) as sandbox:
+    clock = DemoClock()
+    config = SandboxConfig(
+        seed=seed,
+        tracking_default="mix",
+        canadapost_limits=GroupLimits(limits={"E": DEMO_TRACKING_RATE}),
+        time_scale=serve_time_scale if serve is not None else DEFAULT_TIME_SCALE,
+    )
+    with Sandbox(config, host="127.0.0.1", port=0, clock=clock) as sandbox:
         # Orders placed over the last hours, so their shipping deadlines lie ahead as in real life.
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8)
         sandbox.add_orders(generate_orders(orders, seed=seed, problems=problems, start=start))
@@ -115,10 +198,45 @@ def run_demo(
         else:
             report.phases["labels create"] = _labels(url, settings, output, orders)
         report.phases["tracking push"] = _tracking(url, settings, output)
-    report.rows = _results(url)
-    report.api_calls = _count_calls(url)
-    report.seconds = time.monotonic() - started
+        if serve is None:
+            report.phases["tracking refresh"] = _follow_parcels(url, settings, sandbox, clock, output, report)
+        report.rows = _results(url)
+        report.api_calls = _count_calls(url)
+        report.seconds = time.monotonic() - started
+        if serve is not None:
+            report.serve_env = serve_environment(sandbox.base_url, url, labels_dir)
+            report.serve_time_scale = serve_time_scale
+            serve(report)
     return report
+
+
+def _follow_parcels(
+    url: str, settings: Settings, sandbox: Sandbox, clock: DemoClock, output: Output, report: DemoReport
+) -> dict[str, int]:
+    """The parcels' first days, a few simulated hours a step, each step one refresh cycle."""
+    counts: dict[str, int] = {}
+    with open_session(url, settings, "tracking refresh") as session:
+        with tracking_refresher(session, policy=DEMO_POLICY) as refresher:
+            for hours in range(0, DEMO_TRACKING_HOURS + 1, DEMO_STEP_HOURS):
+                cycle = refresher.refresh_due()
+                for outcome, n in cycle.counts().items():
+                    counts[outcome] = counts.get(outcome, 0) + n
+                statuses = _carrier_statuses(url)
+                if not report.tracking_steps or report.tracking_steps[-1][1] != statuses:
+                    report.tracking_steps.append((hours, statuses))
+                    output.info(f"  tracking, {hours:>2} h after the labels: {_describe(statuses)}")
+                if cycle.fatal is not None or (hours > 0 and not cycle.due):
+                    break
+                clock.offset += DEMO_STEP_HOURS * 3600 / sandbox.config.time_scale
+                time.sleep(DEMO_STEP_PAUSE_SECONDS)
+        session.run.finish(url, 3 if "failed" in counts else 0, {"counts": counts})
+    output.info(f"  tracking refresh: {_describe(counts)}")
+    return counts
+
+
+def _carrier_statuses(url: str) -> dict[str, int]:
+    with connect(url, application_name="fulfil-demo") as conn:
+        return {status: int(n) for status, n in conn.execute(query("demo", "carrier_statuses")).fetchall()}
 
 
 def _misbehave(sandbox: Sandbox) -> None:

@@ -236,14 +236,16 @@ def tracking_workflow(
 
 
 @contextmanager
-def tracking_store(database_url: str, settings: Settings, run_id: str | None, purpose: str) -> Iterator[Any]:
+def tracking_store(
+    database_url: str, settings: Settings, run_id: str | None, purpose: str, policy: Any = None
+) -> Iterator[Any]:
     """The carrier tracking store on a connection of its own, with the refresh policy of the
-    settings (FULFIL_TRACKING_*)."""
+    settings (FULFIL_TRACKING_*) unless one is given."""
     from fulfil.carrier_tracking.schedule import RefreshPolicy
     from fulfil.carrier_tracking.store import CarrierTrackingStore
     from fulfil.db import connect
 
-    policy = RefreshPolicy.from_settings(settings.tracking())
+    policy = policy or RefreshPolicy.from_settings(settings.tracking())
     with connect(database_url, autocommit=True, application_name=f"fulfil-{purpose}") as conn:
         yield CarrierTrackingStore(conn, run_id=run_id, policy=policy)
 
@@ -254,6 +256,7 @@ def tracking_refresher(
     on_result: Callable[[Any], None] | None = None,
     concurrency: int = 1,
     purpose: str = "tracking-refresh",
+    policy: Any = None,
 ) -> Iterator[Any]:
     """The carrier tracking refresher of this run: Canada Post's audited HTTP (group E's budget
     shared with every process), a lease sized from the read retry policy, and with
@@ -272,12 +275,12 @@ def tracking_refresher(
     @contextmanager
     def worker_parts() -> Iterator[tuple[Any, CanadaPostClient]]:
         with (
-            tracking_store(session.database_url, settings, session.run.run_id, purpose) as store,
+            tracking_store(session.database_url, settings, session.run.run_id, purpose, policy) as store,
             session.worker_canadapost_http() as worker_http,
         ):
             yield store, CanadaPostClient(canadapost, worker_http)
 
-    with tracking_store(session.database_url, settings, session.run.run_id, purpose) as store:
+    with tracking_store(session.database_url, settings, session.run.run_id, purpose, policy) as store:
         yield Refresher(
             store,
             client,

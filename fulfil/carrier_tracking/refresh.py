@@ -127,6 +127,8 @@ class Refresher:
     ) -> RefreshCycle:
         """One cycle: every parcel due (up to ``limit``), until the budget holds one back, the day's
         cap is spent, the key is refused (``fatal``) or ``should_stop`` says so (between parcels)."""
+        # What is due when the cycle begins: a parcel due again before it ends waits for the next.
+        started = self.store.now()
         cycle = RefreshCycle(due=self.store.count_due(order_ids), results=[])
         pause = self.store.paused()
         if pause is not None:
@@ -143,10 +145,10 @@ class Refresher:
 
         def worker(sink: Callable[[RefreshResult], None], halt: Halt) -> None:
             if self.concurrency == 1 or self.worker_parts is None:
-                self._work(self.store, self.client, shared, sink, order_ids, should_stop)
+                self._work(self.store, self.client, shared, sink, order_ids, should_stop, started)
                 return
             with self.worker_parts() as (store, client):
-                self._work(store, client, shared, sink, order_ids, should_stop)
+                self._work(store, client, shared, sink, order_ids, should_stop, started)
 
         try:
             run_workers(self.concurrency, worker, deliver, shared.halt)
@@ -166,6 +168,7 @@ class Refresher:
         sink: Callable[[RefreshResult], None],
         order_ids: list[str] | None,
         should_stop: Callable[[], bool] | None,
+        due_by: datetime,
     ) -> None:
         while not shared.halt.is_set:
             if should_stop is not None and should_stop():
@@ -173,7 +176,7 @@ class Refresher:
                 return
             if not shared.limit.take():
                 return
-            claimed = store.claim_due(lease_seconds=self.lease_seconds, order_ids=order_ids)
+            claimed = store.claim_due(lease_seconds=self.lease_seconds, order_ids=order_ids, due_by=due_by)
             if claimed is None:
                 shared.limit.give_back()
                 spent = self._daily_cap_spent(store)

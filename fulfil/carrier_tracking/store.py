@@ -50,10 +50,13 @@ class CarrierTrackingStore:
         now: datetime = row["now"]
         return now
 
-    def claim_due(self, *, lease_seconds: float, order_ids: list[str] | None = None) -> Row | None:
-        """The most urgent parcel due, taken for ``lease_seconds`` (order_id, shipment_id,
-        tracking_pin, carrier_status, was_due); None when nothing is due."""
+    def claim_due(
+        self, *, lease_seconds: float, order_ids: list[str] | None = None, due_by: datetime | None = None
+    ) -> Row | None:
+        """The most urgent parcel due (by ``due_by`` too, when given), taken for ``lease_seconds``
+        (order_id, shipment_id, tracking_pin, carrier_status, was_due); None when nothing is due."""
         params = {
+            "due_by": due_by,
             "lease_seconds": lease_seconds,
             "cutoff_seconds": self.policy.cutoff.total_seconds(),
             "order_ids": order_ids,

@@ -6,8 +6,9 @@ they were written for (then tests/test_startup.py names the modules that come ba
 * ``with_only_the_command``: typer builds the click command of every command group at start-up;
   given the command line, only the one it names is built (about 10 ms).
 * ``read_plain_values_without_pydantic``: typer 0.29 reads every option value through a pydantic
-  TypeAdapter, so every command imported pydantic (~50 ms); a plain bool, int or str value is
-  read here instead, and anything else still goes to typer, with typer's messages.
+  TypeAdapter, so every command imported pydantic (~50 ms); a plain bool, int or str value, and
+  a list of strings (a repeatable option, an argument of several values), is read here instead,
+  and anything else still goes to typer, with typer's messages.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class PlainValue:
 
     def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
         if value is None:
-            return None  # typer's answer for a single value not given
+            # typer's answers for a value not given: None for one value, () for a list.
+            return () if self.descriptor.annotation == list[str] else None
         plain = self.plain(value)
         if plain is not None:
             return plain
@@ -45,9 +47,15 @@ class PlainValue:
             self._typers = build_runtime_param(self.descriptor)
         return self._typers.coerce(value, param=param, ctx=ctx)
 
-    def plain(self, value: Any) -> bool | int | str | None:
+    def plain(self, value: Any) -> bool | int | str | list[str] | None:
         """The value, when it can be read without pydantic; else None."""
         annotation = self.descriptor.annotation
+        if annotation == list[str]:
+            # A repeatable option or an argument of several values: click hands them over as a
+            # tuple of strings, typer makes it a list.
+            if type(value) is tuple and all(type(item) is str for item in value):
+                return list(value)
+            return None
         if annotation is str or annotation is bool:
             return value if type(value) is annotation else None
         if type(value) is int:
@@ -68,10 +76,11 @@ def read_plain_values_without_pydantic(command: Any) -> None:
     """Typer reads every option value but a flag's True or False through a pydantic TypeAdapter
     (built on first use, even for a value not given), and importing pydantic was a fifth of
     `fulfil status` (`--verbose` and `--stale-hours` are ints, -h/--help's value is None). So each
-    bool, int and str option and argument of one value, in ``command`` and every subcommand, help
-    options included, reads plain values itself (PlainValue) and leaves the rest to typer. Nothing
-    changes once pydantic is imported, or with a typer whose parameters are not built this way
-    (then typer's own coercion, as before: tests/test_startup.py would name pydantic)."""
+    bool, int and str option and argument of one value, and each of several strings, in
+    ``command`` and every subcommand, help options included, reads plain values itself
+    (PlainValue) and leaves the rest to typer. Nothing changes once pydantic is imported, or with
+    a typer whose parameters are not built this way (then typer's own coercion, as before:
+    tests/test_startup.py would name pydantic)."""
     if "pydantic" in sys.modules:
         return
     for subcommand in _commands_within(command):
@@ -85,14 +94,15 @@ def _read_plainly(param: Any) -> None:
     if descriptor is None or getattr(param, "_runtime_param", False) is not None:
         return  # not typer's, or its coercion already built
     info = getattr(descriptor, "parameter_info", None)
+    annotation = getattr(descriptor, "annotation", None)
+    one_value = annotation in (bool, int, str) and param.nargs == 1 and not param.multiple
+    strings = annotation == list[str] and (param.nargs == -1 or (param.nargs == 1 and param.multiple))
     if (
-        getattr(descriptor, "annotation", None) in (bool, int, str)
+        (one_value or strings)
         and getattr(descriptor, "file_annotation", True) is None
         and info is not None
         and getattr(info, "parser", True) is None
         and not getattr(info, "clamp", True)
-        and param.nargs == 1
-        and not param.multiple
     ):
         param._runtime_param = PlainValue(descriptor)
 
@@ -138,11 +148,21 @@ def with_only_the_command(application: typer.Typer, args: list[str]) -> typer.Ty
     return one
 
 
+# The root options that take a value (see ``root``): the word after one is its value.
+_ROOT_OPTIONS_WITH_A_VALUE = ("--metrics-file",)
+
+
 def _command_word(args: list[str]) -> str | None:
-    """The first argument, when only root flags that take no value come before it (see ``root``)."""
-    for arg in args:
+    """The first argument, when only root flags (and ``--metrics-file PATH``) come before it."""
+    words = iter(args)
+    for arg in words:
         if not arg.startswith("-"):
             return arg
+        if arg in _ROOT_OPTIONS_WITH_A_VALUE:
+            next(words, None)
+            continue
+        if arg.startswith(tuple(f"{option}=" for option in _ROOT_OPTIONS_WITH_A_VALUE)):
+            continue
         if arg not in ("--json", "--verbose") and not (len(arg) > 1 and set(arg[1:]) == {"v"}):
             return None
     return None

@@ -6,11 +6,13 @@
 -- dies leaves it due again when the lease ends. Parcels past the cut-off are not asked about.
 -- Under a daily cap the claim also takes one of the day's calls, and only if one is left: the
 -- quota row's count is re-checked on the row ON CONFLICT locks, so refreshers never exceed it.
+-- due_by: the cycle's start; a parcel that fell due again during the cycle (its interval is
+-- shorter than the cycle) waits for the next one, so a cycle ends.
 WITH due AS (
     SELECT c.shipment_id, c.next_refresh_at AS was_due
     FROM carrier_tracking c
     WHERE c.auto_refresh AND c.carrier_status <> 'delivered'
-      AND c.next_refresh_at <= now()
+      AND c.next_refresh_at <= least(now(), coalesce(%(due_by)s::timestamptz, now()))
       AND c.label_created_at > now() - make_interval(secs => %(cutoff_seconds)s)
       AND (%(order_ids)s::text[] IS NULL
            OR c.shipment_id IN (SELECT shipment_id FROM shipments WHERE order_id = ANY (%(order_ids)s::text[])))

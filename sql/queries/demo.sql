@@ -8,9 +8,11 @@ SELECT o.order_id,
        s.status AS shipment_status,
        s.tracking_pin,
        s.label_pdf_path,
-       s.last_error
+       s.last_error,
+       t.carrier_status
 FROM orders o
 LEFT JOIN shipments s ON s.order_id = o.order_id
+LEFT JOIN carrier_tracking t ON t.shipment_id = s.shipment_id
 ORDER BY o.created_at, o.order_id;
 
 -- name: newest_label
@@ -18,3 +20,6 @@ SELECT order_id FROM shipments WHERE status = 'label_created' ORDER BY shipment_
 
 -- name: count_calls
 SELECT count(*) FROM api_calls;
+
+-- name: carrier_statuses
+SELECT carrier_status, count(*) FROM carrier_tracking GROUP BY carrier_status ORDER BY carrier_status;
