@@ -271,7 +271,11 @@ def cycle_summary(cycle: RefreshCycle, rate: Rate | None) -> str:
             rest += f", next slot in {max(outlook['next_slot_seconds'], 0):.0f} s"
         if rate is not None:
             minutes = cycle.still_due * rate.seconds / rate.calls / 60
-            rest += f", about {minutes:.0f} min for all of them at this budget"
+            rest += (
+                f", about {minutes:.0f} min for all of them at this budget"
+                if minutes >= 1
+                else ", all of them within a minute at this budget"
+            )
         parts.append(rest)
     return "; ".join(parts)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fulfil.canadapost.tracking import CarrierStatus
 from fulfil.carrier_tracking.schedule import FRESH, RefreshPolicy
+from fulfil.errors import ConfigError
 
 if TYPE_CHECKING:
     # Not at run time: a look-up from the cache must not import the HTTP client and the audit
@@ -102,6 +103,9 @@ class Lookup:
     missing: list[str] = field(default_factory=list)
     hits: int = 0
     misses: int = 0
+    # Canada Post could not be asked at all (not configured, or the key refused): the cached
+    # answers are still shown, and the command says why and exits 2.
+    config_error: ConfigError | None = None
 
 
 class ParcelAsker(Protocol):
@@ -136,20 +140,31 @@ def look_up(
     now = store.now()
     to_ask = [row for row in rows if wants_asking(row, store.policy, now, mode)]
     held: dict[int, str] = {}
+    config_error: ConfigError | None = None
     if to_ask:
         blocker = _why_not_now(store, mode)
         if blocker is not None:
             held = {row["shipment_id"]: blocker for row in to_ask}
         else:
-            with open_asker() as asker:
-                for row in to_ask:
-                    why = _ask_first(store, asker, row)
-                    if why is not None:
-                        held[row["shipment_id"]] = why
+            try:
+                with open_asker() as asker:
+                    for row in to_ask:
+                        if config_error is not None:
+                            held[row["shipment_id"]] = f"not refreshed: {config_error}"
+                            continue
+                        try:
+                            why = _ask_first(store, asker, row)
+                        except ConfigError as exc:
+                            config_error, why = exc, f"not refreshed: {exc}"
+                        if why is not None:
+                            held[row["shipment_id"]] = why
+            except ConfigError as exc:  # Canada Post not configured: nothing can be asked
+                config_error = exc
+                held = {row["shipment_id"]: f"not refreshed: {exc}" for row in to_ask}
             rows = store.tracking_of(keys)
             now = store.now()
     asked = {row["shipment_id"] for row in to_ask} - set(held)
-    lookup = Lookup()
+    lookup = Lookup(config_error=config_error)
     for row in rows:
         record = parcel_record(row, store.policy, now)
         record["asked_now"] = row["shipment_id"] in asked

@@ -366,6 +366,9 @@ def tracking_show(
             out.line(f"auto-refresh is off: {record['auto_refresh_stopped_reason']}")
     for key in lookup.missing:
         out.warn(f"fulfil: {key}: no tracked label for this order or PIN")
+    if lookup.config_error is not None:
+        # The cached answers are shown; what kept them from being refreshed ends the command.
+        raise lookup.config_error
     if lookup.missing:
         raise typer.Exit(EXIT_SOME_FAILED)
 
