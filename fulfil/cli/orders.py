@@ -3,7 +3,7 @@
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -140,6 +140,145 @@ def orders_pull(
         raise run.fatal
     if run.needs_attention:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@orders_app.command("show")
+def orders_show(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The Best Buy order id.", show_default=False)],
+    json_mode: JsonOption = False,
+) -> None:
+    """Everything about one order: the order (buyer, address, lines, Best Buy state, shipping
+    deadline), its shipment and every move with its time and reason, its label, where the parcel
+    is, the API calls made for it (ids for `fulfil calls show`), and the next step. From the
+    database only.
+
+    Exit 0: shown; 3: fulfil has no such order.
+
+    Examples:
+
+        fulfil orders show 261250893-A
+
+        fulfil orders show 261250893-A --json | jq .history
+    """
+    from fulfil.carrier_tracking.show import parcel_record
+    from fulfil.db import connect
+    from fulfil.errors import EXIT_SOME_FAILED
+    from fulfil.order_story import order_story
+    from fulfil.services import tracking_store
+
+    state = state_of(ctx, json_mode)
+    out = state.output
+    url = schema_ready_url(state)
+    with tracking_store(url, state.settings, None, "orders-show") as store:
+        rows = [row for row in store.tracking_of([order_id]) if row["order_id"] == order_id]
+        tracking = parcel_record(rows[0], store.policy, store.now()) if rows else None
+    with connect(url, application_name="fulfil-orders-show") as conn:
+        story = order_story(conn, order_id, tracking)
+    if story is None:
+        out.warn(f"fulfil: {order_id}: no such order (`fulfil orders pull` brings Best Buy's orders in)")
+        raise typer.Exit(EXIT_SOME_FAILED)
+    if out.json_mode:
+        out.record(story)
+        return
+    _show_story(out, story)
+
+
+def _show_story(out: Any, story: dict[str, Any]) -> None:
+    order = story["order"]
+    address = order["shipping_address"] or {}
+    where = ", ".join(
+        part
+        for part in (
+            address.get("street_1"),
+            address.get("street_2"),
+            address.get("city"),
+            address.get("state"),
+            address.get("zip_code"),
+        )
+        if part
+    )
+    out.table(
+        f"Order {order['order_id']}",
+        ["field", "value"],
+        [
+            ["fulfil status", order["status"]],
+            ["Best Buy state", order["best_buy_state"] or "-"],
+            ["buyer", order["buyer"] or "-"],
+            ["ship to", where or "-"],
+            ["shipping deadline", order["shipping_deadline"] or "-"],
+            ["total", order["total_price"] or "-"],
+        ],
+    )
+    if order["lines"]:
+        out.table(
+            "Lines",
+            ["sku", "product", "quantity", "price", "state"],
+            [
+                [line["sku"], line["product"], line["quantity"], line["price"], line["state"]]
+                for line in order["lines"]
+            ],
+        )
+    shipment = story["shipment"]
+    if shipment is not None:
+        out.table(
+            "Shipment",
+            ["field", "value"],
+            [
+                ["status", f"{shipment['status']}: {shipment['meaning']}"],
+                ["tracking PIN", shipment["tracking_pin"] or "-"],
+                ["Canada Post shipment", shipment["cp_shipment_id"] or "-"],
+                ["label PDF", shipment["label_pdf_path"] or "-"],
+                ["last error", shipment["last_error"] or "-"],
+            ],
+        )
+    if story["history"]:
+        out.table(
+            "History",
+            ["at", "from", "to", "move", "reason"],
+            [
+                [e["at"], e["from"] or "-", e["to"], e["move"] or "-", e["reason"] or ""]
+                for e in story["history"]
+            ],
+        )
+    tracking = story["tracking"]
+    if tracking is not None:
+        last = tracking["last_event"]
+        out.table(
+            "Parcel",
+            ["status", "expected", "last event", "freshness"],
+            [
+                [
+                    tracking["carrier_status"],
+                    tracking["expected_delivery"] or "-",
+                    f"{last['at']} {last['description']}" if last else "none yet",
+                    tracking["freshness"],
+                ]
+            ],
+        )
+    if story["calls"]:
+        out.table(
+            "API calls (fulfil calls show ID)",
+            ["id", "at", "service", "endpoint", "status", "outcome", "ms"],
+            [
+                [
+                    c["call_id"],
+                    c["at"],
+                    c["service"],
+                    c["endpoint"],
+                    c["status_code"] or "-",
+                    c["outcome"],
+                    c["duration_ms"],
+                ]
+                for c in story["calls"]
+            ],
+        )
+    for label in story["surplus_labels"]:
+        out.line(
+            f"surplus label: Canada Post shipment {label['cp_shipment_id']}, PIN {label['tracking_pin']}: "
+            f"{label['reason']}" + (" (resolved)" if label["resolved_at"] else "")
+        )
+    out.line(f"Next: {story['next_step']}")
 
 
 def _states_from(values: list[str] | None) -> list[str]:
