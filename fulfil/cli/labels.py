@@ -187,6 +187,131 @@ def labels_download(
     _run_label_command(ctx, json_mode, "download", order_ids_from(order), concurrency=concurrency)
 
 
+@labels_app.command("print")
+def labels_print(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only labels bought since then: 30m, 2h, 7d or an ISO date."),
+    ] = None,
+    reprint: Annotated[
+        bool, typer.Option("--reprint", help="Include labels printed before (default: only new ones).")
+    ] = False,
+    sort: Annotated[
+        str, typer.Option("--sort", help="order (order id), sku (first line's SKU) or postal (destination).")
+    ] = "order",
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout",
+            help="4x6 (one label a page, thermal printers) or 8.5x11 (two a letter page); "
+            "default: FULFIL_CANADAPOST_LABEL_FORMAT.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help="Write the PDF here (default: <labels dir>/prints/labels-….pdf)."),
+    ] = None,
+    json_mode: JsonOption = False,
+) -> None:
+    """One PDF of the labels not printed yet, to send to the printer; prints its path.
+
+    A label whose file is missing or changed is downloaded again first; one that still cannot be
+    had is named with why, and left out. The labels in the file are marked printed: the next run
+    prints only new ones (--reprint: again). Two runs at once never put one label in both files.
+
+    Exit 0: written (or nothing to print); 3: a label could not be printed (named on stderr);
+    2: a bad option or configuration.
+
+    Examples:
+
+        fulfil labels print
+
+        fulfil labels print --layout 8.5x11 --sort postal
+
+        lp "$(fulfil labels print --since 12h)"
+    """
+    from pathlib import Path
+
+    from fulfil.audit.reader import parse_since
+    from fulfil.db import connect
+    from fulfil.errors import EXIT_SOME_FAILED, UsageError
+    from fulfil.label_print import LAYOUTS, SORTS, print_labels, unusable_labels
+
+    if sort not in SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
+    if layout is not None and layout not in LAYOUTS:
+        raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    order_ids = order_ids_from(order)
+    state = state_of(ctx, json_mode)
+    out = state.output
+    settings = state.settings
+    chosen_layout = layout or settings.value("FULFIL_CANADAPOST_LABEL_FORMAT") or "8.5x11"
+    url = schema_ready_url(state)
+    with connect(url, autocommit=True, application_name="fulfil-labels-print") as conn:
+        missing = unusable_labels(conn, reprint=reprint, since=since_at, order_ids=order_ids)
+    if missing:
+        _download_again(ctx, state, list(missing))
+    with connect(url, autocommit=True, application_name="fulfil-labels-print") as conn:
+        run = print_labels(
+            conn,
+            output_dir=settings.labels_dir / "prints",
+            layout=chosen_layout,
+            sort=sort,
+            reprint=reprint,
+            since=since_at,
+            order_ids=order_ids,
+            output=Path(output) if output else None,
+        )
+    for order_id, why in run.missing.items():
+        fix = f"`fulfil labels download --order {order_id}`"
+        out.warn(f"fulfil: order {order_id}: label not printed: {why} ({fix})")
+    if out.json_mode:
+        out.record(
+            {
+                "path": str(run.path) if run.path else None,
+                "print_id": run.print_id,
+                "labels": len(run.printed),
+                "pages": run.pages,
+                "layout": chosen_layout,
+                "orders": run.printed,
+                "not_printed": run.missing,
+            }
+        )
+    elif run.path is not None:
+        out.line(str(run.path))
+        out.info(f"{len(run.printed)} labels on {run.pages} pages ({chosen_layout})")
+    else:
+        out.info("Nothing to print: every label is printed (--reprint prints them again).")
+    if run.missing:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _download_again(ctx: typer.Context, state: AppState, order_ids: list[str]) -> None:
+    """Fetch again the label files a print needs that are missing or changed. Without Canada Post
+    configured they stay missing, and the print names them."""
+    from fulfil.errors import ConfigError
+    from fulfil.services import open_session
+
+    try:
+        state.settings.canadapost()
+        state.settings.http()
+    except ConfigError as exc:
+        state.output.warn(f"fulfil: cannot download missing labels again: {exc}")
+        return
+    url = schema_ready_url(state)
+    with open_session(url, state.settings, "labels download") as session:
+        state.run_ids.append(session.run.run_id)
+        run = _label_workflow(state, session, url).download(order_ids)
+        session.run.finish(url, 3 if run.needs_attention else 0, {"counts": run.counts()})
+
+
 @labels_app.command("keep")
 def labels_keep(
     ctx: typer.Context,
