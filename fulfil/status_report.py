@@ -39,6 +39,8 @@ class StatusReport:
     budgets: list[BudgetState] = field(default_factory=list)
     # `fulfil tracking pause` in force for every host (paused_at, reason), else None.
     tracking_pause: dict[str, Any] | None = None
+    # Labels of the last week not printed yet (labels, oldest), for `fulfil labels print`.
+    unprinted: dict[str, Any] | None = None
 
     @property
     def needs_attention(self) -> bool:
@@ -54,6 +56,8 @@ class StatusReport:
         lines += [budget.as_record() for budget in self.budgets]
         if self.tracking_pause is not None:
             lines.append({"type": "tracking_pause", **self.tracking_pause})
+        if self.unprinted is not None:
+            lines.append({"type": "unprinted_labels", **self.unprinted})
         return lines
 
 
@@ -176,6 +180,9 @@ def report_from(
         report.runs.append(run)
     report.budgets = budget_states(conn)
     report.tracking_pause = conn.execute(query("carrier_tracking", "refresh_pause")).fetchone()
+    unprinted = conn.execute(query("label_prints", "unprinted_labels")).fetchone()
+    if unprinted and unprinted["labels"]:
+        report.unprinted = {"labels": unprinted["labels"], "oldest": unprinted["oldest"]}
     return report
 
 

@@ -71,10 +71,17 @@ def big_history(postgresql_migrated_server: Any) -> Iterator[str]:
             conn.execute("ALTER TABLE shipments DISABLE TRIGGER shipments_record_creation")
             conn.execute("ALTER TABLE shipments DISABLE TRIGGER shipments_track_inserted_label")
             conn.execute(
+                "INSERT INTO label_prints (path, layout, sort, labels, pages) "
+                "VALUES ('/labels/prints/history.pdf', '4x6', 'order', %s, %s)",
+                (HISTORY, HISTORY),
+            )
+            # Each one printed (labels print marks what it puts in a file).
+            conn.execute(
                 "INSERT INTO shipments (order_id, status, tracking_pin, cp_shipment_id, cp_mode, "
-                "label_pdf_path, label_pdf_sha256, label_created_at, shipped_at) "
+                "label_pdf_path, label_pdf_sha256, label_created_at, shipped_at, label_print_id) "
                 "SELECT 'H-' || g, 'tracking_updated', '1' || lpad(g::text, 15, '0'), g::text, 'contract', "
-                "'/labels/H-' || g || '.pdf', 'ab', now(), now() FROM generate_series(1, %s) g",
+                "'/labels/H-' || g || '.pdf', 'ab', now(), now(), "
+                "(SELECT print_id FROM label_prints) FROM generate_series(1, %s) g",
                 (HISTORY,),
             )
             conn.execute("ALTER TABLE shipments ENABLE TRIGGER shipments_record_creation")

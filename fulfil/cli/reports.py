@@ -87,6 +87,11 @@ def status(
                 f"Tracking refreshes are paused for every host since {pause['paused_at']:%Y-%m-%d %H:%M} "
                 f"({pause['reason']}): `fulfil tracking resume` starts them again."
             )
+        if report.unprinted is not None:
+            out.line(
+                f"{report.unprinted['labels']} labels not printed yet (the oldest bought "
+                f"{report.unprinted['oldest']:%Y-%m-%d %H:%M}): `fulfil labels print`."
+            )
     if report.needs_attention:
         raise typer.Exit(EXIT_SOME_FAILED)
 

@@ -29,8 +29,11 @@ RETURNING print_id, printed_at;
 UPDATE shipments SET label_print_id = %(print_id)s WHERE shipment_id = ANY (%(shipment_ids)s::bigint[]);
 
 -- name: unprinted_labels
--- For `fulfil status`: labels bought and on disk that no print run has put in a file yet.
+-- For `fulfil status`: labels bought in the last week, on disk, that no print run has put in a file
+-- (an index range on shipments_unprinted_idx: labels older than that, e.g. from before printing
+-- was fulfil's, are not counted).
 SELECT count(*) AS labels, min(label_created_at) AS oldest
 FROM shipments
 WHERE label_print_id IS NULL AND label_pdf_path IS NOT NULL
+  AND label_created_at > now() - interval '7 days'
   AND status IN ('label_created', 'tracking_sent', 'tracking_updated', 'tracking_failed');

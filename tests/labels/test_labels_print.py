@@ -166,3 +166,16 @@ def test_a_bad_option_is_a_usage_error(fulfil_env: dict[str, str], option: str, 
     result = run_fulfil("labels", "print", option, value, env=fulfil_env)
     assert result.returncode == 2
     assert option in result.stderr
+
+
+def test_status_says_how_many_labels_wait_to_be_printed(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    bought(db, fulfil_env, 2)
+    before = json_lines(run_fulfil("status", "--json", env=fulfil_env).stdout)
+    [waiting] = [record for record in before if record["type"] == "unprinted_labels"]
+    assert waiting["labels"] == 2
+    assert "2 labels not printed yet" in run_fulfil("status", env=fulfil_env).stdout
+    printed(fulfil_env)
+    after = json_lines(run_fulfil("status", "--json", env=fulfil_env).stdout)
+    assert [record for record in after if record["type"] == "unprinted_labels"] == []
