@@ -178,6 +178,8 @@ def _contract_shipment(
     # transmit-shipment rather than a group: no manifest step to forget, billing on creation.
     w.add(shipment, "transmit-shipment", "true")
     w.add(shipment, "requested-shipping-point", origin.postal_code)
+    # The price comes back in the answer that proves the purchase: what each label cost, kept.
+    w.add(shipment, "provide-pricing-info", "true")
     spec = w.add(shipment, "delivery-spec")
     w.add(spec, "service-code", service_code)
     _sender(w, spec, origin, with_country=True)

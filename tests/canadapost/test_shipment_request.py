@@ -66,6 +66,7 @@ def test_contract_request_values() -> None:
         ("customer-request-id",): REQUEST_ID,
         ("transmit-shipment",): "true",
         ("requested-shipping-point",): "H2B1A0",
+        ("provide-pricing-info",): "true",
         ("delivery-spec", "service-code"): "DOM.EP",
         ("delivery-spec", "sender", "name"): "Bob Smith",
         ("delivery-spec", "sender", "company"): "Example Co",
@@ -103,6 +104,7 @@ def test_contract_request_keeps_canada_posts_documented_order() -> None:
         "customer-request-id",
         "transmit-shipment",
         "requested-shipping-point",
+        "provide-pricing-info",
         "delivery-spec",
     ]
     spec = find_path(root, "delivery-spec")

@@ -21,6 +21,7 @@ from fulfil.audit.log import LeaseLost
 from fulfil.audit.outcome import FailureClass
 from fulfil.canadapost.client import auth_error, interpret_error
 from fulfil.canadapost.destination import OrderDataError
+from fulfil.canadapost.prices import parse_shipment_price
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
 from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.errors import ConfigError
@@ -112,8 +113,20 @@ class Purchases:
                 return self.reconciler.settle(
                     claim.shipment_id, claim.order_id, f"unusable answer: {exc}", warnings
                 )
+            try:
+                price = parse_shipment_price(outcome.body)
+            except ResponseFormatError as exc:
+                # The label is bought all the same: record it, say the price is not known.
+                price = None
+                warnings.append(f"Canada Post's price for this label could not be read: {exc}")
             return self.recorder.adopt(
-                claim.shipment_id, claim.order_id, info, BOUGHT, warnings, call_id=outcome.call_id
+                claim.shipment_id,
+                claim.order_id,
+                info,
+                BOUGHT,
+                warnings,
+                call_id=outcome.call_id,
+                price=price,
             )
 
         error = interpret_error(outcome)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import psycopg
 
+from fulfil.canadapost.prices import LabelPrice
 from fulfil.canadapost.responses import ShipmentInfo
 from fulfil.canadapost.schema import PDF_MEDIA_TYPE
+from fulfil.label_costs import record_price
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.download import Downloads
@@ -49,8 +51,10 @@ class Recorder:
         warnings: list[str],
         *,
         call_id: int | None = None,
+        price: LabelPrice | None = None,
     ) -> LabelResult:
-        """Record a label Canada Post sold for this shipment, then fetch its PDF."""
+        """Record a label Canada Post sold for this shipment (and its price, when the answer gave
+        one), then fetch its PDF."""
         store = self.ctx.store
         values = label_values(info)
         try:
@@ -75,6 +79,18 @@ class Recorder:
             )
             store.park_purchase(shipment_id, code="pin-conflict", error=message)
             return LabelResult(order_id, REVIEW, ShipmentState.NEEDS_REVIEW, error=message, warnings=warnings)
+        if price is not None:
+            # After the label: a price that cannot be kept (a crash here) leaves the label
+            # recorded and its cost unknown, never the other way round.
+            record_price(
+                store.conn,
+                shipment_id=shipment_id,
+                order_id=order_id,
+                tracking_pin=info.tracking_pin,
+                cp_shipment_id=info.shipment_id,
+                price=price,
+                call_id=call_id,
+            )
         result = LabelResult(
             order_id, outcome, ShipmentState.LABEL_CREATED, tracking_pin=info.tracking_pin, warnings=warnings
         )

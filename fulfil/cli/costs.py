@@ -1,0 +1,98 @@
+"""`fulfil report costs`: what the labels cost, by day, service or province."""
+
+from typing import Annotated, Any
+
+import typer
+
+from fulfil.cli.shared import JsonOption, app, schema_ready_url, state_of
+
+report_app = typer.Typer(help="Reports: what the labels cost.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+COST_COLUMNS = [
+    "key",
+    "labels",
+    "base",
+    "options_and_adjustments",
+    "pre_tax",
+    "taxes",
+    "due",
+    "refunded_labels",
+    "refunded",
+]
+
+
+@report_app.command("costs")
+def report_costs(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only labels priced since then: 30m, 2h, 7d or an ISO date (default: all)."
+        ),
+    ] = None,
+    by: Annotated[str, typer.Option("--by", help="day (Eastern time), service or province.")] = "day",
+    csv_mode: Annotated[
+        bool, typer.Option("--csv", help="Comma-separated values on stdout, a header first.")
+    ] = False,
+    json_mode: JsonOption = False,
+) -> None:
+    """What the labels cost, as Canada Post priced each one when it was bought (base, options and
+    surcharges, taxes, due), grouped by day, service or destination province, with a total.
+    Labels voided or refunded are netted out (counted apart). Labels with no price on record
+    (non-contract labels, labels bought before fulfil kept prices) are counted and named as such.
+
+    Examples:
+
+        fulfil report costs --since 7d
+
+        fulfil report costs --by service --csv > costs.csv
+    """
+    import csv
+    import sys
+
+    from fulfil.audit.reader import parse_since
+    from fulfil.db import connect
+    from fulfil.errors import UsageError
+    from fulfil.label_costs import GROUPINGS, costs_report
+
+    if by not in GROUPINGS:
+        raise UsageError(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    state = state_of(ctx, json_mode)
+    out = state.output
+    url = schema_ready_url(state)
+    with connect(url, autocommit=True, application_name="fulfil-report-costs") as conn:
+        rows, total, unpriced = costs_report(conn, by=by, since=since_at)
+    lines = [{name: row[name] for name in COST_COLUMNS} for row in rows]
+    if csv_mode:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(COST_COLUMNS)
+        for line in [*lines, total]:
+            writer.writerow([line[name] for name in COST_COLUMNS])
+    elif out.json_mode:
+        for line in lines:
+            out.record({"type": by, **_amounts_as_text(line)})
+        out.record({"type": "total", "unpriced_labels": unpriced, **_amounts_as_text(total)})
+    else:
+        out.table(
+            f"Label costs by {by} (CAD)",
+            COST_COLUMNS,
+            [[line[name] for name in COST_COLUMNS] for line in [*lines, total]],
+        )
+    if unpriced:
+        out.warn(
+            f"fulfil: {unpriced} labels in the period have no price on record "
+            "(non-contract, or bought before fulfil kept prices)"
+        )
+
+
+def _amounts_as_text(line: dict[str, Any]) -> dict[str, Any]:
+    """Dollars as exact decimal strings ("31.58"), never floats."""
+    return {
+        key: value if key in ("key", "labels", "refunded_labels") else str(value)
+        for key, value in line.items()
+    }
