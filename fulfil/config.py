@@ -35,6 +35,11 @@ BESTBUY_DEFAULT_BASE_URL = "https://marketplace.bestbuy.ca"
 # Environment variables a seller behind a TLS-inspecting proxy uses to name the CA to trust, in the
 # order they are honoured after FULFIL_CA_BUNDLE. None of them can turn verification off.
 TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+# Canada Post's EmailType (shipment.xsd and ncshipment.xsd): this pattern, at most 60 characters.
+CANADA_POST_EMAIL = re.compile(
+    r"(['_A-Za-z0-9\-\+]+)(\.['_A-Za-z0-9\-\+]+)*@([A-Za-z0-9-]+)(\.[A-Za-z0-9-]+)*(\.[A-Za-z]{2,})"
+)
+CANADA_POST_EMAIL_MAX = 60
 # Workers per run. Four reach Canada Post's default group A limit (646 calls a minute, two calls an
 # order) at a typical 300 ms an answer, and hold 9 database connections a process.
 DEFAULT_CONCURRENCY = 4
@@ -122,6 +127,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("FULFIL_CANADAPOST_SERVICE_CODE", "canadapost.service_code", "DOM.EP", False, "service code"),
     SettingSpec(
         "FULFIL_CANADAPOST_LABEL_FORMAT", "canadapost.label_format", "8.5x11", False, "8.5x11 or 4x6"
+    ),
+    SettingSpec(
+        "FULFIL_CANADAPOST_REFUND_EMAIL",
+        "canadapost.refund_email",
+        None,
+        False,
+        "e-mail address sent with a refund request (`labels void` of a transmitted or non-contract "
+        "label); Canada Post writes to it about the refund",
     ),
     *(
         SettingSpec(
@@ -523,6 +536,26 @@ class Settings:
             label_format=label_format,
         )
 
+    def refund_email(self) -> str | None:
+        """FULFIL_CANADAPOST_REFUND_EMAIL when set (checked as Canada Post's schema checks it), else
+        None: only a refund request needs it (``require_refund_email``)."""
+        raw = self.value("FULFIL_CANADAPOST_REFUND_EMAIL")
+        if raw is None:
+            return None
+        if len(raw) > CANADA_POST_EMAIL_MAX or not CANADA_POST_EMAIL.fullmatch(raw):
+            raise ConfigError(
+                f"{self.get('FULFIL_CANADAPOST_REFUND_EMAIL').name} is {raw!r}; expected an e-mail "
+                f"address Canada Post accepts (name@example.ca, at most {CANADA_POST_EMAIL_MAX} characters)"
+            )
+        return raw
+
+    def require_refund_email(self, why: str) -> str:
+        """The refund e-mail, for a refund request that is about to be needed (``why``)."""
+        email = self.refund_email()
+        if email is None:
+            raise ConfigError(refund_email_missing(why))
+        return email
+
     def bestbuy(self) -> BestBuySettings:
         base_url = self._required("FULFIL_BESTBUY_BASE_URL")
         self._check_url("FULFIL_BESTBUY_BASE_URL", base_url)
@@ -696,6 +729,14 @@ def _read_config_file(path: Path) -> dict[str, str]:
 
     visit("", document)
     return flat
+
+
+def refund_email_missing(why: str) -> str:
+    """The error when a refund request is needed and FULFIL_CANADAPOST_REFUND_EMAIL is not set."""
+    return (
+        f"{setting_name('FULFIL_CANADAPOST_REFUND_EMAIL')} is not set: {why}, and Canada Post takes a "
+        "refund request only with the e-mail address it answers about the refund"
+    )
 
 
 def setting_name(env: str) -> str:

@@ -22,6 +22,7 @@ from fulfil.stop_signals import StopRequest
 if TYPE_CHECKING:
     from fulfil.audit.budget import ServiceBudgets
     from fulfil.workflows.labels import LabelWorkflow
+    from fulfil.workflows.labels.void import VoidWorkflow
     from fulfil.workflows.tracking import TrackingWorkflow
 
 
@@ -183,6 +184,45 @@ def label_workflow(
         concurrency=concurrency,
         worker_client=worker_client if session is not None else None,
         # Whoever takes each result as it comes keeps them; the run keeps only its counts.
+        keep_results=on_result is None,
+    )
+
+
+def void_workflow(
+    database_url: str,
+    settings: Settings,
+    session: Session | None,
+    on_result: Callable[[Any], None] | None = None,
+    stop: StopRequest | None = None,
+) -> VoidWorkflow:
+    """`labels void` for these settings; without a session (the dry run) it cannot call out."""
+    from fulfil.canadapost.client import RETRY_NOT_SENT, RETRY_READS, CanadaPostClient
+    from fulfil.workflows.labels.void import VoidSettings, VoidWorkflow
+
+    http = settings.http()
+    listen_for_stop(session, stop)
+    canadapost = settings.canadapost()
+    void_settings = VoidSettings(
+        canadapost=canadapost,
+        refund_email=settings.refund_email(),
+        # Renewed before each request of a void: that request with all its attempts and waits, and
+        # the two reads that may settle it (its details, then Canada Post's search by PIN).
+        lease_seconds=lease_seconds(
+            http.deadline,
+            RETRY_NOT_SENT,
+            RETRY_READS,
+            RETRY_READS,
+            admission_wait=service_budgets(settings, "CanadaPost").max_wait,
+        ),
+    )
+    return VoidWorkflow(
+        database_url=database_url,
+        settings=void_settings,
+        client=CanadaPostClient(canadapost, session.canadapost_http()) if session is not None else None,
+        lease_owner=session.run.lease_owner if session is not None else "no-session",
+        run_id=session.run.run_id if session is not None else None,
+        on_result=on_result,
+        stop=stop,
         keep_results=on_result is None,
     )
 

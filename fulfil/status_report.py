@@ -69,7 +69,10 @@ _FIXES = {
         "`fulfil labels retry --not-bought {order}`"
     ),
     S.TRACKING_FAILED: "see the error, then `fulfil tracking push --order {order}`",
-    S.ORDER_CANCELED: "the order was canceled on Best Buy: void or refund its label at Canada Post",
+    S.ORDER_CANCELED: (
+        "the order was canceled on Best Buy: `fulfil labels void {order}` voids or refunds its label "
+        "(every such order: `fulfil labels void --canceled`)"
+    ),
 }
 
 

@@ -17,17 +17,21 @@ from fulfil.audit.log import SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.retry import RetryPolicy
 from fulfil.audit.sender import AuditedHttp
+from fulfil.canadapost.refund_request import build_refund_request
 from fulfil.canadapost.responses import (
     ErrorKind,
     Link,
+    RefundTicket,
     ResponseFormatError,
     ShipmentDetails,
     ShipmentInfo,
     classify_error,
     messages_in,
+    parse_refund_request_info,
     parse_shipment_details,
     parse_shipment_info,
     parse_shipment_links,
+    stored_link,
 )
 from fulfil.canadapost.schema import (
     NCSHIPMENT_MEDIA_TYPE,
@@ -86,6 +90,47 @@ def label_pdf(status: int, headers: Mapping[str, str], body: bytes) -> str | Non
 
 class CanadaPostUnavailable(Exception):
     """A look-up could not be completed; nothing can be concluded from it."""
+
+
+class UnusableLink(Exception):
+    """A shipment's recorded link that the credentials will not follow (another host, say):
+    nothing is sent to it."""
+
+
+@dataclass(frozen=True)
+class ShipmentStanding:
+    """What Canada Post holds for a label now: read to settle a void or refund whose answer is
+    unknown, or an answer (404) that does not say by itself whether the label is gone."""
+
+    exists: bool
+    status: str | None = None  # contract: "created", "transmitted" …; None when not read
+    tracking_pin: str | None = None
+    refund: RefundTicket | None = None  # a refund was requested: its service ticket
+    # How Canada Post was read, for messages ("its details", "its PIN listed at …").
+    seen: str = ""
+
+
+def shipment_link(
+    settings: CanadaPostSettings, *, contract: bool, self_url: str | None, shipment_id: str | None
+) -> str:
+    """A shipment's own URL (void: DELETE it; details and refund: below it): the self link
+    recorded from Canada Post's answer, checked again as answers' links are (on the configured
+    host, or the credentials would go elsewhere); for a label recorded without one, built from the
+    configured host and the shipment id as Canada Post's links are. UnusableLink otherwise."""
+    if self_url:
+        try:
+            return stored_link("the shipment's self link", self_url, link_origin=settings.base_url)
+        except ResponseFormatError as exc:
+            raise UnusableLink(str(exc)) from None
+    if not shipment_id:
+        raise UnusableLink("no Canada Post shipment id or link is recorded for the label")
+    number = settings.customer_number
+    base = (
+        f"{settings.base_url}/rs/{number}/{number}/shipment"
+        if contract
+        else f"{settings.base_url}/rs/{number}/ncshipment"
+    )
+    return f"{base}/{quote(shipment_id, safe='')}"
 
 
 @dataclass(frozen=True)
@@ -217,6 +262,81 @@ class CanadaPostClient:
         )
         return self._parse(self.shipment_info_of, outcome)
 
+    # --- voids and refunds (throttle group B) -----------------------------------------------
+
+    def void_shipment(self, order_id: str, link: str, *, guard: SendGuard | None = None) -> HttpOutcome:
+        """DELETE a contract shipment's self link: 204 voided; 400 with 8064 once transmitted (a
+        refund is the way out); 404 with an empty ``<messages/>`` for a shipment Canada Post does
+        not have (voided already, or never at this link). ``guard`` as for Create Shipment."""
+        return self.http.send(
+            "DELETE",
+            link,
+            endpoint="VoidShipment",
+            related_id=order_id,
+            headers=self._headers(SHIPMENT_MEDIA_TYPE),
+            retry=RETRY_NOT_SENT,
+            guard=guard,
+        )
+
+    def refund_shipment(
+        self, order_id: str, link: str, *, contract: bool, email: str, guard: SendGuard | None = None
+    ) -> HttpOutcome:
+        """POST a refund request below the shipment's link: 200 with the service ticket; 409 with
+        7292 when one was requested already."""
+        request = build_refund_request(email, contract=contract)
+        return self.http.send(
+            "POST",
+            f"{link.rstrip('/')}/refund",
+            endpoint="RefundShipment" if contract else "RefundNCShipment",
+            related_id=order_id,
+            headers=self._headers(request.media_type, body=True),
+            data=request.xml,
+            retry=RETRY_NOT_SENT,
+            guard=guard,
+        )
+
+    @staticmethod
+    def refund_ticket_of(body: bytes | str) -> RefundTicket:
+        """A refund request's answer, checked (the ticket's id and date)."""
+        return parse_refund_request_info(body)
+
+    def shipment_standing(self, order_id: str, link: str, pin: str, *, contract: bool) -> ShipmentStanding:
+        """Whether Canada Post still holds the label, and what it shows (status, refund request).
+        Its details first; at a 404, Canada Post's search by tracking PIN, so a label is gone only
+        when neither its link nor its PIN finds it (a 404 alone may be a link that is wrong, not a
+        shipment that is gone). CanadaPostUnavailable when it cannot be told."""
+        media = SHIPMENT_MEDIA_TYPE if contract else NCSHIPMENT_MEDIA_TYPE
+        endpoint = "GetShipmentDetails" if contract else "GetNCShipmentDetails"
+        outcome = self.http.send(
+            "GET",
+            f"{link.rstrip('/')}/details",
+            endpoint=endpoint,
+            related_id=order_id,
+            headers=self._headers(media),
+            retry=RETRY_READS,
+        )
+        if outcome.ok:
+            details = self._parse(parse_shipment_details, outcome)
+            return ShipmentStanding(
+                True, details.status, details.tracking_pin, details.refund_request, "its details"
+            )
+        if outcome.status_code != 404:
+            raise self._unavailable(outcome, endpoint, order_id)
+        search = self._read(
+            "GET",
+            self._contract_base if contract else self._noncontract_base,
+            endpoint="GetShipments" if contract else "GetNCShipments",
+            order_id=order_id,
+            media_type=media,
+            params={"trackingPIN": pin},
+        )
+        listed = self._parse(self._links_of, search)
+        if not listed:
+            return ShipmentStanding(
+                False, seen=f"no details at its link, and no shipment listed under PIN {pin}"
+            )
+        return ShipmentStanding(True, tracking_pin=pin, seen=f"its PIN {pin} listed at {listed[0].href}")
+
     # --- tracking ------------------------------------------------------------------------
 
     def tracking_detail(self, order_id: str, pin: str) -> HttpOutcome:
@@ -255,10 +375,15 @@ class CanadaPostClient:
         )
         if outcome.ok:
             return outcome
+        raise self._unavailable(outcome, endpoint, order_id)
+
+    @staticmethod
+    def _unavailable(outcome: HttpOutcome, endpoint: str, order_id: str) -> CanadaPostUnavailable:
+        """A failed read, as the exception to raise (refused credentials stop the run instead)."""
         error = interpret_error(outcome)
         if error.kind is ErrorKind.AUTH:
             raise auth_error(error)
-        raise CanadaPostUnavailable(f"{endpoint} for order {order_id}: {error.description}")
+        return CanadaPostUnavailable(f"{endpoint} for order {order_id}: {error.description}")
 
     @staticmethod
     def _parse(parser: Callable[[bytes], T], outcome: HttpOutcome) -> T:

@@ -16,6 +16,7 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 
 from lxml import etree
 
@@ -61,12 +62,22 @@ class ShipmentInfo:
 
 
 @dataclass(frozen=True)
+class RefundTicket:
+    """The service ticket Canada Post gave a refund request (``<…refund-request-info>``)."""
+
+    ticket_id: str
+    ticket_date: date
+
+
+@dataclass(frozen=True)
 class ShipmentDetails:
     shipment_id: str | None
     tracking_pin: str | None
     status: str | None
     customer_request_id: str | None
     customer_ref_1: str | None
+    # A refund was requested for the shipment (its ticket), or None.
+    refund_request: RefundTicket | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class ErrorKind(enum.Enum):
 _SHIPMENT_INFO_ROOTS = ("shipment-info", "non-contract-shipment-info")
 _SHIPMENT_LIST_ROOTS = ("shipments", "non-contract-shipments")
 _SHIPMENT_DETAILS_ROOTS = ("shipment-details", "non-contract-shipment-details")
+_REFUND_INFO_ROOTS = ("shipment-refund-request-info", "non-contract-shipment-refund-request-info")
 
 
 def parse_shipment_info(body: bytes | str, *, link_origin: str | None = None) -> ShipmentInfo:
@@ -141,6 +153,11 @@ def parse_shipment_details(body: bytes | str) -> ShipmentDetails:
     if spec is None:
         spec = child(root, "delivery-spec")
     references = child(spec, "references") if spec is not None else None
+    # Contract details hold the refund request under shipment-detail; non-contract at the root.
+    detail = single_child(root, "shipment-detail")
+    refund = single_child(detail, "refund-request-info") if detail is not None else None
+    if refund is None:
+        refund = single_child(root, "refund-request-info")
     return ShipmentDetails(
         shipment_id=_shipment_id(root),
         tracking_pin=_tracking_pin(root),
@@ -151,7 +168,28 @@ def parse_shipment_details(body: bytes | str) -> ShipmentDetails:
             if references is not None
             else None
         ),
+        refund_request=_refund_ticket(refund) if refund is not None else None,
     )
+
+
+def parse_refund_request_info(body: bytes | str) -> RefundTicket:
+    """A ``<shipment-refund-request-info>`` or ``<non-contract-shipment-refund-request-info>``
+    answer: the service ticket of the refund request, both values checked."""
+    return _refund_ticket(document_root(body, _REFUND_INFO_ROOTS))
+
+
+def stored_link(name: str, href: str, *, link_origin: str) -> str:
+    """A link fulfil recorded from an earlier answer (a shipment's self link), checked again as an
+    answer's links are before credentials follow it: an absolute http(s) URL on ``link_origin``
+    (an origin, or any URL on it), without a fragment. ResponseFormatError otherwise."""
+    origin = _link_origin(link_origin)
+    href_origin = _href_origin(name, href)
+    if href_origin != origin:
+        raise ResponseFormatError(
+            f"{name} points to {href_origin}, not to {origin}, the configured Canada Post host; "
+            "credentials never follow a link elsewhere"
+        )
+    return href
 
 
 def parse_messages(body: bytes | str) -> list[CanadaPostMessage]:
@@ -283,6 +321,11 @@ _REL = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
 # RFC 6838 restricted names, without parameters: Canada Post names bare types.
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 _INDEX = re.compile(r"[0-9]{1,6}")
+# service-ticket-id is an xsd:normalizedString; Canada Post's are letters and digits
+# ("GT12345678RT"). fulfil stores and shows it, so: a short token, nothing else.
+_TICKET_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,39}")
+# service-ticket-date, xsd:date: the day, with an optional zone (which the day itself ignores).
+_XSD_DATE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:Z|[+-][0-9]{2}:[0-9]{2})?")
 MAX_HREF_LENGTH = 2048
 
 # How much of a refused value an error shows (a value can be megabytes), and of error answers.
@@ -330,6 +373,30 @@ def _shipment_id(root: etree._Element) -> str | None:
             "(1 to 32 digits)"
         )
     return shipment_id
+
+
+def _refund_ticket(element: etree._Element) -> RefundTicket:
+    where = local_name(element)
+    ticket_id = single_value(element, "service-ticket-id")
+    raw_date = single_value(element, "service-ticket-date")
+    if ticket_id is None or raw_date is None:
+        missing = "<service-ticket-id>" if ticket_id is None else "<service-ticket-date>"
+        raise ResponseFormatError(f"<{where}> has no {missing}; a refund request's ticket needs both")
+    if not _TICKET_ID.fullmatch(ticket_id):
+        raise ResponseFormatError(
+            f"<service-ticket-id> {shown(ticket_id)} in <{where}> is not a service ticket id "
+            "(1 to 40 letters, digits, '.', '_' or '-')"
+        )
+    match = _XSD_DATE.fullmatch(raw_date)
+    try:
+        if match is None:
+            raise ValueError(raw_date)
+        ticket_date = date.fromisoformat(match.group(1))
+    except ValueError:
+        raise ResponseFormatError(
+            f"<service-ticket-date> {shown(raw_date)} in <{where}> is not a date (YYYY-MM-DD)"
+        ) from None
+    return RefundTicket(ticket_id=ticket_id, ticket_date=ticket_date)
 
 
 def _printable(parent: etree._Element, name: str, max_length: int) -> str | None:

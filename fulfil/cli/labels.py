@@ -382,3 +382,102 @@ def labels_retry(
                 out.warn(str(result.error))
     if any(r.outcome != "retryable" for r in run.results):
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+VOID_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "label_pdf_path", "reason"]
+
+
+@labels_app.command("void")
+def labels_void(
+    ctx: typer.Context,
+    orders: Annotated[
+        list[str] | None,
+        typer.Argument(help="Order ids (or - to read them from stdin).", show_default=False),
+    ] = None,
+    canceled: Annotated[
+        bool,
+        typer.Option(
+            "--canceled",
+            help="Every label of an order canceled on Best Buy (order_canceled), and every void left "
+            "unfinished by an earlier run.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say what would be done for each order, and why; no HTTP, no writes."),
+    ] = False,
+    json_mode: JsonOption = False,
+) -> None:
+    """Void the Canada Post labels of these orders, or request their refund, exactly once.
+
+    A contract label is voided (DELETE of its shipment); one Canada Post says was transmitted
+    already (8064), and every non-contract label, gets a refund request instead
+    (FULFIL_CANADAPOST_REFUND_EMAIL). The void is committed as label_voiding before anything is
+    sent; an answer that is lost is settled by reading Canada Post, never by sending again
+    blindly; a void left unfinished by a killed run is settled by the next `labels void`. The
+    label's PDF is kept, renamed <name>.<PIN>.voided.pdf. Orders that cannot be voided (no label,
+    tracking already at Best Buy, shipped, voided already) are named with the reason; the others
+    go on. Exit 0: all done; 3: some not voided, not eligible, or not settled yet; 2: a
+    configuration problem (refused credentials; a refund needed and no refund e-mail set).
+
+    Examples:
+
+        fulfil labels void 261250893-A
+
+        fulfil labels void --canceled --dry-run
+
+        fulfil labels void --canceled --json
+    """
+    from fulfil.errors import UsageError
+
+    state = state_of(ctx, json_mode)
+    order_ids = order_ids_from(orders)
+    if not order_ids and not canceled:
+        raise UsageError("name the orders whose labels to void (or - to read them from stdin), or --canceled")
+    settings = state.settings
+    settings.canadapost()  # configuration errors before anything is claimed
+    settings.http()
+    if dry_run:
+        _labels_void_dry_run(state, order_ids, canceled)
+        return
+    if not settings.canadapost().contract:
+        # Non-contract labels have no void: every one of them needs a refund request.
+        settings.require_refund_email("the labels are non-contract, so only a refund can undo them")
+    else:
+        settings.refund_email()  # an unusable address is refused before anything is sent
+
+    def workflow(session: "Session | None", url: str, on_result: Any = None, stop: Any = None) -> Any:
+        from fulfil.services import void_workflow
+
+        return void_workflow(url, settings, session, on_result, stop)
+
+    run_order_workflow(
+        state,
+        command="labels void",
+        progress_label="Voiding labels",
+        columns=VOID_COLUMNS,
+        count=lambda session: len(workflow(None, session.database_url).targets(order_ids, canceled=canceled)),
+        work=lambda session, on_result, stop: workflow(session, session.database_url, on_result, stop).void(
+            order_ids, canceled=canceled
+        ),
+    )
+
+
+def _labels_void_dry_run(state: AppState, order_ids: list[str] | None, canceled: bool) -> None:
+    from fulfil.errors import EXIT_SOME_FAILED
+    from fulfil.services import void_workflow
+
+    out = state.output
+    url = schema_ready_url(state)
+    run = void_workflow(url, state.settings, None).dry_run(order_ids, canceled=canceled)
+    for result in run.results:
+        if out.json_mode:
+            out.record(result.as_record())
+            continue
+        out.line(f"{result.order_id}\t{result.outcome}\t{result.status or ''}\t{result.reason or ''}")
+        for warning in result.warnings:
+            out.warn(f"fulfil: warning: {warning}")
+    if not run.results:
+        out.info("Nothing to do: no label to void.")
+    if run.needs_attention:
+        raise typer.Exit(EXIT_SOME_FAILED)

@@ -21,6 +21,9 @@ transmitted on an end-of-day manifest (a column of its own). A delivered parcel 
         └──── retry ───────── label_failed    └──▶ label_created    tracking_failed  tracking_updated
                                                                      order_canceled
     label_created, order_canceled, tracking_failed ─void─▶ label_voiding ─▶ label_voided | refund_requested
+                          ▲                                      │
+                          └──── release_void_to_<where it was> ──┘ (proven not done: nothing sent,
+                                                                  refused, or Canada Post still has it)
     label_voided, refund_requested ─replace─▶ label_pending (a new label, a new request id)
 """
 
@@ -136,7 +139,8 @@ STATES: tuple[StateInfo, ...] = (
     StateInfo(
         S.ORDER_CANCELED,
         "a label exists but the order was canceled on Best Buy",
-        "void or refund the label at Canada Post",
+        "`fulfil labels void ORDER` voids or refunds its label (every such order: "
+        "`fulfil labels void --canceled`)",
         may_hold_lease=False,
         has_label=True,
         needs_reason=True,
@@ -144,7 +148,8 @@ STATES: tuple[StateInfo, ...] = (
     StateInfo(
         S.LABEL_VOIDING,
         "a void or refund request was started; its outcome may not be known yet",
-        "nothing: the void command settles it by reading the shipment",
+        "nothing while its run goes on; left by a run that stopped: `fulfil labels void ORDER` (or "
+        "`--canceled`) settles it by reading the shipment at Canada Post",
         may_hold_lease=True,
         has_label=True,
         needs_reason=False,
@@ -193,6 +198,11 @@ _LABEL = ("tracking_pin", "cp_shipment_id", "cp_self_url", "cp_api_label_url", "
 _ERROR = ("last_error", "last_error_code")
 _LEASE = ("lease_owner", "lease_expires_at")
 _PUSHABLE = (S.LABEL_CREATED, S.TRACKING_SENT)
+# Where a void may start: a label not (yet) confirmed shipped on Best Buy, and not sent to it in
+# the middle of a push (tracking_sent: Best Buy has the PIN, OR24 comes next).
+VOIDABLE = (S.LABEL_CREATED, S.ORDER_CANCELED, S.TRACKING_FAILED)
+# What a void records, and clears again when a replacement label is bought (label_history keeps it).
+_VOID_OUTCOME = ("voided_at", "refund_requested_at", "refund_ticket_id", "refund_ticket_date", "void_reason")
 
 MOVES: tuple[Move, ...] = (
     Move(
@@ -336,13 +346,15 @@ MOVES: tuple[Move, ...] = (
         clears=_ERROR,
     ),
     # Issue 13: void and refund, and a replacement label after them.
+    # A void remembers where it started (void_from_status), so a void proven not done (nothing
+    # sent, refused, or Canada Post still has the label) goes back there: one move per source.
     Move(
         "start_void",
-        (S.LABEL_CREATED, S.ORDER_CANCELED, S.TRACKING_FAILED),
+        VOIDABLE,
         S.LABEL_VOIDING,
         "labels void",
         LeaseRule.NONE,
-        sets=_LEASE,
+        sets=("void_from_status", "void_started_at", *_LEASE),
         clears=_ERROR,
     ),
     Move(
@@ -351,7 +363,8 @@ MOVES: tuple[Move, ...] = (
         S.LABEL_VOIDED,
         "labels void",
         LeaseRule.HOLDER,
-        clears=_LEASE,
+        sets=("voided_at", "void_reason", "label_pdf_path"),
+        clears=("void_from_status", *_ERROR, *_LEASE),
     ),
     Move(
         "record_refund_requested",
@@ -359,7 +372,26 @@ MOVES: tuple[Move, ...] = (
         S.REFUND_REQUESTED,
         "labels void",
         LeaseRule.HOLDER,
-        clears=_LEASE,
+        sets=(
+            "refund_requested_at",
+            "refund_ticket_id",
+            "refund_ticket_date",
+            "void_reason",
+            "label_pdf_path",
+        ),
+        clears=("void_from_status", *_ERROR, *_LEASE),
+    ),
+    *(
+        Move(
+            f"release_void_to_{source.value}",
+            (S.LABEL_VOIDING,),
+            source,
+            "labels void",
+            LeaseRule.HOLDER,
+            sets=_ERROR,
+            clears=("void_from_status", *_LEASE),
+        )
+        for source in VOIDABLE
     ),
     Move(
         "park_void",
@@ -368,7 +400,7 @@ MOVES: tuple[Move, ...] = (
         "labels void",
         LeaseRule.HOLDER,
         sets=_ERROR,
-        clears=_LEASE,
+        clears=("void_from_status", *_LEASE),
     ),
     Move(
         "replace_label",
@@ -376,7 +408,14 @@ MOVES: tuple[Move, ...] = (
         S.LABEL_PENDING,
         "labels create",
         LeaseRule.NONE,
-        clears=(*_LABEL, "cp_request_id", "label_pdf_path", "label_pdf_sha256", "label_pdf_bytes"),
+        clears=(
+            *_LABEL,
+            "cp_request_id",
+            "label_pdf_path",
+            "label_pdf_sha256",
+            "label_pdf_bytes",
+            *_VOID_OUTCOME,
+        ),
     ),
 )
 MOVE_BY_NAME = {move.name: move for move in MOVES}

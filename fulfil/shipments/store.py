@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -424,6 +424,93 @@ class ShipmentStore:
 
     def push_dry_run_candidates(self, order_ids: list[str] | None, limit: int | None) -> list[Row]:
         return self._all("push_dry_run_candidates", order_ids=order_ids, limit=limit)
+
+    # ==========================================================================================
+    # Voiding labels (fulfil labels void)
+    # ==========================================================================================
+
+    def void_standing(self, order_ids: list[str]) -> list[Row]:
+        """Where each order stands, in the order asked (an unknown order has only its id)."""
+        return self._all("void_standing", order_ids=order_ids)
+
+    def canceled_to_void(self) -> list[str]:
+        return [row["order_id"] for row in self._all("canceled_to_void")]
+
+    def voids_left_unfinished(self) -> list[str]:
+        return [row["order_id"] for row in self._all("voids_left_unfinished")]
+
+    def owners_of_voidable(self, order_ids: list[str]) -> list[str]:
+        return [row["lease_owner"] for row in self._all("owners_of_voidable", order_ids=order_ids)]
+
+    def claim_void(
+        self, order_id: str, *, lease_seconds: float, dead_owners: list[str], reason: str | None = None
+    ) -> Row | None:
+        """start_void, committed before anything is sent: label_voiding with this run's lease and
+        the state it started from. None: not voidable now (see ``void_standing`` for why)."""
+        return self._one(
+            "claim_void",
+            order_id=order_id,
+            lease_seconds=lease_seconds,
+            dead_owners=dead_owners,
+            reason=reason,
+        )
+
+    def claim_unfinished_void(
+        self, order_id: str, *, lease_seconds: float, dead_owners: list[str], reason: str | None = None
+    ) -> Row | None:
+        """A void a run that is gone left in label_voiding, leased to this run to settle."""
+        return self._one(
+            "claim_unfinished_void", order_id=order_id, lease_seconds=lease_seconds, dead_owners=dead_owners
+        )
+
+    def void_guard(self, shipment_id: int) -> SendGuard:
+        """Checked in the statement that records each void or refund attempt: still ours?"""
+        return SendGuard("shipments", "hold_void_lease", {"shipment_id": shipment_id, "owner": self.owner})
+
+    def extend_void_lease(self, shipment_id: int, *, lease_seconds: float) -> bool:
+        return self._write("extend_void_lease", shipment_id=shipment_id, lease_seconds=lease_seconds)
+
+    def void_calls(self, order_id: str, since: datetime) -> list[Row]:
+        return self._all("void_calls", order_id=order_id, since=since)
+
+    def record_voided(self, shipment_id: int, *, reason: str, label_pdf_path: str | None) -> bool:
+        """label_voided, and the label in label_history (one statement)."""
+        row = self._one(
+            "record_label_voided", shipment_id=shipment_id, reason=reason, label_pdf_path=label_pdf_path
+        )
+        return row is not None
+
+    def record_refund_requested(
+        self,
+        shipment_id: int,
+        *,
+        reason: str,
+        ticket_id: str | None,
+        ticket_date: date | None,
+        label_pdf_path: str | None,
+    ) -> bool:
+        """refund_requested with Canada Post's service ticket (when known), and the label in
+        label_history (one statement)."""
+        row = self._one(
+            "record_label_refund_requested",
+            shipment_id=shipment_id,
+            reason=reason,
+            ticket_id=ticket_id,
+            ticket_date=ticket_date,
+            label_pdf_path=label_pdf_path,
+        )
+        return row is not None
+
+    def release_void(self, shipment_id: int, *, code: str, error: str) -> str | None:
+        """Back to where the void started; that status, or None when the void was not ours."""
+        row = self._one("release_void", shipment_id=shipment_id, code=code, error=error, reason=error)
+        return row["status"] if row else None
+
+    def park_void(self, shipment_id: int, *, code: str, error: str) -> bool:
+        return self._write("park_void", shipment_id=shipment_id, code=code, error=error, reason=error)
+
+    def leave_void_unsettled(self, shipment_id: int, *, code: str, error: str) -> bool:
+        return self._write("leave_void_unsettled", shipment_id=shipment_id, code=code, error=error)
 
     # ==========================================================================================
 

@@ -631,6 +631,212 @@ ORDER BY status = 'tracking_sent' DESC, label_created_at NULLS FIRST, shipment_i
 LIMIT %(limit)s;
 
 -- ============================================================================================
+-- Voiding labels (fulfil labels void)
+-- ============================================================================================
+
+-- name: void_standing
+-- Where each order asked to be voided stands: what `labels void` (and its dry run) decides from,
+-- and says when it leaves an order alone. In the order asked.
+SELECT r.order_id, o.status AS order_status, s.shipment_id, s.status, s.cp_mode, s.cp_shipment_id,
+       s.tracking_pin, s.cp_self_url, s.label_pdf_path, s.last_error, s.lease_owner,
+       coalesce(s.lease_expires_at > now(), false) AS leased, s.voided_at, s.refund_requested_at,
+       s.refund_ticket_id, s.refund_ticket_date, s.void_reason, s.void_from_status
+FROM unnest(%(order_ids)s::text[]) WITH ORDINALITY AS r(order_id, position)
+LEFT JOIN orders o ON o.order_id = r.order_id
+LEFT JOIN shipments s ON s.order_id = r.order_id
+ORDER BY r.position;
+
+-- name: canceled_to_void
+-- `labels void --canceled`: the labels of orders canceled on Best Buy (a few; shipments_attention_idx).
+SELECT order_id FROM shipments WHERE status = 'order_canceled' ORDER BY shipment_id;
+
+-- name: voids_left_unfinished
+-- Voids whose outcome is not recorded (a run killed mid-call, an answer not settled yet), oldest
+-- first: shipments_voiding_idx.
+SELECT order_id FROM shipments WHERE status = 'label_voiding' ORDER BY void_started_at;
+
+-- name: owners_of_voidable
+-- Who holds a lease on these orders' shipments (a push or download in flight, a void), so a
+-- claim can take over from an owner that is provably dead on this host.
+SELECT DISTINCT lease_owner
+FROM shipments
+WHERE order_id = ANY (%(order_ids)s::text[]) AND lease_owner IS NOT NULL;
+
+-- name: claim_void
+-- The void's intent, committed before anything is sent: label_voiding with this run's lease and
+-- the state it started from (to go back to if it is proven not done). Only a label fulfil bought
+-- (cp_mode: it knows which Canada Post API sold it) whose lease is free or whose owner is gone: a
+-- push or a download in flight keeps it. fulfil_shipment_move() refuses every state start_void
+-- does not start from.
+UPDATE shipments s
+SET status = 'label_voiding',
+    void_from_status = s.status,
+    void_started_at = now(),
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    last_error = NULL,
+    last_error_code = NULL
+WHERE s.shipment_id = (
+        SELECT shipment_id
+        FROM shipments
+        WHERE order_id = %(order_id)s
+          AND cp_mode IS NOT NULL
+          AND tracking_pin IS NOT NULL
+          AND (lease_owner IS NULL OR lease_expires_at < now() OR lease_owner = ANY (%(dead_owners)s::text[]))
+        FOR UPDATE SKIP LOCKED
+    )
+  AND fulfil_shipment_move(s.shipment_id, 'start_void', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING s.shipment_id, s.order_id, s.cp_mode, s.cp_shipment_id, s.tracking_pin, s.cp_self_url,
+          s.label_pdf_path, s.void_from_status, s.void_started_at, false AS left_unfinished;
+
+-- name: claim_unfinished_void
+-- A void left in label_voiding by a run that is gone (or that could not settle it): leased to
+-- this run, which settles it by reading before anything is sent again.
+UPDATE shipments s
+SET lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE s.shipment_id = (
+    SELECT shipment_id
+    FROM shipments
+    WHERE order_id = %(order_id)s
+      AND status = 'label_voiding'
+      AND (lease_owner IS NULL OR lease_expires_at < now() OR lease_owner = ANY (%(dead_owners)s::text[]))
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING s.shipment_id, s.order_id, s.cp_mode, s.cp_shipment_id, s.tracking_pin, s.cp_self_url,
+          s.label_pdf_path, s.void_from_status, s.void_started_at, true AS left_unfinished;
+
+-- name: hold_void_lease
+-- Run by the audit log in the transaction that records a void or refund attempt, before it is
+-- sent: it goes out only while this run still holds the void.
+SELECT shipment_id
+FROM shipments
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_voiding'
+  AND lease_owner = %(owner)s
+FOR UPDATE;
+
+-- name: extend_void_lease
+-- Before each request of a void: the claim lasts for that request and the reads that may follow.
+UPDATE shipments
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_voiding'
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
+
+-- name: void_calls
+-- The void and refund requests of the void in flight, oldest first (an answer that arrived but
+-- was never recorded on the shipment is settled from here).
+SELECT call_id, endpoint, status_code, is_success, failure_class, response_body, finished_at
+FROM api_calls
+WHERE related_id = %(order_id)s
+  AND service = 'CanadaPost'
+  AND endpoint IN ('VoidShipment', 'RefundShipment', 'RefundNCShipment')
+  AND started_at >= %(since)s
+ORDER BY call_id;
+
+-- name: record_label_voided
+-- Canada Post voided it (204), or no longer has it: label_voided, and the label in label_history,
+-- in one statement.
+WITH moved AS (
+    UPDATE shipments
+    SET status = 'label_voided',
+        voided_at = now(),
+        void_reason = %(reason)s,
+        label_pdf_path = %(label_pdf_path)s,
+        void_from_status = NULL,
+        last_error = NULL,
+        last_error_code = NULL,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE shipment_id = %(shipment_id)s
+      AND fulfil_shipment_move(%(shipment_id)s, 'record_voided', %(owner)s, %(run_id)s, %(reason)s)
+    RETURNING shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin, cp_self_url, label_pdf_path,
+              label_created_at, voided_at, void_reason
+), history AS (
+    INSERT INTO label_history (shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin, cp_self_url,
+                               label_pdf_path, label_created_at, outcome, voided_at, reason, run_id)
+    SELECT shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin, cp_self_url, label_pdf_path,
+           label_created_at, 'voided', voided_at, void_reason, %(run_id)s
+    FROM moved
+)
+SELECT shipment_id FROM moved;
+
+-- name: record_label_refund_requested
+-- Canada Post took the refund request (or had one already): refund_requested with its service
+-- ticket when it gave one, and the label in label_history, in one statement.
+WITH moved AS (
+    UPDATE shipments
+    SET status = 'refund_requested',
+        refund_requested_at = now(),
+        refund_ticket_id = %(ticket_id)s,
+        refund_ticket_date = %(ticket_date)s,
+        void_reason = %(reason)s,
+        label_pdf_path = %(label_pdf_path)s,
+        void_from_status = NULL,
+        last_error = NULL,
+        last_error_code = NULL,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE shipment_id = %(shipment_id)s
+      AND fulfil_shipment_move(%(shipment_id)s, 'record_refund_requested', %(owner)s, %(run_id)s, %(reason)s)
+    RETURNING shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin, cp_self_url, label_pdf_path,
+              label_created_at, refund_requested_at, refund_ticket_id, refund_ticket_date, void_reason
+), history AS (
+    INSERT INTO label_history (shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin, cp_self_url,
+                               label_pdf_path, label_created_at, outcome, refund_requested_at,
+                               refund_ticket_id, refund_ticket_date, reason, run_id)
+    SELECT shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin, cp_self_url, label_pdf_path,
+           label_created_at, 'refund_requested', refund_requested_at, refund_ticket_id, refund_ticket_date,
+           void_reason, %(run_id)s
+    FROM moved
+)
+SELECT shipment_id FROM moved;
+
+-- name: release_void
+-- Proven not done (nothing sent, refused, or Canada Post still has the label): back to where the
+-- void started, with the reason. The move is named after that state (release_void_to_…); CASE
+-- keeps a row without one from naming no move at all.
+UPDATE shipments
+SET status = void_from_status,
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    void_from_status = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND CASE WHEN void_from_status IS NULL THEN false
+           ELSE fulfil_shipment_move(%(shipment_id)s, 'release_void_to_' || void_from_status,
+                                     %(owner)s, %(run_id)s, %(reason)s)
+      END
+RETURNING shipment_id, status;
+
+-- name: park_void
+-- What Canada Post shows contradicts what fulfil recorded: a person looks.
+UPDATE shipments
+SET status = 'needs_review',
+    last_error_code = %(code)s,
+    last_error = %(error)s,
+    void_from_status = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND fulfil_shipment_move(%(shipment_id)s, 'park_void', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING shipment_id;
+
+-- name: leave_void_unsettled
+-- The outcome is unknown and Canada Post could not be read: the void stays label_voiding (the run's
+-- end releases its lease) and the next `labels void` settles it by reading.
+UPDATE shipments
+SET last_error_code = %(code)s,
+    last_error = %(error)s
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_voiding'
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
+
+-- ============================================================================================
 -- Every run
 -- ============================================================================================
 

@@ -68,6 +68,8 @@ SELECT s.order_id, t.tracking_pin, t.carrier_status, t.label_created_at, t.expec
 FROM carrier_tracking t
 JOIN shipments s ON s.shipment_id = t.shipment_id
 WHERE t.carrier_status <> 'delivered'
+  -- A label given up (being voided, voided, refunded) has no parcel to look at.
+  AND s.status NOT IN ('label_voiding', 'label_voided', 'refund_requested')
   AND (t.carrier_status IN ('delivery_attempted', 'exception', 'returned')
        OR NOT t.auto_refresh
        OR t.expected_delivery < current_date
