@@ -129,6 +129,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "FULFIL_CANADAPOST_LABEL_FORMAT", "canadapost.label_format", "8.5x11", False, "8.5x11 or 4x6"
     ),
     SettingSpec(
+        "FULFIL_CANADAPOST_MANIFEST",
+        "canadapost.manifest",
+        "auto",
+        False,
+        "auto (each contract label is transmitted when bought) or end_of_day (labels wait in the day's "
+        "group until `fulfil manifest transmit`)",
+    ),
+    SettingSpec(
         "FULFIL_CANADAPOST_REFUND_EMAIL",
         "canadapost.refund_email",
         None,

@@ -148,6 +148,7 @@ def label_workflow(
 ) -> LabelWorkflow:
     """The label workflow for these settings; without a session (dry run, retry) it cannot call out."""
     from fulfil.canadapost.client import RETRY_LABEL_FETCH, RETRY_NOT_SENT, CanadaPostClient
+    from fulfil.manifest_settings import manifest_mode
     from fulfil.workflows.labels import LabelSettings, LabelWorkflow
 
     http = settings.http()
@@ -164,6 +165,7 @@ def label_workflow(
         # visible to its look-ups.
         settle_allowance=http.read_timeout,
         download_lease_seconds=lease_seconds(http.deadline, RETRY_LABEL_FETCH, admission_wait=admission_wait),
+        manifest_mode=manifest_mode(settings),
     )
     client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None
 

@@ -33,6 +33,10 @@ from fulfil.errors import ConfigError
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 LABEL_FORMATS = ("8.5x11", "4x6")
+# shipment.xsd GroupIDType is a normalizedString of 1 to 32 characters. fulfil's own groups
+# (fulfil.canadapost.manifests.day_group_id) are letters, digits, '.', '_' and '-': a group id is
+# also a query parameter (?groupId=) and a file name's part.
+GROUP_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ def build_shipment_request(
     sender: SenderSettings,
     parcel: ParcelSettings,
     request_id: str | None,
+    group_id: str | None = None,
 ) -> ShipmentRequest:
     """The Create Shipment body for one order.
 
@@ -58,6 +63,10 @@ def build_shipment_request(
     is wrong, and ValueError when a contract request lacks a usable ``request_id`` (the
     customer-request-id that lets a lost answer be found again, so it must never be missing).
     A non-contract request has no place for a request id; one given is not used.
+
+    ``group_id`` (contract only; FULFIL_CANADAPOST_MANIFEST=end_of_day): the label is bought into
+    that group, ``created`` at Canada Post until the group is transmitted (``fulfil manifest
+    transmit``), instead of ``<transmit-shipment>``. A non-contract label has no group: ValueError.
     """
     _check_order_id(order_id, order)
     destination = destination_from_order(order_id, order)
@@ -65,9 +74,12 @@ def build_shipment_request(
     measured = parcel_characteristics(parcel)
     service_code = _service_code(canadapost)
     _check_contract_settings(canadapost)
+    if group_id is not None and not canadapost.contract:
+        raise ValueError("a non-contract shipment has no group: it is final when bought")
     if canadapost.contract:
         root = _contract_shipment(
             _customer_request_id(request_id),
+            _group_id(group_id),
             canadapost,
             service_code,
             origin,
@@ -112,6 +124,15 @@ def _customer_request_id(request_id: str | None) -> str:
             f"{CUSTOMER_REQUEST_ID_MAX} characters"
         )
     return request_id
+
+
+def _group_id(group_id: str | None) -> str | None:
+    if group_id is not None and not GROUP_ID.fullmatch(group_id):
+        raise ValueError(
+            f"group-id {group_id!r} is not 1 to 32 letters, digits, '.', '_' or '-' (Canada Post's "
+            "GroupIDType holds at most 32 characters)"
+        )
+    return group_id
 
 
 def _service_code(canadapost: CanadaPostSettings) -> str:
@@ -164,6 +185,7 @@ class _Writer:
 
 def _contract_shipment(
     request_id: str,
+    group_id: str | None,
     canadapost: CanadaPostSettings,
     service_code: str,
     origin: SenderAddress,
@@ -175,8 +197,13 @@ def _contract_shipment(
     w = _Writer(SHIPMENT_NAMESPACE)
     shipment = w.root("shipment")
     w.add(shipment, "customer-request-id", request_id)
-    # transmit-shipment rather than a group: no manifest step to forget, billing on creation.
-    w.add(shipment, "transmit-shipment", "true")
+    if group_id is not None:
+        # End of day: the label waits in the day's group (created, voidable) until the group is
+        # transmitted and its manifest fetched (fulfil manifest transmit).
+        w.add(shipment, "group-id", group_id)
+    else:
+        # transmit-shipment rather than a group: no manifest step to forget, billing on creation.
+        w.add(shipment, "transmit-shipment", "true")
     w.add(shipment, "requested-shipping-point", origin.postal_code)
     # The price comes back in the answer that proves the purchase: what each label cost, kept.
     w.add(shipment, "provide-pricing-info", "true")

@@ -6,7 +6,9 @@ group is blocked for the key for up to a minute. The published defaults are belo
 get more (fulfil's ``FULFIL_CANADAPOST_RATE_<GROUP>`` settings). Canada Post names get shipment,
 get artifact and the non-contract get and receipt in group A, so the details calls (the same
 shipment, more of it) are there too; searches (Get Shipments by request id, PIN or group; the
-non-contract search by PIN or date) are "get shipments", group C; void and both refunds are B;
+non-contract search by PIN or date) are "get shipments", group C, and so are Transmit Shipments
+and the manifest calls (Get Manifests by date, Get Manifest, its details): "transmit, manifests";
+a manifest's PDF is fetched with Get Artifact (A) like a label's; void and both refunds are B;
 tracking is E. D (rates) and F (signature image, delivery certificate) have no endpoint fulfil
 calls, but keep their limits.
 
@@ -45,6 +47,10 @@ CANADA_POST_ENDPOINT_GROUPS: dict[str, str] = {
     "GetNCShipmentDetails": "A",
     "GetShipments": "C",
     "GetNCShipments": "C",
+    "TransmitShipments": "C",
+    "GetManifests": "C",
+    "GetManifest": "C",
+    "GetManifestDetails": "C",
     "VoidShipment": "B",
     "RefundShipment": "B",
     "RefundNCShipment": "B",

@@ -6,6 +6,7 @@ Wire behaviour follows the reference brief. The service is split by concept:
   types, body validation, field rules) and ``CanadaPostError``, answered as ``<messages>``;
 - ``canadapost_shipments``: what both kinds of shipment share (recording a bought label, refunds);
 - ``canadapost_contract`` and ``canadapost_noncontract``: the endpoints of each kind;
+- ``canadapost_manifests``: Transmit Shipments and the manifests (the group flow's end of day);
 - ``canadapost_documents``: the XML answers, their links and the ``<messages>`` documents;
 - this module: the routing table, the checks every call passes, the throttle (per API key and
   group of calls, see ``throttle``), labels and tracking.
@@ -24,6 +25,7 @@ from fulfil.sandbox import tracking
 from fulfil.sandbox.canadapost_contract import ContractShipments
 from fulfil.sandbox.canadapost_documents import TRACK_MEDIA_TYPES, address_lines, error_response, label_media
 from fulfil.sandbox.canadapost_documents import refusal as refusal_response
+from fulfil.sandbox.canadapost_manifests import ManifestShipments
 from fulfil.sandbox.canadapost_noncontract import NonContractShipments
 from fulfil.sandbox.canadapost_requests import (
     CanadaPostError,
@@ -35,7 +37,7 @@ from fulfil.sandbox.canadapost_requests import (
 from fulfil.sandbox.config import SandboxConfig
 from fulfil.sandbox.faults import FaultKind, FaultPlan
 from fulfil.sandbox.pdf import LabelContent, render_label_pdf, render_label_zpl
-from fulfil.sandbox.state import SandboxState, Shipment
+from fulfil.sandbox.state import Manifest, SandboxState, Shipment
 from fulfil.sandbox.throttle import Throttle
 from fulfil.sandbox.wire import ApiRequest, ApiResponse, Handler, Route
 from fulfil.sandbox.xsd import OfficialSchemas
@@ -43,7 +45,7 @@ from fulfil.sandbox.xsd import OfficialSchemas
 NO_PIN_HISTORY = ("004", "No Pin History")
 
 
-class CanadaPostService(ContractShipments, NonContractShipments):
+class CanadaPostService(ContractShipments, NonContractShipments, ManifestShipments):
     def __init__(
         self,
         config: SandboxConfig,
@@ -64,7 +66,9 @@ class CanadaPostService(ContractShipments, NonContractShipments):
         number = r"(?P<mailed_by>[^/]+)"
         contract = rf"/rs/{number}/(?P<mobo>[^/]+)/shipment"
         non_contract = rf"/rs/{number}/ncshipment"
+        manifest = rf"/rs/{number}/(?P<mobo>[^/]+)/manifest"
         identifier = r"(?P<shipment_id>[^/]+)"
+        manifest_identifier = r"(?P<manifest_id>[^/]+)"
         table: list[tuple[str, str, str, Handler]] = [
             (
                 "GET",
@@ -88,6 +92,15 @@ class CanadaPostService(ContractShipments, NonContractShipments):
                 self.get_nc_shipment_details,
             ),
             ("POST", rf"{non_contract}/{identifier}/refund", "RefundNCShipment", self.refund_nc_shipment),
+            ("POST", manifest, "TransmitShipments", self.transmit_shipments),
+            ("GET", manifest, "GetManifests", self.get_manifests),
+            ("GET", rf"{manifest}/{manifest_identifier}", "GetManifest", self.get_manifest),
+            (
+                "GET",
+                rf"{manifest}/{manifest_identifier}/details",
+                "GetManifestDetails",
+                self.get_manifest_details,
+            ),
             ("GET", r"/vis/track/pin/(?P<pin>[^/]+)/summary", "TrackingSummary", self.tracking_summary),
             ("GET", r"/vis/track/pin/(?P<pin>[^/]+)/detail", "TrackingDetail", self.tracking_detail),
         ]
@@ -146,6 +159,10 @@ class CanadaPostService(ContractShipments, NonContractShipments):
     def get_artifact(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
         with self.state.lock:
             shipment = self.state.shipment_by_label(params["key"], params["artifact"])
+            if shipment is None:
+                manifest = self.state.manifest_by_artifact(params["key"], params["artifact"])
+                if manifest is not None and params["page"] == "0":
+                    return self._manifest_artifact(request, manifest)
             if shipment is None or params["page"] != "0":
                 raise CanadaPostError(404, [], "application/xml")
             media = label_media(shipment)
@@ -168,6 +185,13 @@ class CanadaPostService(ContractShipments, NonContractShipments):
         )
         body = render_label_zpl(label) if shipment.encoding == "ZPL" else render_label_pdf(label)
         return ApiResponse(200, body, media)
+
+    def _manifest_artifact(self, request: ApiRequest, manifest: Manifest) -> ApiResponse:
+        """A manifest's PDF, fetched like a label (a scripted label_not_ready answers 202 too)."""
+        accepted_media(request, ("application/pdf",))
+        if request.fault is not None and request.fault.kind is FaultKind.LABEL_NOT_READY:
+            return ApiResponse(202)
+        return ApiResponse(200, self.manifest_pdf(manifest), "application/pdf")
 
     # --- tracking ----------------------------------------------------------------------------
 

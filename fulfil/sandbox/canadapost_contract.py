@@ -32,6 +32,7 @@ SEARCH_CRITERIA: dict[str, Callable[[SandboxState, str], list[Shipment]]] = {
     "requestId": SandboxState.shipments_with_request_id,
     "trackingPIN": lambda state, pin: [found] if (found := state.shipment_with_pin(pin)) is not None else [],
     "groupId": SandboxState.shipments_in_group,
+    "manifestId": SandboxState.shipments_in_manifest,
 }
 
 
@@ -58,7 +59,9 @@ class ContractShipments(CanadaPostShipments):
         chosen = [(name, request.param(name)) for name in SEARCH_CRITERIA if request.param(name) is not None]
         if not chosen:
             raise field_error(
-                request, "one of the query parameters requestId, trackingPIN or groupId is required.", media
+                request,
+                "one of the query parameters requestId, trackingPIN, groupId or manifestId is required.",
+                media,
             )
         name, value = chosen[0]
         assert value is not None  # chosen keeps only the parameters given

@@ -22,9 +22,11 @@ from fulfil.xml_parsing import child, child_text, find_path, parse_untrusted
 
 SHIPMENT_NS = cp_schema.SHIPMENT_NS
 NCSHIPMENT_NS = cp_schema.NCSHIPMENT_NS
+MANIFEST_NS = cp_schema.MANIFEST_NS
 MESSAGES_NS = "http://www.canadapost.ca/ws/messages"
 SHIPMENT_MEDIA = "application/vnd.cpc.shipment-v8+xml"
 NCSHIPMENT_MEDIA = "application/vnd.cpc.ncshipment-v4+xml"
+MANIFEST_MEDIA = "application/vnd.cpc.manifest-v8+xml"
 TRACK_MEDIA_TYPES = ("application/vnd.cpc.track-v2+xml", "application/vnd.cpc.track+xml")
 LABEL_MEDIA = {"PDF": "application/pdf", "ZPL": "application/zpl"}
 # The throttle answer's HTTP status is undocumented; clients must match the description text.
@@ -117,6 +119,16 @@ class Links:
 
     def label(self, shipment: Shipment) -> str:
         return f"{self.base_url}/rs/artifact/{shipment.label_key}/{shipment.artifact_id}/0"
+
+    def manifest(self, manifest_id: str, suffix: str = "") -> str:
+        """A manifest's own URL (``suffix`` "/details")."""
+        return f"{self.base_url}/rs/{self.customer}/{self.customer}/manifest/{manifest_id}{suffix}"
+
+    def manifest_shipments(self, manifest_id: str) -> str:
+        return f"{self.base_url}/rs/{self.customer}/{self.customer}/shipment?manifestId={manifest_id}"
+
+    def artifact(self, artifact_key: str, artifact_id: str) -> str:
+        return f"{self.base_url}/rs/artifact/{artifact_key}/{artifact_id}/0"
 
 
 def label_media(shipment: Shipment) -> str:

@@ -21,7 +21,12 @@ import hmac
 from lxml import etree
 
 from fulfil.sandbox import cp_schema
-from fulfil.sandbox.canadapost_documents import NCSHIPMENT_MEDIA, SHIPMENT_MEDIA, TRACK_MEDIA_TYPES
+from fulfil.sandbox.canadapost_documents import (
+    MANIFEST_MEDIA,
+    NCSHIPMENT_MEDIA,
+    SHIPMENT_MEDIA,
+    TRACK_MEDIA_TYPES,
+)
 from fulfil.sandbox.orders import POSTAL_CODE, PROVINCES
 from fulfil.sandbox.wire import ApiRequest, media_types
 from fulfil.sandbox.xsd import OfficialSchemas, XsdError
@@ -53,6 +58,8 @@ def media_for_path(path: str) -> str:
     """The media type of the service a path belongs to, for errors raised before Accept is read."""
     if "/ncshipment" in path:
         return NCSHIPMENT_MEDIA
+    if "/manifest" in path:
+        return MANIFEST_MEDIA
     if path.startswith("/vis/"):
         return TRACK_MEDIA_TYPES[0]
     return SHIPMENT_MEDIA

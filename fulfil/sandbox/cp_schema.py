@@ -1,13 +1,13 @@
 """Canada Post's field rules for request bodies, checked without the XSD files.
 
 The official XSDs are not shipped with fulfil, yet the sandbox must refuse what Canada Post
-refuses. So the request document types (contract ``shipment``, ``non-contract-shipment`` and the
-refund request) are described here as data: every element, whether it is required, its simple
-type and facets. ``validate`` walks a parsed document against that description the way a schema
-validator does (``xsd:all`` groups: any order, each element at most once) and answers with the
-first violation, worded like the Xerces ``cvc-…`` messages Canada Post returns with code
-``Server``. Tests check that this description and the official XSDs agree on the real samples and
-on systematic mutations of them.
+refuses. So the request document types (contract ``shipment``, ``non-contract-shipment``, the
+refund requests, and Transmit Shipments' ``transmit-set``) are described here as data: every
+element, whether it is required, its simple type and facets. ``validate`` walks a parsed document
+against that description the way a schema validator does (``xsd:all`` groups: any order, each
+element at most once) and answers with the first violation, worded like the Xerces ``cvc-…``
+messages Canada Post returns with code ``Server``. Tests check that this description and the
+official XSDs agree on the real samples and on systematic mutations of them.
 
 Whitespace follows the XSD built-in types: ``xsd:string`` keeps it, ``xsd:normalizedString``
 turns tabs and newlines into spaces (so lengths count every space), and booleans, decimals and
@@ -26,6 +26,7 @@ from lxml import etree
 
 SHIPMENT_NS = "http://www.canadapost.ca/ws/shipment-v8"
 NCSHIPMENT_NS = "http://www.canadapost.ca/ws/ncshipment-v4"
+MANIFEST_NS = "http://www.canadapost.ca/ws/manifest-v8"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 Base = Literal["string", "normalizedString", "boolean", "decimal", "integer", "date", "dateTime"]
@@ -427,6 +428,74 @@ NON_CONTRACT_SHIPMENT = ComplexType(
         Element("delivery-spec", DELIVERY_SPEC_NC),
     ),
 )
+# manifest.xsd: Transmit Shipments' <transmit-set>. Its address type is its own (AddressDetailsType
+# of manifest.xsd: a 2-character province, CA or US, a postal or ZIP code).
+UNBOUNDED = 1_000_000
+MANIFEST_ADDRESS_DETAILS = ComplexType(
+    "AddressDetailsType",
+    (
+        _line(),
+        ADDRESS_LINE_2,
+        _city(),
+        Element("prov-state", _text("#AnonType_prov-state", 2, 1)),
+        Element(
+            "country-code",
+            SimpleType("#AnonType_country-code", "string", enumeration=("CA", "US")),
+            required=False,
+        ),
+        Element(
+            "postal-zip-code",
+            SimpleType(
+                "PostalCodeOrZipType", "string", patterns=(r"([A-Z]\d[A-Z]\d[A-Z]\d)|(\d{5}(-\d{4})?)",)
+            ),
+        ),
+    ),
+)
+MANIFEST_ADDRESS = ComplexType(
+    "ManifestAddressType",
+    (
+        Element("manifest-company", _text("#AnonType_manifest-company", 44, 1)),
+        Element("manifest-name", _text("#AnonType_manifest-name", 44, 1), required=False),
+        Element("phone-number", PHONE),
+        Element("address-details", MANIFEST_ADDRESS_DETAILS),
+    ),
+)
+TRANSMIT_SET = ComplexType(
+    "ShipmentTransmitSetType",
+    (
+        Element("customer-request-id", CUSTOMER_REQUEST_ID, required=False),
+        Element(
+            "group-ids",
+            ComplexType(
+                "GroupIDListType", (Element("group-id", GROUP_ID, max_occurs=UNBOUNDED),), "sequence"
+            ),
+        ),
+        Element("cpc-pickup-indicator", BOOLEAN, required=False, fixed="true"),
+        Element("requested-shipping-point", POSTAL_CODE, required=False),
+        Element("shipping-point-id", OUTLET_ID, required=False),
+        Element("detailed-manifests", BOOLEAN),
+        Element("method-of-payment", METHOD_OF_PAYMENT),
+        Element("manifest-address", MANIFEST_ADDRESS),
+        Element(
+            "customer-reference", SimpleType("CustomerReferenceType", "string", max_length=12), required=False
+        ),
+        Element(
+            "excluded-shipments",
+            ComplexType(
+                "ExcludedShipmentsType",
+                (
+                    Element(
+                        "shipment-id",
+                        SimpleType("ShipmentIDType", "normalizedString", max_length=32),
+                        max_occurs=UNBOUNDED,
+                    ),
+                ),
+                "sequence",
+            ),
+            required=False,
+        ),
+    ),
+)
 SHIPMENT_REFUND_REQUEST = ComplexType("ShipmentRefundRequestType", (Element("email", EMAIL_V8),))
 NC_REFUND_REQUEST = ComplexType("NonContractShipmentRefundRequestType", (Element("email", EMAIL_NC),))
 
@@ -436,6 +505,7 @@ DOCUMENTS: dict[tuple[str, str], ComplexType] = {
     (SHIPMENT_NS, "shipment-refund-request"): SHIPMENT_REFUND_REQUEST,
     (NCSHIPMENT_NS, "non-contract-shipment"): NON_CONTRACT_SHIPMENT,
     (NCSHIPMENT_NS, "non-contract-shipment-refund-request"): NC_REFUND_REQUEST,
+    (MANIFEST_NS, "transmit-set"): TRANSMIT_SET,
 }
 
 

@@ -1,4 +1,5 @@
-"""A real, minimal PDF 1.4 shipping label, built by hand (no PDF library is a dependency).
+"""A real, minimal PDF 1.4 shipping label (and end-of-day manifest), built by hand (no PDF library
+is a dependency).
 
 The file has a correct cross-reference table, the standard Helvetica fonts in WinAnsiEncoding (so
 French accents render), and an uncompressed content stream, so any viewer opens it and
@@ -135,7 +136,61 @@ SERVICE_NAMES: dict[str, str] = {
 
 def render_label_pdf(label: LabelContent) -> bytes:
     page_width, page_height = PAGE_SIZES.get(label.output_format, PAGE_SIZES["8.5x11"])
-    content = _label_stream(label, page_height)
+    return _document(
+        _label_stream(label, page_height), page_width, page_height, f"Label {label.tracking_pin}"
+    )
+
+
+@dataclass(frozen=True)
+class ManifestContent:
+    """What a sandbox manifest (Canada Post's end-of-day form) prints."""
+
+    po_number: str
+    manifest_id: str
+    manifest_date: str
+    customer_number: str
+    address_lines: tuple[str, ...]
+    shipping_point: str
+    # (tracking PIN, service code, reference) of each shipment on it.
+    shipments: tuple[tuple[str, str, str], ...]
+
+
+def render_manifest_pdf(manifest: ManifestContent) -> bytes:
+    """A one-page letter manifest: the PO number, who mails, and every shipment on it."""
+    canvas = _Canvas()
+    top = 792 - 40
+    canvas.text(40, top, "CANADA POST / POSTES CANADA", size=14, bold=True)
+    canvas.text(40, top - 18, "ORDER / MANIFEST - BON DE COMMANDE / MANIFESTE", size=10, bold=True)
+    canvas.text(40, top - 40, f"PO {manifest.po_number}", size=16, bold=True)
+    canvas.text(320, top - 40, f"Date {manifest.manifest_date}", size=10)
+    canvas.text(
+        40, top - 58, f"Manifest {manifest.manifest_id}   Customer {manifest.customer_number}", size=8
+    )
+    y = top - 80
+    for line in manifest.address_lines:
+        canvas.text(40, y, line, size=9)
+        y -= 11
+    canvas.text(40, y - 4, f"Deposit at {manifest.shipping_point}", size=9)
+    y -= 28
+    canvas.text(40, y, "PIN", size=9, bold=True)
+    canvas.text(200, y, "Service", size=9, bold=True)
+    canvas.text(330, y, "Reference", size=9, bold=True)
+    y -= 14
+    shown = manifest.shipments[:40]
+    for pin, service_code, reference in shown:
+        canvas.text(40, y, pin, size=9)
+        canvas.text(200, y, service_code, size=9)
+        canvas.text(330, y, reference, size=9)
+        y -= 12
+    if len(manifest.shipments) > len(shown):
+        canvas.text(40, y, f"... and {len(manifest.shipments) - len(shown)} more", size=9)
+        y -= 12
+    canvas.text(40, y - 8, f"Total items: {len(manifest.shipments)}", size=10, bold=True)
+    canvas.text(40, 40, SANDBOX_NOTICE.replace("LABEL", "MANIFEST"), size=8, bold=True)
+    return _document(canvas.stream(), 612, 792, f"Manifest {manifest.po_number}")
+
+
+def _document(content: bytes, page_width: int, page_height: int, title: str) -> bytes:
     objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -144,7 +199,7 @@ def render_label_pdf(label: LabelContent) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"endstream",
-        b"<< /Title %s /Producer (fulfil sandbox) >>" % pdf_text(f"Label {label.tracking_pin}"),
+        b"<< /Title %s /Producer (fulfil sandbox) >>" % pdf_text(title),
     ]
     # The binary comment tells transfer tools the file is binary, as PDF writers customarily do.
     document = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")

@@ -140,6 +140,11 @@ class Sandbox:
     def labels_bought_per_order(self) -> dict[str, int]:
         return self.sandbox_state.labels_bought_per_order()
 
+    def manifests(self) -> list[dict[str, Any]]:
+        """Every manifest Transmit Shipments made since the last reset, in the order made."""
+        with self.sandbox_state.lock:
+            return [manifest.summary() for manifest in self.sandbox_state.manifests.values()]
+
     def invalid_responses(self) -> list[str]:
         """Answers that failed the official XSDs (always empty unless the sandbox has a bug)."""
         with self.sandbox_state.lock:

@@ -44,6 +44,7 @@ class Shipment:
     voided: bool = False
     label_fetches: int = 0
     refund_ticket: tuple[str, str] | None = None  # (service-ticket-id, service-ticket-date)
+    manifest_id: str | None = None  # the manifest it was transmitted on (group flow)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,40 @@ class Shipment:
             "label_fetches": self.label_fetches,
             "created_at": datetime.fromtimestamp(self.created_at, UTC).isoformat(timespec="milliseconds"),
             "refund_requested": self.refund_ticket is not None,
+            "group_id": self.group_id,
+            "manifest_id": self.manifest_id,
+        }
+
+
+@dataclass
+class Manifest:
+    """What one Transmit Shipments made: the shipments of its groups transmitted together."""
+
+    manifest_id: str
+    po_number: str
+    created_at: float
+    manifest_date: str  # YYYY-MM-DD, Canada Post's (Eastern) day it was made
+    manifest_time: str  # HH:MM and the zone's name, as manifest details write it
+    group_ids: tuple[str, ...]
+    shipment_ids: tuple[str, ...]
+    service_code: str
+    shipping_point: str  # the requested shipping point (postal code)
+    method_of_payment: str
+    address: dict[str, str]  # the manifest-address of the transmit, flattened
+    artifact_key: str
+    artifact_id: str
+    excluded: tuple[str, ...] = ()
+    customer_reference: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "manifest_id": self.manifest_id,
+            "po_number": self.po_number,
+            "manifest_date": self.manifest_date,
+            "group_ids": list(self.group_ids),
+            "shipment_ids": list(self.shipment_ids),
+            "excluded": list(self.excluded),
+            "created_at": datetime.fromtimestamp(self.created_at, UTC).isoformat(timespec="milliseconds"),
         }
 
 
@@ -89,6 +124,8 @@ class SandboxState:
     seed: int
     lock: threading.RLock = field(default_factory=threading.RLock)
     shipments: dict[str, Shipment] = field(default_factory=dict)
+    # Manifests made by Transmit Shipments, by manifest id, in the order made.
+    manifests: dict[str, Manifest] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Addresses of orders that do not show them yet (before acceptance), revealed on payment.
     hidden_addresses: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
@@ -108,6 +145,8 @@ class SandboxState:
     _by_request_id: dict[str, list[Shipment]] = field(default_factory=dict)
     _by_group: dict[str, list[Shipment]] = field(default_factory=dict)
     _by_label: dict[tuple[str, str], list[Shipment]] = field(default_factory=dict)
+    _by_manifest: dict[str, list[Shipment]] = field(default_factory=dict)
+    _manifest_by_artifact: dict[tuple[str, str], Manifest] = field(default_factory=dict)
     # customer-ref-1 -> labels bought and not voided; an order with none has no entry.
     _labels_per_order: Counter[str] = field(default_factory=Counter)
     _labels_bought: int = 0
@@ -126,6 +165,9 @@ class SandboxState:
             self._by_request_id.clear()
             self._by_group.clear()
             self._by_label.clear()
+            self.manifests.clear()
+            self._by_manifest.clear()
+            self._manifest_by_artifact.clear()
             self._labels_per_order.clear()
             self._labels_bought = 0
             self.orders.clear()
@@ -215,6 +257,32 @@ class SandboxState:
         with self.lock:
             candidates = self._by_label.get((label_key, artifact_id), ())
             return next((shipment for shipment in candidates if not shipment.voided), None)
+
+    # --- manifests ---------------------------------------------------------------------------
+
+    def add_manifest(self, manifest: Manifest, shipments: list[Shipment]) -> None:
+        """Record a manifest and transmit its shipments (a transmitted shipment cannot be voided)."""
+        with self.lock:
+            assert manifest.manifest_id not in self.manifests
+            self.manifests[manifest.manifest_id] = manifest
+            self._manifest_by_artifact[(manifest.artifact_key, manifest.artifact_id)] = manifest
+            self._by_manifest[manifest.manifest_id] = list(shipments)
+            for shipment in shipments:
+                shipment.status = "transmitted"
+                shipment.manifest_id = manifest.manifest_id
+
+    def shipments_in_manifest(self, manifest_id: str) -> list[Shipment]:
+        with self.lock:
+            return list(self._by_manifest.get(manifest_id, ()))
+
+    def manifest_by_artifact(self, artifact_key: str, artifact_id: str) -> Manifest | None:
+        with self.lock:
+            return self._manifest_by_artifact.get((artifact_key, artifact_id))
+
+    def manifests_between(self, start: str, end: str) -> list[Manifest]:
+        """The manifests made from day ``start`` to day ``end`` (YYYY-MM-DD, both included)."""
+        with self.lock:
+            return [m for m in self.manifests.values() if start <= m.manifest_date <= end]
 
     def labels_bought(self) -> int:
         with self.lock:

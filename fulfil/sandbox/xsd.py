@@ -13,13 +13,14 @@ from pathlib import Path
 
 from lxml import etree
 
-# Namespace -> schema file. shipment.xsd and ncshipment.xsd pull in common.xsd with
+# Namespace -> schema file. shipment.xsd, ncshipment.xsd and manifest.xsd pull in common.xsd with
 # xsd:redefine, which resolves relative to the file, so they are loaded by path.
 SCHEMA_FILES: dict[str, str] = {
     "http://www.canadapost.ca/ws/shipment-v8": "shipment.xsd",
     "http://www.canadapost.ca/ws/ncshipment-v4": "ncshipment.xsd",
     "http://www.canadapost.ca/ws/track": "track.xsd",
     "http://www.canadapost.ca/ws/messages": "messages.xsd",
+    "http://www.canadapost.ca/ws/manifest-v8": "manifest.xsd",
 }
 
 

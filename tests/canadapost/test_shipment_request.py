@@ -13,7 +13,7 @@ from fulfil.canadapost.schema import (
     SHIPMENT_MEDIA_TYPE,
     SHIPMENT_NAMESPACE,
 )
-from fulfil.canadapost.shipment_request import ShipmentRequest
+from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.errors import ConfigError
 from fulfil.xml_parsing import child_text, find_path, local_name, parse_untrusted
 from tests.canadapost.factories import (
@@ -161,6 +161,50 @@ def test_contract_request_needs_a_usable_request_id(request_id: str | None) -> N
 def test_request_id_of_35_characters(shipment_schema: etree.XMLSchema) -> None:
     request = build(request_id="r" * 35)
     shipment_schema.assertValid(etree.fromstring(request.xml))
+
+
+# --- end of day: the day's group instead of transmit-shipment ---------------------------------
+
+
+def build_grouped(group_id: str | None, canadapost: Any = None) -> ShipmentRequest:
+    order = make_order()
+    return build_shipment_request(
+        order_id=order["order_id"],
+        order=order,
+        canadapost=canadapost or contract_settings(),
+        sender=sender_settings(),
+        parcel=parcel_settings(),
+        request_id=REQUEST_ID if canadapost is None or canadapost.contract else None,
+        group_id=group_id,
+    )
+
+
+def test_end_of_day_request_carries_the_group_instead_of_transmit_shipment(
+    shipment_schema: etree.XMLSchema,
+) -> None:
+    request = build_grouped("fulfil-20261202")
+    shipment_schema.assertValid(etree.fromstring(request.xml))
+    root = parse_untrusted(request.xml)
+    assert child_names(root)[:3] == ["customer-request-id", "group-id", "requested-shipping-point"]
+    assert text_at(root, "group-id") == "fulfil-20261202"
+    assert find_path(root, "transmit-shipment") is None
+    # Without a group: as before, transmitted when bought.
+    assert text_at(parse_untrusted(build_grouped(None).xml), "transmit-shipment") == "true"
+
+
+def test_a_group_of_32_characters_is_canada_posts_longest(shipment_schema: etree.XMLSchema) -> None:
+    shipment_schema.assertValid(etree.fromstring(build_grouped("g" * 32).xml))
+
+
+@pytest.mark.parametrize("group_id", ["", "g" * 33, "with space", "../x", "ﬁ"])
+def test_a_group_id_canada_post_or_a_url_cannot_hold_is_refused(group_id: str) -> None:
+    with pytest.raises(ValueError, match="group-id"):
+        build_grouped(group_id)
+
+
+def test_a_non_contract_label_has_no_group() -> None:
+    with pytest.raises(ValueError, match="non-contract"):
+        build_grouped("fulfil-20261202", canadapost=non_contract_settings())
 
 
 # --- non-contract ---------------------------------------------------------------------------

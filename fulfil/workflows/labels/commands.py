@@ -117,6 +117,7 @@ def dry_run(ctx: LabelContext, order_ids: list[str] | None, limit: int | None) -
                 sender=ctx.settings.sender,
                 parcel=ctx.settings.parcel,
                 request_id=row["cp_request_id"] or "F" + "0" * 32,
+                group_id=ctx.settings.group_id(None),
             )
         except OrderDataError as exc:
             ctx.report(LabelResult(order_id, FAILED, row["status"], error=str(exc)))

@@ -74,6 +74,7 @@ class Purchases:
                 sender=ctx.settings.sender,
                 parcel=ctx.settings.parcel,
                 request_id=claim.request_id,
+                group_id=ctx.settings.group_id(claim.purchase_started_at),
             )
         except OrderDataError as exc:
             ctx.store.refuse_purchase(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
+from fulfil.manifest_settings import ManifestMode, check_manifest_mode
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.run_results import RunResults
 
@@ -75,6 +77,23 @@ class LabelSettings:
     settle_allowance: float
     # How long a label's download is this run's alone: one fetch with all its attempts and waits.
     download_lease_seconds: float = 120.0
+    # FULFIL_CANADAPOST_MANIFEST: end_of_day buys each contract label into its day's group
+    # (fulfil.services passes fulfil.manifest_settings.manifest_mode(settings)).
+    manifest_mode: ManifestMode = ManifestMode.AUTO
+
+    def __post_init__(self) -> None:
+        check_manifest_mode(self.manifest_mode, contract=self.canadapost.contract)
+
+    def group_id(self, started_at: datetime | None) -> str | None:
+        """The group a contract label whose purchase started at ``started_at`` is bought into:
+        its Canada Post day's (fulfil.canadapost.manifests.day_group_id) in end_of_day mode, so
+        the day of its ``purchase_started_at`` names its group; None (transmitted when bought)
+        otherwise."""
+        if self.manifest_mode is not ManifestMode.END_OF_DAY or not self.canadapost.contract:
+            return None
+        from fulfil.canadapost.manifests import canada_post_day, day_group_id
+
+        return day_group_id(canada_post_day(started_at))
 
 
 class StopRun(Exception):
