@@ -76,6 +76,9 @@ _FIXES = {
 }
 
 
+_INTERRUPTED_VOID = "a void or refund request was interrupted (a crashed or killed run), not settled yet"
+
+
 def build_report(database_url: str, *, stale_hours: int = 24, no_scan_hours: int = 24) -> StatusReport:
     with connect(database_url, row_factory=dict_row, application_name="fulfil-status") as conn:
         return report_from(conn, stale_hours=stale_hours, no_scan_hours=no_scan_hours)
@@ -109,6 +112,16 @@ def report_from(
                 reason = row["last_error"]
             report.attention.append(
                 AttentionItem("interrupted_purchase", row["order_id"], reason, "`fulfil labels reconcile`")
+            )
+    for row in conn.execute(query("status", "open_voids")):
+        if row["lease_owner"] is None or row["lease_expired"] or _owner_is_dead(row["lease_owner"]):
+            report.attention.append(
+                AttentionItem(
+                    "interrupted_void",
+                    row["order_id"],
+                    row["last_error"] or _INTERRUPTED_VOID,
+                    f"`fulfil labels void {row['order_id']}` settles it by reading Canada Post",
+                )
             )
     for row in conn.execute(query("status", "surplus_labels")):
         report.attention.append(

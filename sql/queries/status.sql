@@ -21,6 +21,14 @@ FROM shipments
 WHERE status = 'label_creation_initiated'
 ORDER BY purchase_started_at NULLS FIRST;
 
+-- name: open_voids
+-- Voids whose outcome is not recorded yet (a walk of shipments_voiding_idx); the report decides
+-- which owners are gone.
+SELECT order_id, lease_owner, lease_expires_at < now() AS lease_expired, void_started_at, last_error
+FROM shipments
+WHERE status = 'label_voiding'
+ORDER BY void_started_at;
+
 -- name: labels_without_pdf
 -- Bought labels with no file recorded, or (checked by the report) a file gone or changed on disk.
 SELECT order_id, status, tracking_pin, last_error, label_pdf_path, label_pdf_sha256

@@ -816,3 +816,26 @@ def test_a_given_up_labels_parcel_is_no_longer_tracked_nor_listed_by_status(
         and record["problem"] in ("never_scanned", "tracking_refresh_stopped")
     }
     assert parcels == {(kept, "never_scanned")}
+
+
+def test_status_names_a_void_a_stopped_run_left_unsettled(
+    db: psycopg.Connection, void_env: dict[str, str], sandbox: Any
+) -> None:
+    [order_id] = buy_labels(db, void_env, 1)
+    # As a run killed mid-void leaves it: label_voiding, its lease ended.
+    move_as_a_run_would(
+        db, order_id, "start_void", "void_from_status = 'label_created', void_started_at = now()"
+    )
+    report = run_fulfil("status", "--json", env=void_env)
+    assert report.returncode == 3
+    [item] = [
+        r
+        for r in json_lines(report.stdout)
+        if r["type"] == "attention" and r["problem"] == "interrupted_void"
+    ]
+    assert item["order_id"] == order_id
+    assert item["fix"] == f"`fulfil labels void {order_id}` settles it by reading Canada Post"
+    # The fix settles it, and status has nothing more to say of it.
+    assert void(void_env, order_id)[0] == 0
+    again = json_lines(run_fulfil("status", "--json", env=void_env).stdout)
+    assert not [r for r in again if r["type"] == "attention" and r["problem"] == "interrupted_void"]
