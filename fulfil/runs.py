@@ -93,12 +93,6 @@ class Run:
             )
 
 
-def release_leases(url: str, owner: str) -> int:
-    """Give up every claim this owner still holds; returns how many there were."""
-    with connect(url, autocommit=True) as conn:
-        return len(conn.execute(query("runs", "release_leases"), {"owner": owner}).fetchall())
-
-
 def owner_is_dead(owner: str | None) -> bool:
     """True only when the owner is provably a process of this machine that no longer runs."""
     if not owner:
