@@ -118,6 +118,11 @@ class ShipmentStore:
             _sql("create_pending_shipments"), self._params({"order_ids": order_ids, "limit": limit})
         )
 
+    def replace_given_up_labels(self, order_ids: list[str]) -> list[str]:
+        """The named orders that still ship whose label was voided or refunded, made ready for a
+        new label (label_pending); returns their ids."""
+        return [row["order_id"] for row in self._all("replace_given_up_labels", order_ids=order_ids)]
+
     def count_eligible(self, order_ids: list[str] | None) -> int:
         return self._count("count_eligible", order_ids=order_ids)
 

@@ -149,6 +149,10 @@ class LabelWorkflow:
             ctx = phases.ctx
             try:
                 phases.reconciler.reconcile_all(order_ids)
+                if order_ids:
+                    # Only when named: a label given up is replaced on the seller's word, never
+                    # because a run found a voided order that is still accepted.
+                    ctx.store.replace_given_up_labels(order_ids)
                 ctx.store.create_pending_shipments(order_ids, limit)
                 self._in_workers(phases, buy)
             except StopRun as stop:

@@ -1,0 +1,105 @@
+"""A replacement label after a void, against the sandbox over real sockets: bought only when the
+seller names the order (`labels create --order`), under a new customer-request-id, the label given
+up kept (label_history, label_costs), one active label per order, the new parcel tracked, and the
+new tracking number pushed to Best Buy with one ship confirmation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from tests.conftest import run_fulfil
+from tests.labels.helpers import json_lines, seed_orders, shipments
+
+REFUND_EMAIL = "shipping.desk@example.ca"
+
+
+def sent(sandbox: Any, endpoint: str) -> int:
+    return int(dict(sandbox.state()["requests"]["counts"]).get(endpoint, 0))
+
+
+def bought_and_given_up(
+    db: psycopg.Connection, sandbox: Any, env: dict[str, str]
+) -> tuple[str, dict[str, Any]]:
+    [order_id] = seed_orders(db, 1, seed=61)
+    sandbox.add_orders(
+        [row[0] for row in db.execute("SELECT raw_order_data FROM orders WHERE order_id = %s", (order_id,))]
+    )
+    assert run_fulfil("labels", "create", env=env).returncode == 0
+    old = shipments(db)[order_id]
+    voided = run_fulfil("labels", "void", order_id, "--json", env=env)
+    assert voided.returncode == 0, voided.stderr
+    assert shipments(db)[order_id]["status"] in ("label_voided", "refund_requested")
+    return order_id, old
+
+
+def test_a_voided_order_gets_a_new_label_only_when_named_and_keeps_the_old_one(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, old = bought_and_given_up(db, sandbox, env)
+    before = sent(sandbox, "canadapost.CreateShipment")
+    # A run that is not told to: the order is still accepted, but nothing is bought for it.
+    assert run_fulfil("labels", "create", env=env).returncode == 0
+    assert sent(sandbox, "canadapost.CreateShipment") == before
+    # Named: a new label, under a new customer-request-id.
+    result = run_fulfil("labels", "create", "--order", order_id, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [record["outcome"] for record in json_lines(result.stdout)] == ["bought"]
+    assert sent(sandbox, "canadapost.CreateShipment") == before + 1
+    new = shipments(db)[order_id]
+    assert new["status"] == "label_created"
+    assert new["tracking_pin"] != old["tracking_pin"]
+    assert new["cp_request_id"] != old["cp_request_id"]
+    assert new["label_print_id"] is None
+    # Nothing forgotten: the label given up, and what both cost.
+    history = db.execute("SELECT tracking_pin FROM label_history WHERE order_id = %s", (order_id,)).fetchall()
+    assert history == [(old["tracking_pin"],)]
+    priced = {
+        row[0] for row in db.execute("SELECT tracking_pin FROM label_costs WHERE order_id = %s", (order_id,))
+    }
+    assert priced == {old["tracking_pin"], new["tracking_pin"]}
+    moves = [
+        row[0]
+        for row in db.execute(
+            "SELECT move FROM shipment_events WHERE order_id = %s ORDER BY event_id", (order_id,)
+        )
+    ]
+    assert "replace_label" in moves
+    # The new parcel is tracked, from scratch.
+    tracked = db.execute(
+        "SELECT tracking_pin, auto_refresh, carrier_status, refreshed_at FROM carrier_tracking "
+        "WHERE shipment_id = %s",
+        (new["shipment_id"],),
+    ).fetchone()
+    assert tracked == (new["tracking_pin"], True, "pre_transit", None)
+    # Named again: the order has its label; nothing more is bought.
+    again = run_fulfil("labels", "create", "--order", order_id, "--json", env=env)
+    assert sent(sandbox, "canadapost.CreateShipment") == before + 1
+    assert [record["outcome"] for record in json_lines(again.stdout)] != ["bought"]
+
+
+def test_the_new_tracking_number_reaches_best_buy_with_one_ship_confirmation(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, _ = bought_and_given_up(db, sandbox, env)
+    assert run_fulfil("labels", "create", "--order", order_id, env=env).returncode == 0
+    pushed = run_fulfil("tracking", "push", "--order", order_id, "--json", env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    new_pin = shipments(db)[order_id]["tracking_pin"]
+    assert sandbox.state()["bestbuy"]["orders"][order_id]["tracking_number"] == new_pin
+    assert sent(sandbox, "bestbuy.OR24") == 1
+
+
+def test_a_canceled_order_is_not_given_a_new_label(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, _ = bought_and_given_up(db, sandbox, env)
+    db.execute("UPDATE orders SET status = 'canceled' WHERE order_id = %s", (order_id,))
+    before = sent(sandbox, "canadapost.CreateShipment")
+    run_fulfil("labels", "create", "--order", order_id, env=env)
+    assert sent(sandbox, "canadapost.CreateShipment") == before
+    assert shipments(db)[order_id]["status"] in ("label_voided", "refund_requested")
