@@ -854,30 +854,36 @@ RETURNING shipment_id;
 -- `labels create --order X` for an order that still ships after its label was voided or refunded:
 -- the shipment goes back to label_pending without the label it gave up (kept in label_history,
 -- its cost in label_costs), for a new label under a new customer-request-id (the claim makes one).
--- Its print mark goes too: the new label is printed on its own.
-UPDATE shipments s
-SET status = 'label_pending',
-    tracking_pin = NULL,
-    cp_shipment_id = NULL,
-    cp_self_url = NULL,
-    cp_api_label_url = NULL,
-    cp_label_media_type = NULL,
-    cp_request_id = NULL,
-    label_pdf_path = NULL,
-    label_pdf_sha256 = NULL,
-    label_pdf_bytes = NULL,
-    label_print_id = NULL,
-    voided_at = NULL,
-    refund_requested_at = NULL,
-    refund_ticket_id = NULL,
-    refund_ticket_date = NULL,
-    void_reason = NULL,
-    last_error = NULL,
-    last_error_code = NULL
-FROM orders o
-WHERE s.order_id = ANY (%(order_ids)s::text[])
-  AND s.status IN ('label_voided', 'refund_requested')
-  AND o.order_id = s.order_id AND o.status = 'accepted'
-  AND fulfil_shipment_move(s.shipment_id, 'replace_label', %(owner)s, %(run_id)s,
-                           'a new label replaces the one given up (' || s.tracking_pin || ')')
-RETURNING s.order_id;
+-- Its print mark goes too: the new label is printed on its own. The given-up label's tracking row
+-- goes with it (its parcel never travelled): the new label's PIN makes a fresh one (0009's trigger).
+WITH replaced AS (
+    UPDATE shipments s
+    SET status = 'label_pending',
+        tracking_pin = NULL,
+        cp_shipment_id = NULL,
+        cp_self_url = NULL,
+        cp_api_label_url = NULL,
+        cp_label_media_type = NULL,
+        cp_request_id = NULL,
+        label_pdf_path = NULL,
+        label_pdf_sha256 = NULL,
+        label_pdf_bytes = NULL,
+        label_print_id = NULL,
+        voided_at = NULL,
+        refund_requested_at = NULL,
+        refund_ticket_id = NULL,
+        refund_ticket_date = NULL,
+        void_reason = NULL,
+        last_error = NULL,
+        last_error_code = NULL
+    FROM orders o
+    WHERE s.order_id = ANY (%(order_ids)s::text[])
+      AND s.status IN ('label_voided', 'refund_requested')
+      AND o.order_id = s.order_id AND o.status = 'accepted'
+      AND fulfil_shipment_move(s.shipment_id, 'replace_label', %(owner)s, %(run_id)s,
+                               'a new label replaces the one given up (' || s.tracking_pin || ')')
+    RETURNING s.shipment_id, s.order_id
+), forgotten AS (
+    DELETE FROM carrier_tracking t USING replaced r WHERE t.shipment_id = r.shipment_id
+)
+SELECT order_id FROM replaced;
