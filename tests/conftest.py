@@ -133,6 +133,26 @@ def run_fulfil(
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
+def run_fulfil_together(count: int, *args: str, env: dict[str, str], timeout: float = 120) -> list[CliResult]:
+    """``count`` copies of the same command line started at once (as cron on several hosts would),
+    each waited for; their results in start order."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fulfil", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    outputs = [process.communicate(timeout=timeout) for process in processes]
+    return [
+        CliResult(process.returncode, out, err)
+        for process, (out, err) in zip(processes, outputs, strict=True)
+    ]
+
+
 # ------------------------------------------------------------------------------------------------
 # The sandbox (local Canada Post and Best Buy over real sockets) and an environment pointing at it
 # ------------------------------------------------------------------------------------------------

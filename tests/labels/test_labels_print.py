@@ -4,8 +4,6 @@ a missing file downloaded again first and one that cannot be had named, never sk
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import psycopg
 import pytest
 from pypdf import PdfReader
 
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, run_fulfil_together
 from tests.labels.helpers import json_lines, seed_orders
 
 
@@ -145,19 +143,9 @@ def test_two_prints_at_once_never_put_one_label_in_both_files(
     db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
 ) -> None:
     orders = bought(db, fulfil_env, 6)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fulfil", "labels", "print", "--json"],
-            env=fulfil_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=60) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
-    taken = [json_lines(out)[0]["orders"] for out, _ in outputs]
+    results = run_fulfil_together(2, "labels", "print", "--json", env=fulfil_env)
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    taken = [json_lines(result.stdout)[0]["orders"] for result in results]
     assert sorted(taken[0] + taken[1]) == sorted(orders)
 
 

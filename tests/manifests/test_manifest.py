@@ -7,8 +7,6 @@ over real sockets; assertions on the final state and on how many transmits the s
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from fulfil.label_files import looks_like_pdf
 from fulfil.sandbox import Faults
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
 from fulfil.sandbox.throttle import GroupLimits
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, run_fulfil_together
 from tests.labels.helpers import api_calls, json_lines, seed_orders, shipments
 from tests.local_http import closed_port_url
 from tests.tracking.helpers import move_as_a_run_would
@@ -533,20 +531,10 @@ def test_two_runs_at_once_transmit_the_group_once(
     order_ids = buy(db, eod_env, 2, seed=86)
     # Slow answers keep the first run's transmit in flight while the second one starts.
     sandbox.set_faults("canadapost", Faults(latency_ms=400))
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fulfil", "manifest", "transmit", "--json"],
-            env=eod_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    finished = [run.communicate(timeout=120) for run in runs]
+    finished = run_fulfil_together(2, "manifest", "transmit", "--json", env=eod_env)
 
-    codes = sorted(run.returncode for run in runs)
-    outcomes = sorted(record["outcome"] for out, _ in finished for record in json_lines(out))
+    codes = sorted(run.returncode for run in finished)
+    outcomes = sorted(record["outcome"] for run in finished for record in json_lines(run.stdout))
     assert codes in ([0, 0], [0, 3]), finished
     assert "transmitted" in outcomes
     assert set(outcomes) <= {"transmitted", "in_progress", "nothing_to_transmit"}

@@ -5,15 +5,13 @@ about a stale parcel first (never with --cached, always with --refresh, within a
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import psycopg
 import pytest
 
 from fulfil.sandbox.throttle import GroupLimits
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, run_fulfil_together
 from tests.labels.helpers import json_lines
 from tests.tracking.parcels import bought, detail_calls
 
@@ -59,19 +57,9 @@ def test_two_processes_together_never_pass_the_daily_cap(
     bought(db, fulfil_env, 8)
     env = {**fulfil_env, "FULFIL_TRACKING_DAILY_CALLS": "5"}
     before = detail_calls(sandbox)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fulfil", "tracking", "refresh", "--json", "--concurrency", "2"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=120) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
-    records = [record for out, _ in outputs for record in json_lines(out)]
+    results = run_fulfil_together(2, "tracking", "refresh", "--json", "--concurrency", "2", env=env)
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    records = [record for result in results for record in json_lines(result.stdout)]
     assert len(records) == 5
     assert len({record["order_id"] for record in records}) == 5
     assert detail_calls(sandbox) - before == 5

@@ -16,7 +16,7 @@ from fulfil.carrier_tracking.refresh import HELD_BACK, NO_HISTORY, REFRESHED, Re
 from fulfil.carrier_tracking.schedule import RefreshPolicy
 from fulfil.carrier_tracking.store import CarrierTrackingStore
 from fulfil.services import open_session
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, run_fulfil_together
 from tests.labels.helpers import json_lines, label_settings
 from tests.tracking.parcels import age_parcel, bought, detail_calls
 
@@ -140,8 +140,6 @@ def test_the_command_keeps_to_the_orders_it_is_given(
 def test_two_processes_refresh_each_parcel_once_and_keep_to_the_budget_together(
     db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
 ) -> None:
-    import subprocess
-    import sys
 
     from fulfil.sandbox.throttle import GroupLimits
 
@@ -151,19 +149,9 @@ def test_two_processes_refresh_each_parcel_once_and_keep_to_the_budget_together(
     sandbox.set_canadapost_limits(GroupLimits(limits={"E": 4}, window_s=1.0))
     env = {**fulfil_env, "FULFIL_CANADAPOST_RATE_E": "4/1", "FULFIL_RATE_HEADROOM": "0.5"}
     before = detail_calls(sandbox)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fulfil", "tracking", "refresh", "--json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=120) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
-    records = [record for out, _ in outputs for record in json_lines(out)]
+    results = run_fulfil_together(2, "tracking", "refresh", "--json", env=env)
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    records = [record for result in results for record in json_lines(result.stdout)]
     # Every parcel once, by one process or the other; no call twice for one parcel.
     assert sorted(record["order_id"] for record in records) == sorted(orders)
     assert detail_calls(sandbox) - before == 10

@@ -19,7 +19,7 @@ from fulfil.carrier_tracking.refresh import RefreshCycle
 from fulfil.carrier_tracking.watch import watch
 from fulfil.metrics import METRICS
 from fulfil.sandbox.faults import Faults
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, run_fulfil_together
 from tests.labels.helpers import json_lines
 from tests.tracking.parcels import bought, detail_calls
 
@@ -205,17 +205,7 @@ def test_commands_ending_together_lose_none_of_each_others_counts(
 ) -> None:
     path = tmp_path / "fulfil.prom"
     env = {**fulfil_env, "FULFIL_METRICS_FILE": str(path)}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "fulfil", "status"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(6)
-    ]
-    for process in processes:
-        process.communicate(timeout=60)
+    run_fulfil_together(6, "status", env=env)
     total = sum(
         value
         for (name, labels), value in samples(path).items()
