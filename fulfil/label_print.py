@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ def compose(paths: Iterable[Path], layout: str) -> tuple[bytes, int]:
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    # pypdf says on stderr what it repaired in a file it could read (a stale cross-reference
+    # offset): noise under cron, which mails whatever a job prints. A file it cannot read raises.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     writer = PdfWriter()
     slots: list[Any] = []
     for path in paths:

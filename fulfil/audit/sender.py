@@ -274,7 +274,12 @@ class AuditedHttp:
                     failure, error = FailureClass.INDETERMINATE, problem
         duration_ms = int((time.monotonic() - started) * 1000)
         # Nothing downstream (parsers, messages, shipments.last_error) ever sees a credential the
-        # service echoed back.
+        # service echoed back. A label or manifest file is the exception: its bytes are kept as
+        # sent (a byte replaced in a PDF breaks its cross-reference table, and a label's text may
+        # happen to contain a short secret, the sandbox's user name does), and its stored copy in
+        # api_calls is a summary (length, sha256), never its text.
+        artifact = _is_artifact((response_headers or {}).get("Content-Type"))
+        exact = received
         received = self.redactor.bytes(received) if received is not None else None
         response_headers = self.redactor.headers(response_headers) if response_headers is not None else None
         error = self.redactor.text(error)
@@ -284,7 +289,7 @@ class AuditedHttp:
             url=full_url,
             status_code=status_code,
             headers=HTTPHeaderDict(response_headers or {}),
-            body=received or b"",
+            body=(exact if artifact else received) or b"",
             failure=failure,
             error=error,
             duration_ms=duration_ms,
@@ -532,3 +537,9 @@ def _innermost(exc: BaseException) -> str:
     innermost = _causes(exc)[-1]
     text = str(innermost).strip()
     return text.splitlines()[0][:300] if text else type(innermost).__name__
+
+
+def _is_artifact(content_type: str | None) -> bool:
+    """A label or manifest file (PDF, or a thermal printer's ZPL), not a message to read."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind == "application/pdf" or kind.endswith("zpl")

@@ -167,3 +167,19 @@ def test_status_says_how_many_labels_wait_to_be_printed(
     printed(fulfil_env)
     after = json_lines(run_fulfil("status", "--json", env=fulfil_env).stdout)
     assert [record for record in after if record["type"] == "unprinted_labels"] == []
+
+
+def test_a_label_file_is_every_byte_canada_post_sent_and_prints_without_a_word(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    # The sandbox's labels say "fulfil sandbox", and "sandbox" is its user name, a secret: the file
+    # must still be the label as sent (a redacted byte would break its cross-reference table).
+    [order_id] = bought(db, fulfil_env, 1)
+    path = db.execute("SELECT label_pdf_path FROM shipments WHERE order_id = %s", (order_id,)).fetchone()[0]  # type: ignore[index]
+    data = Path(path).read_bytes()
+    assert b"(fulfil sandbox)" in data
+    offset = int(data[data.rindex(b"startxref") + len(b"startxref") :].split()[0])
+    assert data[offset : offset + 4] == b"xref"
+    result = run_fulfil("labels", "print", env=fulfil_env)
+    assert result.returncode == 0
+    assert result.stderr == ""
