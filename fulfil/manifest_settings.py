@@ -4,7 +4,7 @@
 ``<transmit-shipment>``: Canada Post transmits it at once, and bills it on creation.
 
 ``end_of_day``: every contract label is bought into the day's group (``<group-id>``, one group
-per Canada Post day, named ``fulfil-YYYYMMDD``: fulfil.canadapost.manifests.day_group_id) and
+per Canada Post day, named ``fulfil-YYYYMMDD``: fulfil.canadapost.groups.day_group_id) and
 stays "created" at Canada Post, voidable, until ``fulfil manifest transmit`` sends the day's
 group (Transmit Shipments) and fetches its manifests. Non-contract labels are final when bought:
 there is nothing to manifest, so end_of_day without FULFIL_CANADAPOST_CONTRACT_ID is refused.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import dict_row
 
 from fulfil.audit.budget import BudgetState, budget_states
+from fulfil.canadapost.groups import canada_post_day, day_group_id, group_day
 from fulfil.db import connect, query
 from fulfil.label_files import file_matches
 from fulfil.shipments.states import ShipmentState
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class AttentionItem:
     problem: str
-    order_id: str
+    order_id: str | None  # None: a problem of several orders (a day's labels not transmitted)
     reason: str
     fix: str
 
@@ -135,6 +136,9 @@ def report_from(
                 f"`fulfil labels keep {row['order_id']} SHIPMENT_ID` with the one kept",
             )
         )
+    today_group = day_group_id(canada_post_day())
+    for row in conn.execute(query("status", "untransmitted_groups"), {"today_group": today_group}):
+        report.attention.append(_untransmitted_item(row))
     for row in conn.execute(query("status", "labels_without_pdf")):
         if row["label_pdf_path"] is not None and file_matches(row["label_pdf_path"], row["label_pdf_sha256"]):
             continue
@@ -200,6 +204,21 @@ def report_from(
     if unprinted and unprinted["labels"]:
         report.unprinted = {"labels": unprinted["labels"], "oldest": unprinted["oldest"]}
     return report
+
+
+def _untransmitted_item(row: dict[str, Any]) -> AttentionItem:
+    """A past day's end-of-day labels that were never transmitted: Canada Post has not been told
+    to expect (nor to bill) them, and the driver's scan has no manifest to match."""
+    group_id = row["group_id"]
+    day = group_day(group_id)
+    when = f" --date {day:%Y-%m-%d}" if day is not None else ""
+    return AttentionItem(
+        "untransmitted_labels",
+        None,
+        f"{row['labels']} labels of group {group_id} (the oldest bought {row['oldest']:%Y-%m-%d %H:%M}) "
+        "were never transmitted on a manifest",
+        f"`fulfil manifest transmit{when}`",
+    )
 
 
 def _parcel_item(row: dict[str, Any], no_scan_hours: int) -> AttentionItem:

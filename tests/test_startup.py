@@ -63,6 +63,7 @@ STATUS_NEEDS = (
     "fulfil.config",
     "fulfil.canadapost",
     "fulfil.canadapost.throttle_groups",
+    "fulfil.canadapost.groups",  # today's end-of-day group, for labels never transmitted
     "fulfil.db",
     "fulfil.migrations",
     "fulfil.output",

@@ -38,10 +38,12 @@ def judge(
     *,
     unclear: bool,
     order: dict[str, Any] | None,
+    replacing: bool = False,
 ) -> Verdict:
     """What to record for a shipment whose ``step`` failed, given Best Buy's copy of the order.
 
     ``unclear``: the step may or may not have happened (no clear answer after the retries).
+    ``replacing``: ``tracking_pin`` replaces the label of an order Best Buy confirmed shipped before.
     """
     what = STEP_NAMES[step]
     if order is None:
@@ -55,6 +57,17 @@ def judge(
     state = raw_state if isinstance(raw_state, str) else repr(raw_state)
     if state in SHIPPED_STATES:
         tracking = order.get("shipping_tracking")
+        shown = tracking.strip() if isinstance(tracking, str) else ""
+        if replacing and shown != tracking_pin:
+            return Verdict(
+                REFUSED,
+                "tracking-not-replaced",
+                f"order {order_id}: Best Buy refused the replacement tracking number {tracking_pin} "
+                f"({refusal}) and still shows {shown or 'no tracking number'}; fix the cause, "
+                f"then `fulfil tracking retry {order_id}` (the order stays shipped: no second ship "
+                "confirmation)",
+                state,
+            )
         if isinstance(tracking, str) and tracking.strip() and tracking.strip() != tracking_pin:
             return Verdict(
                 REFUSED,

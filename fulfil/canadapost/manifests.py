@@ -21,10 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Final, TypeVar
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo
 
 from lxml import etree
 
@@ -40,6 +39,7 @@ from fulfil.canadapost.client import (
     interpret_error,
     label_pdf,
 )
+from fulfil.canadapost.groups import GROUP_ID
 from fulfil.canadapost.responses import (
     ErrorKind,
     Link,
@@ -53,7 +53,6 @@ from fulfil.canadapost.responses import (
 )
 from fulfil.canadapost.schema import PDF_MEDIA_TYPE, SHIPMENT_MEDIA_TYPE
 from fulfil.canadapost.sender import SenderAddress
-from fulfil.canadapost.shipment_request import GROUP_ID
 from fulfil.config import CanadaPostSettings
 from fulfil.xml_parsing import children
 
@@ -61,8 +60,6 @@ T = TypeVar("T")
 
 MANIFEST_MEDIA_TYPE: Final = "application/vnd.cpc.manifest-v8+xml"
 MANIFEST_NAMESPACE: Final = "http://www.canadapost.ca/ws/manifest-v8"
-EASTERN = ZoneInfo("America/Toronto")
-GROUP_PREFIX = "fulfil-"
 # What a contract label is paid with (the labels' intended-method-of-payment).
 METHOD_OF_PAYMENT = "Account"
 
@@ -72,21 +69,6 @@ _PO_NUMBER = re.compile(r"[A-Za-z0-9]{1,10}")
 _DIGITS_ID = re.compile(r"[0-9]{1,32}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 _REL = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
-
-
-# --- the day's group --------------------------------------------------------------------------
-
-
-def canada_post_day(moment: datetime | None = None) -> date:
-    """The day of ``moment`` (default: now) in Canada Post's Eastern time."""
-    return (moment or datetime.now(EASTERN)).astimezone(EASTERN).date()
-
-
-def day_group_id(day: date) -> str:
-    """The group every label bought on ``day`` goes into: ``fulfil-YYYYMMDD``."""
-    group_id = f"{GROUP_PREFIX}{day:%Y%m%d}"
-    assert GROUP_ID.fullmatch(group_id)
-    return group_id
 
 
 # --- Transmit Shipments -----------------------------------------------------------------------

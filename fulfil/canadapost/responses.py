@@ -17,9 +17,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
+from fulfil.canadapost.groups import GROUP_ID
 from fulfil.url_origin import origin_of
 from fulfil.xml_parsing import (
     UntrustedXmlError,
@@ -59,6 +61,18 @@ class ShipmentInfo:
         """Every label page, in index order."""
         labels = [link for link in self.all_links if link.rel == "label"]
         return tuple(sorted(labels, key=lambda link: link.index or 0))
+
+    @property
+    def group_id(self) -> str | None:
+        """The group Canada Post put the label in (its rel="group" link, ``…?groupId=``), when it
+        names one a group id can be; None otherwise (a label not bought into a group)."""
+        link = self.links.get("group")
+        if link is None:
+            return None
+        values = parse_qs(urlsplit(link.href).query).get("groupId", [])
+        if len(values) == 1 and GROUP_ID.fullmatch(values[0]):
+            return values[0]
+        return None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 from lxml import etree
 
 from fulfil.canadapost.destination import Destination, OrderDataError, destination_from_order
+from fulfil.canadapost.groups import GROUP_ID
 from fulfil.canadapost.parcel import Parcel, parcel_characteristics
 from fulfil.canadapost.schema import (
     CUSTOMER_REQUEST_ID_MAX,
@@ -33,10 +34,6 @@ from fulfil.errors import ConfigError
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 LABEL_FORMATS = ("8.5x11", "4x6")
-# shipment.xsd GroupIDType is a normalizedString of 1 to 32 characters. fulfil's own groups
-# (fulfil.canadapost.manifests.day_group_id) are letters, digits, '.', '_' and '-': a group id is
-# also a query parameter (?groupId=) and a file name's part.
-GROUP_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def manifest_transmit(
     """
     from datetime import date
 
-    from fulfil.canadapost.manifests import canada_post_day
+    from fulfil.canadapost.groups import canada_post_day
     from fulfil.errors import EXIT_SOME_FAILED, EXIT_UNEXPECTED, UsageError
     from fulfil.manifests.transmit import transmitter
     from fulfil.services import open_session
@@ -164,7 +164,7 @@ def manifest_list(
         fulfil manifest list --since 30d --json | jq -r '.po_number'
     """
     from fulfil.audit.reader import parse_since
-    from fulfil.canadapost.manifests import canada_post_day
+    from fulfil.canadapost.groups import canada_post_day
     from fulfil.db import connect
     from fulfil.errors import UsageError
     from fulfil.manifests.store import ManifestStore

@@ -43,13 +43,12 @@ from fulfil.audit.log import LeaseLost
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.bestbuy.order_states import CANCELED as ORDER_STATUS_CANCELED
 from fulfil.canadapost.client import CanadaPostUnavailable, auth_error, interpret_error
+from fulfil.canadapost.groups import canada_post_day, day_group_id
 from fulfil.canadapost.manifests import (
     ManifestClient,
     ManifestInfo,
     ManifestLink,
     build_transmit_request,
-    canada_post_day,
-    day_group_id,
 )
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
 from fulfil.canadapost.sender import SenderAddress

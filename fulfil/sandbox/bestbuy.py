@@ -8,8 +8,9 @@ marketplace-side changes such as CANCELED. Shipping and billing addresses are nu
 debit, as in Best Buy's real data.
 
 Choices where Mirakl documents nothing: partial acceptance is refused (400) as on Best Buy; OR23
-is accepted only in SHIPPING (the customer is not notified afterwards, so a late update is
-refused rather than silently lost); OR24 needs tracking first (Best Buy makes it mandatory).
+is accepted in SHIPPING, and in SHIPPED/TO_COLLECT (Best Buy's seller hub: tracking updated after
+the ship confirmation is kept but the customer is not notified), refused later (RECEIVED,
+CLOSED, CANCELED); OR24 needs tracking first (Best Buy makes it mandatory).
 """
 
 from __future__ import annotations
@@ -379,10 +380,11 @@ class BestBuyService:
                 raise MiraklError(400, f"tracking_number is mandatory for the carrier {carrier_code}")
         elif not carrier_name:
             raise MiraklError(400, "carrier_code or carrier_name is mandatory")
-        if order["order_state"] != "SHIPPING":
+        if order["order_state"] not in ("SHIPPING", "SHIPPED", "TO_COLLECT"):
             raise MiraklError(
                 400,
-                f"Order {order['order_id']} is {order['order_state']}; tracking can only be set in SHIPPING",
+                f"Order {order['order_id']} is {order['order_state']}; tracking can only be set in "
+                "SHIPPING (or changed in SHIPPED)",
             )
         if carrier is not None:
             order["shipping_carrier_code"] = carrier["code"]

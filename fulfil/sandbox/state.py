@@ -252,6 +252,15 @@ class SandboxState:
         with self.lock:
             return list(self._by_group.get(group_id, ()))
 
+    def regroup(self, group_id: str, into: str) -> None:
+        """Move a group's shipments into another group (tests: labels bought on an earlier day,
+        whose group is that day's)."""
+        with self.lock:
+            moved = self._by_group.pop(group_id, [])
+            for shipment in moved:
+                shipment.group_id = into
+            self._by_group.setdefault(into, []).extend(moved)
+
     def shipment_by_label(self, label_key: str, artifact_id: str) -> Shipment | None:
         """The first shipment, not voided, whose label is this artifact."""
         with self.lock:

@@ -20,11 +20,13 @@ transmitted on an end-of-day manifest (a column of its own). A delivered parcel 
         │       bought             ▼          │  (keep)              ▼            │   ▼
         └──── retry ───────── label_failed    └──▶ label_created    tracking_failed  tracking_updated
                                                                      order_canceled
-    label_created, order_canceled, tracking_failed ─void─▶ label_voiding ─▶ label_voided | refund_requested
+    label_created, order_canceled, tracking_failed,
+    tracking_updated ─void─▶ label_voiding ─▶ label_voided | refund_requested
                           ▲                                      │
                           └──── release_void_to_<where it was> ──┘ (proven not done: nothing sent,
                                                                   refused, or Canada Post still has it)
     label_voided, refund_requested ─replace─▶ label_pending (a new label, a new request id)
+    label_created ─OR23, the order shipped before (shipped_at kept)─▶ tracking_updated (retracked)
 """
 
 from __future__ import annotations
@@ -198,9 +200,9 @@ _LABEL = ("tracking_pin", "cp_shipment_id", "cp_self_url", "cp_api_label_url", "
 _ERROR = ("last_error", "last_error_code")
 _LEASE = ("lease_owner", "lease_expires_at")
 _PUSHABLE = (S.LABEL_CREATED, S.TRACKING_SENT)
-# Where a void may start: a label not (yet) confirmed shipped on Best Buy, and not sent to it in
-# the middle of a push (tracking_sent: Best Buy has the PIN, OR24 comes next).
-VOIDABLE = (S.LABEL_CREATED, S.ORDER_CANCELED, S.TRACKING_FAILED)
+# Where a void may start: any label not in the middle of a push (tracking_sent: Best Buy has the
+# PIN, OR24 comes next). A shipped one too (its parcel never left): its replacement is re-tracked.
+VOIDABLE = (S.LABEL_CREATED, S.ORDER_CANCELED, S.TRACKING_FAILED, S.TRACKING_UPDATED)
 # What a void records, and clears again when a replacement label is bought (label_history keeps it).
 _VOID_OUTCOME = ("voided_at", "refund_requested_at", "refund_ticket_id", "refund_ticket_date", "void_reason")
 
@@ -317,6 +319,17 @@ MOVES: tuple[Move, ...] = (
         "tracking push",
         LeaseRule.HOLDER,
         sets=("tracking_sent_at", "shipped_at"),
+        clears=(*_ERROR, *_LEASE),
+    ),
+    Move(
+        # A replacement label of an order Best Buy confirmed shipped before: the new tracking
+        # number (OR23) and no second ship confirmation.
+        "record_retracked",
+        (S.LABEL_CREATED,),
+        S.TRACKING_UPDATED,
+        "tracking push",
+        LeaseRule.HOLDER,
+        sets=("tracking_sent_at",),
         clears=(*_ERROR, *_LEASE),
     ),
     Move(

@@ -164,7 +164,7 @@ class ShipmentStore:
             shipment_id=shipment_id,
             warnings=Jsonb(warnings) if warnings else None,
             download_lease_seconds=download_lease_seconds,
-            **label,
+            **{"cp_group_id": None, **label},
         )
 
     def refuse_purchase(
@@ -260,7 +260,7 @@ class ShipmentStore:
             "record_label_bought_after_takeover",
             shipment_id=shipment_id,
             cp_mode="contract" if contract else "noncontract",
-            **label,
+            **{"cp_group_id": None, **label},
         )
         return row is not None
 
@@ -401,6 +401,10 @@ class ShipmentStore:
 
     def record_tracking_sent(self, shipment_id: int) -> bool:
         return self._write("record_tracking_sent", shipment_id=shipment_id)
+
+    def record_retracked(self, shipment_id: int) -> bool:
+        """A shipped order's replacement label: Best Buy has its number; no second OR24."""
+        return self._write("record_retracked", shipment_id=shipment_id)
 
     def record_shipped(self, shipment_id: int) -> bool:
         """The shipment tracking_updated and the order shipped, in one statement."""

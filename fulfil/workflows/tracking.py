@@ -71,6 +71,9 @@ ORDER_CANCELED = ShipmentState.ORDER_CANCELED
 
 # Outcomes a result can report.
 SHIPPED = "shipped"  # OR24 answered 204
+# A replacement label of an order Best Buy had confirmed shipped: OR23 only (Best Buy does not
+# tell the customer about a tracking number changed after its ship confirmation).
+RETRACKED = "retracked"
 ALREADY_SHIPPED = "already_shipped"  # Best Buy shows the order shipped (OR11)
 CANCELED = ShipmentState.ORDER_CANCELED.value
 FAILED = "failed"
@@ -141,6 +144,8 @@ class _Claim:
     label_pdf_path: str | None = None
     label_pdf_sha256: str | None = None
     pdf_on_its_way: bool = False
+    # Best Buy confirmed the order shipped before (this is a replacement label): no OR24.
+    shipped_before: bool = False
 
 
 @dataclass
@@ -345,7 +350,10 @@ class TrackingWorkflow:
             if row["status"] == LABEL_CREATED:
                 body = json.dumps({"carrier_code": self.settings.carrier_code, "tracking_number": pin})
                 planned.append(f"OR23 PUT /api/orders/{order_id}/tracking {body}")
-            planned.append(f"OR24 PUT /api/orders/{order_id}/ship")
+            if row["shipped_before"]:
+                planned.append(f"no OR24: {retracked_note(order_id, pin)}")
+            else:
+                planned.append(f"OR24 PUT /api/orders/{order_id}/ship")
             self._report(run, TrackingResult(order_id, WOULD_PUSH, row["status"], pin, planned=planned))
         return run
 
@@ -354,6 +362,14 @@ class TrackingWorkflow:
     def _report(self, run: TrackingRun, result: TrackingResult) -> None:
         run.record(result)
         self.on_result(result)
+
+
+def retracked_note(order_id: str, pin: str) -> str:
+    return (
+        f"order {order_id} was confirmed shipped before: Best Buy has the replacement tracking number "
+        f"{pin}, but does not notify the customer of a number changed after the ship confirmation; "
+        f"message the buyer (https://marketplace.bestbuy.ca/mmp/shop/order/{order_id})"
+    )
 
 
 @dataclass
@@ -429,6 +445,7 @@ class _Pusher:
             row["label_pdf_path"],
             row["label_pdf_sha256"],
             bool(row["pdf_on_its_way"]),
+            bool(row["shipped_before"]),
         )
 
     def _push_one(self, claim: _Claim) -> TrackingResult | None:
@@ -469,6 +486,8 @@ class _Pusher:
             )
             if not outcome.ok:
                 return self._after_failure(claim, UPDATE_TRACKING, outcome)
+            if claim.shipped_before:
+                return self._record_retracked(claim)
             if not self.store.record_tracking_sent(claim.shipment_id):
                 return self._taken_over(claim)
             claim.status = TRACKING_SENT
@@ -539,7 +558,13 @@ class _Pusher:
     def _settle(self, check: _Check, order: dict[str, Any] | None) -> TrackingResult:
         claim = check.claim
         verdict = judge(
-            claim.order_id, claim.tracking_pin, check.step, check.refusal, unclear=check.unclear, order=order
+            claim.order_id,
+            claim.tracking_pin,
+            check.step,
+            check.refusal,
+            unclear=check.unclear,
+            order=order,
+            replacing=claim.shipped_before,
         )
         if verdict.kind == DONE:
             return self._record_shipped(claim, ALREADY_SHIPPED, verdict.order_state)
@@ -594,6 +619,18 @@ class _Pusher:
                 )
 
     # --- recording ------------------------------------------------------------------------------
+
+    def _record_retracked(self, claim: _Claim) -> TrackingResult:
+        if not self.store.record_retracked(claim.shipment_id):
+            return self._taken_over(claim)
+        return TrackingResult(
+            claim.order_id,
+            RETRACKED,
+            TRACKING_UPDATED,
+            claim.tracking_pin,
+            "SHIPPED",
+            error=retracked_note(claim.order_id, claim.tracking_pin),
+        )
 
     def _record_shipped(self, claim: _Claim, outcome: str, order_state: str | None) -> TrackingResult:
         if not self.store.record_shipped(claim.shipment_id):

@@ -53,8 +53,11 @@ WHERE s.shipment_id = (
         WHERE p.status = 'label_pending'
           -- A probe of the order per pending row, in index order (OFFSET 0 keeps it one): joined,
           -- the planner may read every accepted order and sort, which grows with the orders waiting.
+          -- (or shipped: the replacement of a label Best Buy had confirmed shipped, 0015)
           AND EXISTS (SELECT 1 FROM orders po
-                      WHERE po.order_id = p.order_id AND po.status = 'accepted' OFFSET 0)
+                      WHERE po.order_id = p.order_id
+                        AND (po.status = 'accepted' OR (po.status = 'shipped' AND p.shipped_at IS NOT NULL))
+                      OFFSET 0)
           AND (%(order_ids)s::text[] IS NULL OR p.order_id = ANY (%(order_ids)s::text[]))
         ORDER BY p.shipment_id
         LIMIT 1
@@ -87,6 +90,7 @@ SET status = 'label_created',
     cp_self_url = %(cp_self_url)s,
     cp_api_label_url = %(cp_label_url)s,
     cp_label_media_type = %(cp_label_media_type)s,
+    cp_group_id = %(cp_group_id)s,
     label_created_at = now(),
     warnings = %(warnings)s,
     last_error = NULL,
@@ -296,16 +300,19 @@ SELECT (SELECT count(*)
           AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[])))
      + (SELECT count(*)
         FROM shipments s
-        JOIN orders o ON o.order_id = s.order_id
         WHERE s.status = 'label_pending'
-          AND o.status = 'accepted'
+          -- a probe of the order per pending shipment (as in claim_next_purchase)
+          AND EXISTS (SELECT 1 FROM orders o
+                      WHERE o.order_id = s.order_id
+                        AND (o.status = 'accepted' OR (o.status = 'shipped' AND s.shipped_at IS NOT NULL))
+                      OFFSET 0)
           AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))) AS count;
 
 -- name: dry_run_candidates
 SELECT o.order_id, o.raw_order_data, s.cp_request_id, coalesce(s.status, 'no shipment yet') AS status
 FROM orders o
 LEFT JOIN shipments s ON s.order_id = o.order_id
-WHERE o.status = 'accepted'
+WHERE (o.status = 'accepted' OR (o.status = 'shipped' AND s.shipped_at IS NOT NULL))
   AND (s.shipment_id IS NULL
        OR s.status = 'label_pending')
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
@@ -380,6 +387,7 @@ SET status = 'label_created',
     cp_api_label_url = %(cp_label_url)s,
     cp_label_media_type = %(cp_label_media_type)s,
     cp_mode = coalesce(cp_mode, %(cp_mode)s),
+    cp_group_id = %(cp_group_id)s,
     label_created_at = now(),
     last_error = NULL,
     last_error_code = NULL,
@@ -454,6 +462,8 @@ SET status = 'label_created',
     tracking_pin = %(tracking_pin)s,
     cp_shipment_id = %(cp_shipment_id)s,
     cp_self_url = %(cp_self_url)s,
+    -- another label's group is not known here
+    cp_group_id = CASE WHEN cp_shipment_id IS DISTINCT FROM %(cp_shipment_id)s THEN NULL ELSE cp_group_id END,
     cp_api_label_url = %(cp_label_url)s,
     label_pdf_path = CASE WHEN cp_shipment_id IS DISTINCT FROM %(cp_shipment_id)s THEN NULL ELSE label_pdf_path END,
     label_pdf_sha256 = CASE WHEN cp_shipment_id IS DISTINCT FROM %(cp_shipment_id)s THEN NULL ELSE label_pdf_sha256 END,
@@ -497,6 +507,7 @@ WHERE s.shipment_id = (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING s.shipment_id, s.order_id, s.status, s.tracking_pin, s.label_pdf_path, s.label_pdf_sha256,
+          s.shipped_at IS NOT NULL AS shipped_before,
           -- a label bought moments ago whose PDF is still being fetched by the run that bought it
           (s.label_pdf_path IS NULL AND s.last_error_code IS NULL
            AND s.label_created_at > now() - make_interval(secs => %(download_grace_seconds)s))
@@ -531,7 +542,7 @@ WITH moved AS (
     UPDATE shipments
     SET status = 'tracking_updated',
         tracking_sent_at = coalesce(tracking_sent_at, now()),
-        shipped_at = now(),
+        shipped_at = coalesce(shipped_at, now()),
         last_error = NULL,
         last_error_code = NULL,
         lease_owner = NULL,
@@ -547,6 +558,21 @@ WITH moved AS (
       AND orders.status IS DISTINCT FROM 'shipped'
 )
 SELECT order_id FROM moved
+
+-- name: record_retracked
+-- The replacement label of an order Best Buy had confirmed shipped: Best Buy took its tracking
+-- number (OR23), and no second ship confirmation is sent (shipped_at is the first one's).
+UPDATE shipments
+SET status = 'tracking_updated',
+    tracking_sent_at = now(),
+    last_error = NULL,
+    last_error_code = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE shipment_id = %(shipment_id)s
+  AND shipped_at IS NOT NULL
+  AND fulfil_shipment_move(%(shipment_id)s, 'record_retracked', %(owner)s, %(run_id)s, %(reason)s)
+RETURNING shipment_id;
 
 -- name: record_shipment_canceled
 -- The order was cancelled (or refused) on Best Buy although a label exists for it: the shipment
@@ -622,7 +648,7 @@ FROM shipments s
 WHERE s.order_id = ANY (%(order_ids)s::text[]);
 
 -- name: push_dry_run_candidates
-SELECT order_id, status, tracking_pin
+SELECT order_id, status, tracking_pin, shipped_at IS NOT NULL AS shipped_before
 FROM shipments
 WHERE status IN ('label_created', 'tracking_sent')
   AND tracking_pin IS NOT NULL
@@ -869,6 +895,7 @@ WITH replaced AS (
         label_pdf_sha256 = NULL,
         label_pdf_bytes = NULL,
         label_print_id = NULL,
+        cp_group_id = NULL,
         voided_at = NULL,
         refund_requested_at = NULL,
         refund_ticket_id = NULL,
@@ -879,7 +906,9 @@ WITH replaced AS (
     FROM orders o
     WHERE s.order_id = ANY (%(order_ids)s::text[])
       AND s.status IN ('label_voided', 'refund_requested')
-      AND o.order_id = s.order_id AND o.status = 'accepted'
+      AND o.order_id = s.order_id
+      -- A shipped order too, when it was this shipment Best Buy confirmed (its parcel never left).
+      AND (o.status = 'accepted' OR (o.status = 'shipped' AND s.shipped_at IS NOT NULL))
       AND fulfil_shipment_move(s.shipment_id, 'replace_label', %(owner)s, %(run_id)s,
                                'a new label replaces the one given up (' || s.tracking_pin || ')')
     RETURNING s.shipment_id, s.order_id

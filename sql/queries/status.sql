@@ -29,6 +29,18 @@ FROM shipments
 WHERE status = 'label_voiding'
 ORDER BY void_started_at;
 
+-- name: untransmitted_groups
+-- End-of-day labels of past days still waiting for their group's `fulfil manifest transmit` (a
+-- walk of shipments_awaiting_transmit_idx: the labels not transmitted yet). A label voided,
+-- refunded, cancelled or parked is left out of a transmit anyway, so it is not counted.
+SELECT cp_group_id AS group_id, count(*) AS labels, min(label_created_at) AS oldest
+FROM shipments
+WHERE cp_group_id IS NOT NULL AND transmitted_at IS NULL
+  AND cp_group_id < %(today_group)s
+  AND status IN ('label_created', 'tracking_sent', 'tracking_updated', 'tracking_failed')
+GROUP BY cp_group_id
+ORDER BY cp_group_id;
+
 -- name: labels_without_pdf
 -- Bought labels with no file recorded, or (checked by the report) a file gone or changed on disk.
 SELECT order_id, status, tracking_pin, last_error, label_pdf_path, label_pdf_sha256

@@ -103,3 +103,85 @@ def test_a_canceled_order_is_not_given_a_new_label(
     run_fulfil("labels", "create", "--order", order_id, env=env)
     assert sent(sandbox, "canadapost.CreateShipment") == before
     assert shipments(db)[order_id]["status"] in ("label_voided", "refund_requested")
+
+
+def shipped_then_given_up(
+    db: psycopg.Connection, sandbox: Any, env: dict[str, str]
+) -> tuple[str, dict[str, Any]]:
+    """An order Best Buy confirmed shipped (OR23 + OR24), whose label was then voided."""
+    [order_id] = seed_orders(db, 1, seed=62)
+    sandbox.add_orders(
+        [row[0] for row in db.execute("SELECT raw_order_data FROM orders WHERE order_id = %s", (order_id,))]
+    )
+    assert run_fulfil("labels", "create", env=env).returncode == 0
+    assert run_fulfil("tracking", "push", env=env).returncode == 0
+    shipped = shipments(db)[order_id]
+    assert shipped["status"] == "tracking_updated"
+    voided = run_fulfil("labels", "void", order_id, "--json", env=env)
+    assert voided.returncode == 0, voided.stderr
+    assert [r["outcome"] for r in json_lines(voided.stdout)] in (["voided"], ["refund_requested"])
+    return order_id, shipped
+
+
+def test_a_shipped_order_s_replacement_gets_the_new_number_and_no_second_ship_confirmation(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, shipped = shipped_then_given_up(db, sandbox, env)
+    assert db.execute("SELECT status FROM orders WHERE order_id = %s", (order_id,)).fetchone() == ("shipped",)
+    bought = run_fulfil("labels", "create", "--order", order_id, "--json", env=env)
+    assert [record["outcome"] for record in json_lines(bought.stdout)] == ["bought"], bought.stderr
+    new_pin = shipments(db)[order_id]["tracking_pin"]
+    assert new_pin != shipped["tracking_pin"]
+    or23, or24 = sent(sandbox, "bestbuy.OR23"), sent(sandbox, "bestbuy.OR24")
+
+    planned = run_fulfil("tracking", "push", "--order", order_id, "--dry-run", "--json", env=env)
+    [plan] = json_lines(planned.stdout)
+    assert plan["planned"][0].startswith("OR23 ")
+    assert new_pin in plan["planned"][0]
+    assert not any(step.startswith("OR24") for step in plan["planned"])
+
+    pushed = run_fulfil("tracking", "push", "--order", order_id, "--json", env=env)
+
+    assert pushed.returncode == 0, pushed.stderr
+    [result] = json_lines(pushed.stdout)
+    assert (result["outcome"], result["status"], result["tracking_pin"]) == (
+        "retracked",
+        "tracking_updated",
+        new_pin,
+    )
+    assert "does not notify the customer" in result["error"]
+    assert (sent(sandbox, "bestbuy.OR23"), sent(sandbox, "bestbuy.OR24")) == (or23 + 1, or24)
+    assert sandbox.state()["bestbuy"]["orders"][order_id]["tracking_number"] == new_pin
+    row = shipments(db)[order_id]
+    assert row["status"] == "tracking_updated"
+    assert row["shipped_at"] == shipped["shipped_at"]  # the one ship confirmation's time
+    moves = [r[0] for r in db.execute("SELECT move FROM shipment_events WHERE order_id = %s", (order_id,))]
+    assert moves.count("record_shipped") == 1
+    assert moves.count("record_retracked") == 1
+    # Pushed again: nothing more is sent.
+    again = run_fulfil("tracking", "push", "--order", order_id, env=env)
+    assert again.returncode == 0
+    assert (sent(sandbox, "bestbuy.OR23"), sent(sandbox, "bestbuy.OR24")) == (or23 + 1, or24)
+
+
+def test_a_replacement_number_best_buy_refuses_is_failed_not_taken_as_shipped(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, shipped = shipped_then_given_up(db, sandbox, env)
+    assert run_fulfil("labels", "create", "--order", order_id, env=env).returncode == 0
+    # The buyer confirmed receipt meanwhile: Best Buy takes no tracking change any more, and
+    # still shows the old number (the order looks shipped, but not with the new label).
+    sandbox.set_order_state(order_id, "RECEIVED")
+    or24 = sent(sandbox, "bestbuy.OR24")
+
+    pushed = run_fulfil("tracking", "push", "--order", order_id, "--json", env=env)
+
+    assert pushed.returncode == 3
+    [result] = json_lines(pushed.stdout)
+    assert (result["outcome"], result["status"]) == ("failed", "tracking_failed")
+    assert shipped["tracking_pin"] in result["error"]
+    assert "replacement tracking number" in result["error"]
+    assert sent(sandbox, "bestbuy.OR24") == or24
+    assert shipments(db)[order_id]["last_error_code"] == "tracking-not-replaced"

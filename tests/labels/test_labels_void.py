@@ -506,46 +506,46 @@ def test_canceled_voids_every_label_of_a_canceled_order_and_nothing_else(
 def test_orders_that_cannot_be_voided_are_named_with_the_reason_and_the_others_go_on(
     void_env: dict[str, str], db: psycopg.Connection, sandbox: Any
 ) -> None:
-    shipped, voidable = buy_labels(db, void_env, 2)
-    move_as_a_run_would(db, shipped, "record_shipped", f"shipped_at = now(), {NO_LEASE}")
+    mid_push, voidable = buy_labels(db, void_env, 2)
+    move_as_a_run_would(db, mid_push, "record_tracking_sent", f"tracking_sent_at = now(), {NO_LEASE}")
     [no_label] = seed_orders(db, 1, seed=77)  # accepted, no label bought yet
 
-    code, records, stderr = void(void_env, no_label, shipped, "NOPE-1", voidable)
+    code, records, stderr = void(void_env, no_label, mid_push, "NOPE-1", voidable)
 
     assert code == 3, stderr
     by_order = {r["order_id"]: r for r in records}
-    assert [r["order_id"] for r in records] == [no_label, shipped, "NOPE-1", voidable]
+    assert [r["order_id"] for r in records] == [no_label, mid_push, "NOPE-1", voidable]
     assert by_order[voidable]["outcome"] == "refund_requested"
     assert by_order[no_label]["outcome"] == "not_eligible"
     assert "no label" in by_order[no_label]["error"]
-    assert by_order[shipped]["outcome"] == "not_eligible"
-    assert "confirmed shipped" in by_order[shipped]["error"]
+    assert by_order[mid_push]["outcome"] == "not_eligible"
+    assert "ship confirmation is next" in by_order[mid_push]["error"]
     assert "not in the orders table" in by_order["NOPE-1"]["error"]
-    assert shipments(db)[shipped]["status"] == "tracking_updated"
+    assert shipments(db)[mid_push]["status"] == "tracking_sent"
     assert sent(sandbox, "VoidShipment") == 1
 
 
 def test_a_dry_run_says_what_it_would_do_and_sends_and_writes_nothing(
     void_env: dict[str, str], db: psycopg.Connection, sandbox: Any
 ) -> None:
-    canceled, created, shipped = buy_labels(db, void_env, 3)
+    canceled, created, mid_push = buy_labels(db, void_env, 3)
     cancel(db, canceled)
-    move_as_a_run_would(db, shipped, "record_shipped", f"shipped_at = now(), {NO_LEASE}")
+    move_as_a_run_would(db, mid_push, "record_tracking_sent", f"tracking_sent_at = now(), {NO_LEASE}")
     rows_before = shipments(db)
     calls_before = len(api_calls(db))
     events_before = db.execute("SELECT count(*) FROM shipment_events").fetchone()
     requests_before = counts(sandbox)
 
-    code, records, stderr = void(void_env, created, shipped, "--canceled", "--dry-run")
+    code, records, stderr = void(void_env, created, mid_push, "--canceled", "--dry-run")
 
-    assert code == 3, stderr  # the shipped one cannot be voided
+    assert code == 3, stderr  # the one in the middle of a push cannot be voided now
     by_order = {r["order_id"]: r for r in records}
-    assert set(by_order) == {canceled, created, shipped}
+    assert set(by_order) == {canceled, created, mid_push}
     assert by_order[created]["outcome"] == "would_void"
     assert rows_before[created]["cp_self_url"] in by_order[created]["reason"]
     assert "8064" in by_order[created]["reason"]
     assert by_order[canceled]["outcome"] == "would_void"
-    assert by_order[shipped]["outcome"] == "not_eligible"
+    assert by_order[mid_push]["outcome"] == "not_eligible"
     assert shipments(db) == rows_before
     assert len(api_calls(db)) == calls_before
     assert db.execute("SELECT count(*) FROM shipment_events").fetchone() == events_before

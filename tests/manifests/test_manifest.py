@@ -7,6 +7,7 @@ over real sockets; assertions on the final state and on how many transmits the s
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import requests
 from psycopg.rows import dict_row
 
-from fulfil.canadapost.manifests import canada_post_day, day_group_id
+from fulfil.canadapost.groups import canada_post_day, day_group_id
 from fulfil.label_files import looks_like_pdf
 from fulfil.sandbox import Faults
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
@@ -617,3 +618,49 @@ def test_manifest_list_and_show(eod_env: dict[str, str], db: psycopg.Connection,
     missing = run_fulfil("manifest", "show", "P000000000", env=eod_env)
     assert missing.returncode == 3
     assert "no manifest" in missing.stderr
+
+
+def status_items(env: dict[str, str], problem: str) -> list[dict[str, Any]]:
+    result = run_fulfil("status", "--json", env=env)
+    assert result.returncode in (0, 3), result.stderr
+    return [r for r in json_lines(result.stdout) if r["type"] == "attention" and r["problem"] == problem]
+
+
+def test_status_names_past_days_labels_never_transmitted_until_their_manifest_goes(
+    eod_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    order_ids = buy(db, eod_env, 2)
+    voided = buy(db, eod_env, 1, seed=73)
+    # The group Canada Post put each label in is kept with it.
+    assert {shipments(db)[o]["cp_group_id"] for o in order_ids + voided} == {today_group()}
+    # Today's labels wait for today's transmit: nothing to say yet.
+    assert status_items(eod_env, "untransmitted_labels") == []
+    # The same labels as if bought yesterday, and yesterday's manifest never transmitted.
+    yesterday = canada_post_day() - timedelta(days=1)
+    group = day_group_id(yesterday)
+    sandbox.sandbox_state.regroup(today_group(), group)
+    db.execute("UPDATE shipments SET cp_group_id = %s", (group,))
+    assert (
+        run_fulfil(
+            "labels", "void", *voided, env={**eod_env, "FULFIL_CANADAPOST_REFUND_EMAIL": "a@b.ca"}
+        ).returncode
+        == 0
+    )
+
+    [item] = status_items(eod_env, "untransmitted_labels")
+
+    assert item["order_id"] is None
+    assert f"2 labels of group {group}" in item["reason"]  # the voided one is not waiting
+    assert item["fix"] == f"`fulfil manifest transmit --date {yesterday:%Y-%m-%d}`"
+    # The fix it names works, and then status has nothing more to say about it.
+    fixed, [record], stderr = transmit(eod_env, "--date", f"{yesterday:%Y-%m-%d}")
+    assert fixed == 0, stderr
+    assert (record["outcome"], record["included"]) == ("transmitted", 2)
+    assert status_items(eod_env, "untransmitted_labels") == []
+
+
+def test_labels_bought_in_auto_mode_belong_to_no_group(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    [order_id] = buy(db, {**fulfil_env, "FULFIL_CANADAPOST_MANIFEST": "auto"}, 1)
+    assert shipments(db)[order_id]["cp_group_id"] is None

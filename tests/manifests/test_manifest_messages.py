@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from fulfil.canadapost.groups import canada_post_day, day_group_id
 from fulfil.canadapost.manifests import (
     MANIFEST_NAMESPACE,
     build_transmit_request,
-    canada_post_day,
-    day_group_id,
     parse_manifest,
     parse_manifest_links,
     shipment_ids_of,

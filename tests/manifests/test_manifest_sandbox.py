@@ -12,7 +12,8 @@ import pytest
 import requests
 from lxml import etree
 
-from fulfil.canadapost.manifests import MANIFEST_MEDIA_TYPE, build_transmit_request, canada_post_day
+from fulfil.canadapost.groups import canada_post_day
+from fulfil.canadapost.manifests import MANIFEST_MEDIA_TYPE, build_transmit_request
 from fulfil.canadapost.sender import sender_address
 from fulfil.label_files import looks_like_pdf
 from tests.canadapost.factories import sender_settings

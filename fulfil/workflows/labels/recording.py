@@ -34,6 +34,7 @@ def label_values(info: ShipmentInfo) -> dict[str, str | None]:
         "cp_self_url": self_link.href if self_link else None,
         "cp_label_url": label.href if label else None,
         "cp_label_media_type": (label.media_type if label else None) or PDF_MEDIA_TYPE,
+        "cp_group_id": info.group_id,
     }
 
 

@@ -86,12 +86,12 @@ class LabelSettings:
 
     def group_id(self, started_at: datetime | None) -> str | None:
         """The group a contract label whose purchase started at ``started_at`` is bought into:
-        its Canada Post day's (fulfil.canadapost.manifests.day_group_id) in end_of_day mode, so
+        its Canada Post day's (fulfil.canadapost.groups.day_group_id) in end_of_day mode, so
         the day of its ``purchase_started_at`` names its group; None (transmitted when bought)
         otherwise."""
         if self.manifest_mode is not ManifestMode.END_OF_DAY or not self.canadapost.contract:
             return None
-        from fulfil.canadapost.manifests import canada_post_day, day_group_id
+        from fulfil.canadapost.groups import canada_post_day, day_group_id
 
         return day_group_id(canada_post_day(started_at))
 

@@ -337,12 +337,6 @@ class _Voids:
                 f"canceled the order, and then `fulfil labels void {order_id}` can void it"
             )
             return _not_eligible(row, f"order {order_id} {why}")
-        if status == S.TRACKING_UPDATED:
-            why = (
-                "was confirmed shipped on Best Buy (tracking_updated): fulfil does not void a shipped "
-                "label; if the parcel never left, ask Canada Post for a refund on its site"
-            )
-            return _not_eligible(row, f"order {order_id} {why}")
         if status == S.LABEL_VOIDED:
             return _skipped(row, f"order {order_id}: its label was voided already ({row['void_reason']})")
         if status == S.REFUND_REQUESTED:
