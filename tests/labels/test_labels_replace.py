@@ -20,16 +20,22 @@ def sent(sandbox: Any, endpoint: str) -> int:
 
 
 def bought_and_given_up(
-    db: psycopg.Connection, sandbox: Any, env: dict[str, str]
+    db: psycopg.Connection, sandbox: Any, env: dict[str, str], *, shipped: bool = False
 ) -> tuple[str, dict[str, Any]]:
-    [order_id] = seed_orders(db, 1, seed=61)
+    """An order whose label was bought (and, ``shipped``, confirmed shipped on Best Buy: OR23 and
+    OR24), then voided; with the shipment as it was before the void."""
+    [order_id] = seed_orders(db, 1, seed=62 if shipped else 61)
     sandbox.add_orders(
         [row[0] for row in db.execute("SELECT raw_order_data FROM orders WHERE order_id = %s", (order_id,))]
     )
     assert run_fulfil("labels", "create", env=env).returncode == 0
+    if shipped:
+        assert run_fulfil("tracking", "push", env=env).returncode == 0
+        assert shipments(db)[order_id]["status"] == "tracking_updated"
     old = shipments(db)[order_id]
     voided = run_fulfil("labels", "void", order_id, "--json", env=env)
     assert voided.returncode == 0, voided.stderr
+    assert [r["outcome"] for r in json_lines(voided.stdout)] in (["voided"], ["refund_requested"])
     assert shipments(db)[order_id]["status"] in ("label_voided", "refund_requested")
     return order_id, old
 
@@ -105,29 +111,11 @@ def test_a_canceled_order_is_not_given_a_new_label(
     assert shipments(db)[order_id]["status"] in ("label_voided", "refund_requested")
 
 
-def shipped_then_given_up(
-    db: psycopg.Connection, sandbox: Any, env: dict[str, str]
-) -> tuple[str, dict[str, Any]]:
-    """An order Best Buy confirmed shipped (OR23 + OR24), whose label was then voided."""
-    [order_id] = seed_orders(db, 1, seed=62)
-    sandbox.add_orders(
-        [row[0] for row in db.execute("SELECT raw_order_data FROM orders WHERE order_id = %s", (order_id,))]
-    )
-    assert run_fulfil("labels", "create", env=env).returncode == 0
-    assert run_fulfil("tracking", "push", env=env).returncode == 0
-    shipped = shipments(db)[order_id]
-    assert shipped["status"] == "tracking_updated"
-    voided = run_fulfil("labels", "void", order_id, "--json", env=env)
-    assert voided.returncode == 0, voided.stderr
-    assert [r["outcome"] for r in json_lines(voided.stdout)] in (["voided"], ["refund_requested"])
-    return order_id, shipped
-
-
 def test_a_shipped_order_s_replacement_gets_the_new_number_and_no_second_ship_confirmation(
     db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
 ) -> None:
     env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
-    order_id, shipped = shipped_then_given_up(db, sandbox, env)
+    order_id, shipped = bought_and_given_up(db, sandbox, env, shipped=True)
     assert db.execute("SELECT status FROM orders WHERE order_id = %s", (order_id,)).fetchone() == ("shipped",)
     bought = run_fulfil("labels", "create", "--order", order_id, "--json", env=env)
     assert [record["outcome"] for record in json_lines(bought.stdout)] == ["bought"], bought.stderr
@@ -169,7 +157,7 @@ def test_a_replacement_number_best_buy_refuses_is_failed_not_taken_as_shipped(
     db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
 ) -> None:
     env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
-    order_id, shipped = shipped_then_given_up(db, sandbox, env)
+    order_id, shipped = bought_and_given_up(db, sandbox, env, shipped=True)
     assert run_fulfil("labels", "create", "--order", order_id, env=env).returncode == 0
     # The buyer confirmed receipt meanwhile: Best Buy takes no tracking change any more, and
     # still shows the old number (the order looks shipped, but not with the new label).

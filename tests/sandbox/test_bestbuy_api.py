@@ -275,19 +275,23 @@ def test_tracking_then_ship(sandbox: Sandbox, bestbuy: BestBuy) -> None:
     assert all(line["shipped_date"] for line in after["order_lines"])
     again = bestbuy.request("PUT", ship)
     assert again.status_code == 400
-    assert (
-        bestbuy.request("PUT", tracking, json={"carrier_code": "CPCL", "tracking_number": "2"}).status_code
-        == 400
-    )
+    # A shipped order's tracking number can still be changed (a replacement label; Best Buy does
+    # not notify the customer of it), until the order is received.
+    changed = {"carrier_code": "CPCL", "tracking_number": "4000000000000002"}
+    assert bestbuy.request("PUT", tracking, json=changed).status_code == 204
     assert sandbox.state()["bestbuy"]["orders"][order_id] == {
         "state": "SHIPPED",
         "carrier_code": "CPCL",
-        "tracking_number": "4000000000000000",
+        "tracking_number": "4000000000000002",
         "shipped": True,
     }
+    sandbox.set_order_state(order_id, "RECEIVED")
+    late = {"carrier_code": "CPCL", "tracking_number": "4000000000000003"}
+    assert bestbuy.request("PUT", tracking, json=late).status_code == 400
+    assert sandbox.state()["bestbuy"]["orders"][order_id]["tracking_number"] == "4000000000000002"
     counts = sandbox.state()["requests"]["counts"]
     assert counts["bestbuy.OR24"] == 3
-    assert counts["bestbuy.OR23"] == 7
+    assert counts["bestbuy.OR23"] == 8
 
 
 def test_unregistered_carrier_by_name(sandbox: Sandbox, bestbuy: BestBuy) -> None:
