@@ -5,7 +5,9 @@ FULFIL_DATABASE_URL), the sandbox on a free port standing in for Canada Post and
 sample orders generated from a seed. Then the same code paths a seller runs: ``orders pull``,
 ``labels create``, ``tracking push``, ``tracking refresh``. With ``faults``, some orders cannot
 ship and the sandbox misbehaves the way the real services do, so ``fulfil status`` has something
-to show.
+to show. With ``manifest`` end_of_day, the labels go into the day's group and the demo transmits
+it (``manifest transmit``) before the parcels travel; with ``serve`` too, it leaves the day's group
+open instead, for the user's own void, replacement and transmit.
 
 Tracking takes days in real life. The demo's sandbox runs on a clock the demo moves forward
 (a few simulated hours a step), its parcels live the sandbox's mix of lives (most delivered; some
@@ -33,6 +35,7 @@ from fulfil.carrier_tracking.schedule import RefreshPolicy
 from fulfil.config import Settings, load_settings
 from fulfil.db import connect, query
 from fulfil.embedded_db import start_server
+from fulfil.manifest_settings import MANIFEST_ENV, ManifestMode
 from fulfil.migrations import migrate
 from fulfil.output import Output
 from fulfil.sandbox import Faults, Sandbox, SandboxConfig
@@ -55,6 +58,9 @@ DEMO_SENDER = {
     "FULFIL_PARCEL_WIDTH_CM": "25",
     "FULFIL_PARCEL_HEIGHT_CM": "12",
 }
+# Where Canada Post would answer about a refund (a void after the label was transmitted).
+DEMO_REFUND_EMAIL = "shipping@demo-electronics.example"
+DEMO_CONTRACT_ID = "0042708517"
 
 
 # Group E for the demo, on both sides: an upgraded key, so every parcel can be asked every step.
@@ -100,6 +106,7 @@ class DemoReport:
     tracking_steps: list[tuple[int, dict[str, int]]] = field(default_factory=list)
     serve_env: dict[str, str] = field(default_factory=dict)  # with ``serve``: for another terminal
     serve_time_scale: float = SERVE_TIME_SCALE
+    manifest: ManifestMode = ManifestMode.AUTO
 
     @property
     def shipped(self) -> int:
@@ -110,14 +117,16 @@ class DemoReport:
         return self.shipped < len(self.rows)
 
 
-def demo_settings(sandbox_url: str, labels_dir: Path) -> Settings:
+def demo_settings(sandbox_url: str, labels_dir: Path, manifest: ManifestMode = ManifestMode.AUTO) -> Settings:
     """Settings for the sandbox only: the user's own credentials and database are never read."""
     environ = {
         **DEFAULT_CREDENTIALS,
         **DEMO_SENDER,
         "FULFIL_CANADAPOST_BASE_URL": sandbox_url,
         "FULFIL_BESTBUY_BASE_URL": sandbox_url,
-        "FULFIL_CANADAPOST_CONTRACT_ID": "0042708517",
+        "FULFIL_CANADAPOST_CONTRACT_ID": DEMO_CONTRACT_ID,
+        "FULFIL_CANADAPOST_REFUND_EMAIL": DEMO_REFUND_EMAIL,
+        MANIFEST_ENV: manifest.value,
         "FULFIL_LABELS_DIR": str(labels_dir),
         "FULFIL_HTTP_CONNECT_TIMEOUT": "2",
         "FULFIL_HTTP_READ_TIMEOUT": "5",
@@ -126,15 +135,20 @@ def demo_settings(sandbox_url: str, labels_dir: Path) -> Settings:
     return load_settings(environ, cwd=labels_dir)
 
 
-def serve_environment(sandbox_url: str, database_url: str, labels_dir: Path) -> dict[str, str]:
-    """What another terminal exports to work on the demo's world while ``serve`` keeps it up."""
+def serve_environment(
+    sandbox_url: str, database_url: str, labels_dir: Path, manifest: ManifestMode = ManifestMode.AUTO
+) -> dict[str, str]:
+    """What another terminal exports to work on the demo's world while ``serve`` keeps it up:
+    everything the user's own commands need, the void and refund settings included."""
     return {
         **DEFAULT_CREDENTIALS,
         **DEMO_SENDER,
         "FULFIL_DATABASE_URL": database_url,
         "FULFIL_CANADAPOST_BASE_URL": sandbox_url,
         "FULFIL_BESTBUY_BASE_URL": sandbox_url,
-        "FULFIL_CANADAPOST_CONTRACT_ID": "0042708517",
+        "FULFIL_CANADAPOST_CONTRACT_ID": DEMO_CONTRACT_ID,
+        "FULFIL_CANADAPOST_REFUND_EMAIL": DEMO_REFUND_EMAIL,
+        MANIFEST_ENV: manifest.value,
         "FULFIL_LABELS_DIR": str(labels_dir),
         "FULFIL_CANADAPOST_RATE_E": f"{DEMO_TRACKING_RATE}/60",
         **{
@@ -164,6 +178,7 @@ def run_demo(
     seed: int = 2026,
     serve: Any = None,
     serve_time_scale: float = SERVE_TIME_SCALE,
+    manifest: ManifestMode = ManifestMode.AUTO,
 ) -> DemoReport:
     """The demo. ``serve``: called with the report once the orders are shipped, while the sandbox
     is still up (it returns when the user is done); the tracking phase is then left to the user."""
@@ -185,8 +200,10 @@ def run_demo(
         sandbox.add_orders(generate_orders(orders, seed=seed, problems=problems, start=start))
         if faults:
             _misbehave(sandbox)
-        settings = demo_settings(sandbox.base_url, labels_dir)
-        report = DemoReport(database_url=url, sandbox_url=sandbox.base_url, labels_dir=labels_dir)
+        settings = demo_settings(sandbox.base_url, labels_dir, manifest)
+        report = DemoReport(
+            database_url=url, sandbox_url=sandbox.base_url, labels_dir=labels_dir, manifest=manifest
+        )
         output.info(
             f"fulfil demo: {orders} sample orders, Canada Post and Best Buy played by the sandbox at "
             f"{sandbox.base_url}, database {DEMO_DATABASE} on the embedded PostgreSQL"
@@ -198,13 +215,16 @@ def run_demo(
         else:
             report.phases["labels create"] = _labels(url, settings, output, orders)
         report.phases["tracking push"] = _tracking(url, settings, output)
+        if manifest is ManifestMode.END_OF_DAY and serve is None:
+            # The day's end: the group goes to Canada Post before the parcels leave the building.
+            report.phases["manifest transmit"] = _transmit(url, settings, output)
         if serve is None:
             report.phases["tracking refresh"] = _follow_parcels(url, settings, sandbox, clock, output, report)
         report.rows = _results(url)
         report.api_calls = _count_calls(url)
         report.seconds = time.monotonic() - started
         if serve is not None:
-            report.serve_env = serve_environment(sandbox.base_url, url, labels_dir)
+            report.serve_env = serve_environment(sandbox.base_url, url, labels_dir, manifest)
             report.serve_time_scale = serve_time_scale
             serve(report)
     return report
@@ -297,6 +317,22 @@ def _tracking(url: str, settings: Settings, output: Output) -> dict[str, int]:
     return counts
 
 
+def _transmit(url: str, settings: Settings, output: Output) -> dict[str, int]:
+    from fulfil.canadapost.groups import canada_post_day
+    from fulfil.manifests.transmit import transmitter
+
+    counts: dict[str, int] = {}
+    with open_session(url, settings, "manifest transmit") as session:
+        with transmitter(session) as worker:
+            results = worker.run(canada_post_day())
+        for result in results:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        attention = any(result.needs_attention for result in results)
+        session.run.finish(url, 3 if attention else 0, {"outcomes": [r.outcome for r in results]})
+    output.info(f"  manifest transmit: {_describe(counts)}")
+    return counts
+
+
 def _describe(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing to do"
 
@@ -313,7 +349,9 @@ def _count_calls(url: str) -> int:
 
 
 def _clear_old_labels(labels_dir: Path) -> None:
-    """Labels of an earlier demo belong to orders that no longer exist in the fresh database."""
-    if labels_dir.is_dir():
-        for old in labels_dir.glob("*.pdf"):
-            old.unlink()
+    """Labels, manifests and prints of an earlier demo belong to orders that no longer exist in
+    the fresh database."""
+    for folder in (labels_dir, labels_dir / "manifests", labels_dir / "prints"):
+        if folder.is_dir():
+            for old in folder.glob("*.pdf"):
+                old.unlink()

@@ -127,6 +127,7 @@ def order_story(conn: psycopg.Connection[Any], order_id: str, tracking: Row | No
         events = cur.execute(_sql("events_of_order"), {"order_id": order_id}).fetchall()
         calls = cur.execute(_sql("calls_of_order"), {"order_id": order_id}).fetchall()
         surplus = cur.execute(_sql("surplus_labels_of_order"), {"order_id": order_id}).fetchall()
+        labels = cur.execute(_sql("labels_of_order"), {"order_id": order_id}).fetchall()
     order = order_part(row)
     story: Row = {
         "order": order,
@@ -167,6 +168,23 @@ def order_story(conn: psycopg.Connection[Any], order_id: str, tracking: Row | No
                 "resolved_at": _iso(label["resolved_at"]),
             }
             for label in surplus
+        ],
+        "labels": [
+            {
+                "tracking_pin": label["tracking_pin"],
+                "cp_shipment_id": label["cp_shipment_id"],
+                "label_pdf_path": label["label_pdf_path"],
+                "bought_at": _iso(label["label_created_at"]),
+                "outcome": label["outcome"],  # active, voided or refund_requested
+                "voided_at": _iso(label["voided_at"]),
+                "refund_requested_at": _iso(label["refund_requested_at"]),
+                "refund_ticket_id": label["refund_ticket_id"],
+                "reason": label["reason"],
+                "service_code": label["service_code"],
+                # An exact decimal string, as `fulfil report costs --json` gives amounts.
+                "cost": str(label["due_amount"]) if label["due_amount"] is not None else None,
+            }
+            for label in labels
         ],
         "next_step": next_step(order, shipment),
     }

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -100,20 +107,15 @@ def test_status_after_a_demo_with_faults_shows_failures_with_reasons_and_fixes(
     assert "void" in problems[("order_canceled", canceled["order_id"])]["fix"]
 
 
-@pytest.mark.slow
-def test_demo_serve_keeps_the_sandbox_up_for_the_users_own_refresh_and_show(
-    demo_env: dict[str, str], tmp_path: Path
-) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    # Ten simulated hours a real second: the parcels travel while the test watches.
+@contextlib.contextmanager
+def served_demo(demo_env: dict[str, str], cwd: Path, *args: str) -> Iterator[tuple[dict[str, str], str]]:
+    """``fulfil demo --serve`` in a child process, as a user starts it: the environment its
+    ``export`` lines tell another terminal (on top of ``demo_env``) and the first order's id,
+    until the block ends (then Ctrl-C, and the demo must end cleanly)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fulfil", "demo", "--orders", "2", "--serve", "--time-scale", "36000"],
+        [sys.executable, "-m", "fulfil", "demo", "--serve", *args],
         env=demo_env,
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -125,11 +127,23 @@ def test_demo_serve_keeps_the_sandbox_up_for_the_users_own_refresh_and_show(
         for line in process.stderr:
             if line.strip().startswith("export "):
                 name, _, value = line.strip().removeprefix("export ").partition("=")
-                told[name] = value.strip("'")
+                told[name] = shlex.split(value)[0]
             if "Ctrl-C here ends the demo." in line:
                 break
         order_id = next(line.split("\t")[0] for line in process.stdout if line.startswith("26"))
-        env = {**demo_env, **told}
+        yield {**demo_env, **told}, order_id
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+@pytest.mark.slow
+def test_demo_serve_keeps_the_sandbox_up_for_the_users_own_refresh_and_show(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Ten simulated hours a real second: the parcels travel while the test watches.
+    with served_demo(demo_env, tmp_path, "--orders", "2", "--time-scale", "36000") as (env, order_id):
         first = run_fulfil("tracking", "refresh", "--json", env=env, cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         assert len(json_lines(first.stdout)) == 2
@@ -138,7 +152,7 @@ def test_demo_serve_keeps_the_sandbox_up_for_the_users_own_refresh_and_show(
         shown = run_fulfil("tracking", "show", order_id, "--refresh", "--json", env=env, cwd=tmp_path)
         [record] = json_lines(shown.stdout)
         assert record["asked_now"] is False  # asked seconds ago: the cool-down holds
-        with psycopg.connect(told["FULFIL_DATABASE_URL"], autocommit=True) as conn:
+        with psycopg.connect(env["FULFIL_DATABASE_URL"], autocommit=True) as conn:
             conn.execute("UPDATE carrier_tracking SET next_refresh_at = now()")
         second = run_fulfil("tracking", "refresh", "--json", env=env, cwd=tmp_path)
         assert second.returncode == 0, second.stderr
@@ -147,7 +161,66 @@ def test_demo_serve_keeps_the_sandbox_up_for_the_users_own_refresh_and_show(
         assert statuses != {"pre_transit"}
         [after] = json_lines(run_fulfil("tracking", "show", order_id, "--json", env=env, cwd=tmp_path).stdout)
         assert after["carrier_status"] in statuses
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-    assert process.returncode == 0
+
+
+@pytest.mark.slow
+def test_after_the_purchase_on_the_served_demo_as_the_readme_walks_it(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's walkthrough, on ``demo --serve --manifest end_of_day``: void a demo label, buy
+    its replacement, give Best Buy the new number, transmit the day, print, see the costs."""
+    from pypdf import PdfReader
+
+    with served_demo(demo_env, tmp_path, "--orders", "3", "--manifest", "end_of_day") as (env, order_id):
+        assert env["FULFIL_CANADAPOST_MANIFEST"] == "end_of_day"
+
+        def fulfil(*args: str) -> list[dict[str, Any]]:
+            result = run_fulfil(*args, "--json", env=env, cwd=tmp_path)
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
+            return json_lines(result.stdout)
+
+        [before] = fulfil("orders", "show", order_id)
+        old_pin = before["shipment"]["tracking_pin"]
+
+        [voided] = fulfil("labels", "void", order_id)
+        assert voided["outcome"] == "voided"  # today's group is not transmitted: a void, no refund
+
+        [bought] = fulfil("labels", "create", "--order", order_id)
+        assert bought["outcome"] == "bought"
+        new_pin = bought["tracking_pin"]
+        assert new_pin != old_pin
+
+        pushed = fulfil("tracking", "push")
+        assert [(r["order_id"], r["outcome"]) for r in pushed] == [(order_id, "retracked")]
+
+        [transmitted] = fulfil("manifest", "transmit")
+        assert transmitted["outcome"] == "transmitted"
+        [manifest] = transmitted["manifests"]
+        assert Path(manifest["pdf_path"]).read_bytes().startswith(b"%PDF-")
+
+        [printed] = fulfil("labels", "print")
+        assert printed["labels"] == 3  # the voided label is not among them
+        assert len(PdfReader(printed["path"]).pages) == 3
+        assert fulfil("labels", "print")[0]["labels"] == 0  # printed once
+
+        costs = fulfil("report", "costs")
+        total = next(row for row in costs if row["key"] == "total")
+        assert total["labels"] == 3
+        assert total["refunded_labels"] == 1  # the voided label, netted out
+
+        [after] = fulfil("orders", "show", order_id)
+        assert [(label["tracking_pin"], label["outcome"]) for label in after["labels"]] == [
+            (old_pin, "voided"),
+            (new_pin, "active"),
+        ]
+        assert all(label["cost"] for label in after["labels"])
+
+        with psycopg.connect(env["FULFIL_DATABASE_URL"], autocommit=True) as conn:
+            endpoints = {
+                endpoint for (endpoint,) in conn.execute("SELECT DISTINCT endpoint FROM api_calls").fetchall()
+            }
+            ship_confirmations = conn.execute(
+                "SELECT count(*) FROM api_calls WHERE endpoint = 'OR24' AND related_id = %s", (order_id,)
+            ).fetchone()
+        assert {"VoidShipment", "CreateShipment", "OR23", "TransmitShipments", "GetManifest"} <= endpoints
+        assert ship_confirmations == (1,)  # the replacement's number went with OR23 alone

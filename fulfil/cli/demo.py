@@ -36,6 +36,16 @@ def demo(
             "hours a minute).",
         ),
     ] = 600.0,
+    manifest: Annotated[
+        str,
+        typer.Option(
+            "--manifest",
+            metavar="MODE",
+            help="auto (each label transmitted when bought) or end_of_day (the labels go into the "
+            "day's group, transmitted by `fulfil manifest transmit`: the demo does it, or with "
+            "--serve leaves it to you, after your own void and replacement).",
+        ),
+    ] = "auto",
     json_mode: JsonOption = False,
 ) -> None:
     """Run the whole pipeline on sample orders: pull them from a local Best Buy, buy labels from a
@@ -51,9 +61,17 @@ def demo(
         fulfil demo --orders 50 --faults
 
         fulfil demo --serve
+
+        fulfil demo --serve --manifest end_of_day
     """
     from fulfil.demo import run_demo
-    from fulfil.errors import EXIT_SOME_FAILED
+    from fulfil.errors import EXIT_SOME_FAILED, UsageError
+    from fulfil.manifest_settings import ManifestMode
+
+    try:
+        mode = ManifestMode(manifest.strip())
+    except ValueError:
+        raise UsageError(f"--manifest {manifest!r}: expected auto or end_of_day") from None
 
     state = state_of(ctx, json_mode)
     out = state.output
@@ -72,6 +90,7 @@ def demo(
         # With --serve the report is shown before the wait, the way to reach the sandbox after it.
         serve=_serve_until_stopped(out, show) if serve else None,
         serve_time_scale=time_scale,
+        manifest=mode,
     )
     if not serve:
         show(report)
@@ -112,6 +131,7 @@ def _show_report(out: Any, report: Any, *, serving: bool) -> None:
                     for hours, statuses in report.tracking_steps
                 ],
                 "serve_env": report.serve_env or None,
+                "manifest": report.manifest.value,
             }
         )
         return
@@ -137,6 +157,33 @@ def _show_report(out: Any, report: Any, *, serving: bool) -> None:
         out.line(f"  fulfil tracking show {report.rows[0]['order_id']} --cached")
     if not serving:
         out.line("To refresh the parcels yourself while they travel: fulfil demo --serve")
+
+
+def _after_the_purchase(order_id: str, manifest: Any) -> list[str]:
+    """The day's other work, on the demo's labels: void one, replace it, hand over the day."""
+    from fulfil.manifest_settings import ManifestMode
+
+    end_of_day = manifest is ManifestMode.END_OF_DAY
+    steps = [
+        (
+            f"fulfil labels void {order_id}",
+            "voided: today's group is not transmitted yet" if end_of_day else "transmitted already: a refund",
+        ),
+        (f"fulfil labels create --order {order_id}", "its replacement, a new tracking number"),
+        ("fulfil tracking push", "the new number to Best Buy, no second ship confirmation"),
+    ]
+    if end_of_day:
+        steps.append(("fulfil manifest transmit", "today's group less the voided label, and its PDF"))
+    steps += [
+        ("fulfil labels print", "one PDF of the labels not printed yet"),
+        ("fulfil report costs", "what they cost, the voided label netted out"),
+        (f"fulfil orders show {order_id}", "the order's whole story, its API calls included"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    lines = ["After the purchase:"] + [f"  {command:<{width}}  # {why}" for command, why in steps]
+    if not end_of_day:
+        lines.append("(`fulfil demo --serve --manifest end_of_day` leaves today's manifest to you.)")
+    return lines
 
 
 def _serve_until_stopped(out: Any, show: Any) -> Any:
@@ -171,6 +218,9 @@ def _serve_until_stopped(out: Any, show: Any) -> Any:
                 say(f"  export {name}={shlex.quote(value)}")
             say("  fulfil tracking refresh            # again each minute, or: fulfil tracking watch")
             say(f"  fulfil tracking show {shown}")
+            say("")
+            for line in _after_the_purchase(shown, report.manifest):
+                say(line)
             say("")
             say("Ctrl-C here ends the demo.")
             while not stopped:

@@ -237,8 +237,23 @@ def _show_story(out: Any, story: dict[str, Any]) -> None:
             "History",
             ["at", "from", "to", "move", "reason"],
             [
-                [e["at"], e["from"] or "-", e["to"], e["move"] or "-", e["reason"] or ""]
+                [_when(e["at"]), e["from"] or "-", e["to"], e["move"] or "-", e["reason"] or ""]
                 for e in story["history"]
+            ],
+        )
+    if story["labels"]:
+        out.table(
+            "Labels (cost: Canada Post's amount due, CAD)",
+            ["tracking PIN", "bought", "outcome", "cost", "label PDF"],
+            [
+                [
+                    label["tracking_pin"],
+                    _when(label["bought_at"]),
+                    _label_outcome(label),
+                    label["cost"] or "unknown",
+                    label["label_pdf_path"] or "-",
+                ]
+                for label in story["labels"]
             ],
         )
     tracking = story["tracking"]
@@ -263,7 +278,7 @@ def _show_story(out: Any, story: dict[str, Any]) -> None:
             [
                 [
                     c["call_id"],
-                    c["at"],
+                    _when(c["at"]),
                     c["service"],
                     c["endpoint"],
                     c["status_code"] or "-",
@@ -279,6 +294,25 @@ def _show_story(out: Any, story: dict[str, Any]) -> None:
             f"{label['reason']}" + (" (resolved)" if label["resolved_at"] else "")
         )
     out.line(f"Next: {story['next_step']}")
+
+
+def _when(iso: str | None) -> str:
+    """A time as a person reads it in a table, to the second, in UTC like the rest of the story
+    (``--json`` keeps the exact ISO time)."""
+    if iso is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _label_outcome(label: dict[str, Any]) -> str:
+    if label["outcome"] == "voided":
+        return f"voided {_when(label['voided_at'])}"
+    if label["outcome"] == "refund_requested":
+        ticket = f", ticket {label['refund_ticket_id']}" if label["refund_ticket_id"] else ""
+        return f"refund requested {_when(label['refund_requested_at'])}{ticket}"
+    return "active"
 
 
 def _states_from(values: list[str] | None) -> list[str]:

@@ -11,8 +11,9 @@ ON CONFLICT (tracking_pin) DO NOTHING;
 
 -- name: costs
 -- The labels priced since then, grouped by day (Eastern, Canada Post's), service or the
--- destination's province. A label whose shipment was voided or refunded (and still holds it) is
--- counted apart, so the totals net it out.
+-- destination's province. A label voided or refunded is counted apart, so the totals net it out:
+-- label_history holds every label given up (written by the void or refund move itself), whether
+-- its shipment still holds it or has moved on to a replacement.
 SELECT CASE %(by)s
            WHEN 'day' THEN to_char(c.priced_at AT TIME ZONE 'America/Toronto', 'YYYY-MM-DD')
            WHEN 'service' THEN c.service_code
@@ -27,10 +28,9 @@ SELECT CASE %(by)s
        count(*) FILTER (WHERE v.refunded) AS refunded_labels,
        coalesce(sum(c.due_amount) FILTER (WHERE v.refunded), 0) AS refunded
 FROM label_costs c
-JOIN shipments s ON s.shipment_id = c.shipment_id
 JOIN orders o ON o.order_id = c.order_id
 CROSS JOIN LATERAL (
-    SELECT s.tracking_pin = c.tracking_pin AND s.status IN ('label_voided', 'refund_requested') AS refunded
+    SELECT EXISTS (SELECT 1 FROM label_history h WHERE h.tracking_pin = c.tracking_pin) AS refunded
 ) v
 WHERE %(since)s::timestamptz IS NULL OR c.priced_at >= %(since)s::timestamptz
 GROUP BY 1

@@ -32,3 +32,26 @@ SELECT cp_shipment_id, tracking_pin, reason, found_at, resolved_at
 FROM surplus_labels
 WHERE order_id = %(order_id)s
 ORDER BY surplus_id;
+
+-- name: labels_of_order
+-- Every label the order's shipment held, oldest first: the ones given up (label_history, with
+-- their void or refund) and the one it holds now (unless that one is given up too), each with
+-- what Canada Post charged for it (label_costs, by PIN; none when no price is on record).
+SELECT l.tracking_pin, l.cp_shipment_id, l.label_pdf_path, l.label_created_at, l.outcome, l.voided_at,
+       l.refund_requested_at, l.refund_ticket_id, l.reason, c.service_code, c.due_amount
+FROM (
+    SELECT s.tracking_pin, s.cp_shipment_id, s.label_pdf_path, s.label_created_at, 'active' AS outcome,
+           NULL::timestamptz AS voided_at, NULL::timestamptz AS refund_requested_at,
+           NULL::text AS refund_ticket_id, NULL::text AS reason, 1 AS held_now, 0::bigint AS label_id
+    FROM shipments s
+    WHERE s.order_id = %(order_id)s
+      AND s.tracking_pin IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM label_history h WHERE h.tracking_pin = s.tracking_pin)
+    UNION ALL
+    SELECT h.tracking_pin, h.cp_shipment_id, h.label_pdf_path, h.label_created_at, h.outcome, h.voided_at,
+           h.refund_requested_at, h.refund_ticket_id, h.reason, 0, h.label_id
+    FROM label_history h
+    WHERE h.order_id = %(order_id)s
+) l
+LEFT JOIN label_costs c ON c.tracking_pin = l.tracking_pin
+ORDER BY l.held_now, l.label_id;

@@ -105,26 +105,30 @@ def test_labels_bought_keep_their_price_and_the_report_sums_them(
     assert Decimal(table[-1][6]) == due
 
 
-def test_a_refunded_label_is_netted_out(
+def test_a_refunded_label_is_netted_out_and_its_replacement_counted(
     db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
 ) -> None:
     first, second = seed_orders(db, 2)
     assert run_fulfil("labels", "create", env=fulfil_env).returncode == 0
-    refunded = db.execute("SELECT due_amount FROM label_costs WHERE order_id = %s", (first,)).fetchone()
-    assert refunded is not None
-    # As `labels void` leaves it (issue 13): the shipment voided, still holding the label.
-    db.execute("ALTER TABLE shipments DISABLE TRIGGER USER")
-    try:
-        db.execute("UPDATE shipments SET status = 'label_voided' WHERE order_id = %s", (first,))
-    except psycopg.errors.CheckViolation:
-        pytest.skip("label_voided needs the columns `labels void` sets (issue 13, item 1)")
-    finally:
-        db.execute("ALTER TABLE shipments ENABLE TRIGGER USER")
+    [refunded] = db.execute(
+        "SELECT due_amount FROM label_costs WHERE order_id = %s", (first,)
+    ).fetchone() or [None]
+    [kept] = db.execute("SELECT due_amount FROM label_costs WHERE order_id = %s", (second,)).fetchone() or [
+        None
+    ]
+    # Bought with <transmit-shipment> (the auto manifest): the void becomes a refund request.
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": "shipping@example.ca"}
+    voided = run_fulfil("labels", "void", first, env=env)
+    assert voided.returncode == 0, voided.stderr
     total = costs(fulfil_env)[-1]
-    kept = db.execute("SELECT due_amount FROM label_costs WHERE order_id = %s", (second,)).fetchone()
-    assert kept is not None
     assert (total["labels"], total["refunded_labels"]) == (1, 1)
-    assert (Decimal(total["due"]), Decimal(total["refunded"])) == (kept[0], refunded[0])
+    assert (Decimal(total["due"]), Decimal(total["refunded"])) == (kept, refunded)
+
+    # Its replacement is a label of its own; the one given up stays netted out.
+    assert run_fulfil("labels", "create", "--order", first, env=env).returncode == 0
+    total = costs(fulfil_env)[-1]
+    assert (total["labels"], total["refunded_labels"]) == (2, 1)
+    assert Decimal(total["refunded"]) == refunded
 
 
 def test_labels_without_a_price_are_counted_apart(
