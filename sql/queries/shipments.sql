@@ -53,10 +53,10 @@ WHERE s.shipment_id = (
         WHERE p.status = 'label_pending'
           -- A probe of the order per pending row, in index order (OFFSET 0 keeps it one): joined,
           -- the planner may read every accepted order and sort, which grows with the orders waiting.
-          -- (or shipped: the replacement of a label Best Buy had confirmed shipped, 0015)
+          -- (or shipped: the replacement of a label Best Buy had confirmed shipped, 0015, 0017)
           AND EXISTS (SELECT 1 FROM orders po
                       WHERE po.order_id = p.order_id
-                        AND (po.status = 'accepted' OR (po.status = 'shipped' AND p.shipped_at IS NOT NULL))
+                        AND fulfil_order_still_ships(po.status, p.shipped_at)
                       OFFSET 0)
           AND (%(order_ids)s::text[] IS NULL OR p.order_id = ANY (%(order_ids)s::text[]))
         ORDER BY p.shipment_id
@@ -304,7 +304,7 @@ SELECT (SELECT count(*)
           -- a probe of the order per pending shipment (as in claim_next_purchase)
           AND EXISTS (SELECT 1 FROM orders o
                       WHERE o.order_id = s.order_id
-                        AND (o.status = 'accepted' OR (o.status = 'shipped' AND s.shipped_at IS NOT NULL))
+                        AND fulfil_order_still_ships(o.status, s.shipped_at)
                       OFFSET 0)
           AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))) AS count;
 
@@ -312,7 +312,7 @@ SELECT (SELECT count(*)
 SELECT o.order_id, o.raw_order_data, s.cp_request_id, coalesce(s.status, 'no shipment yet') AS status
 FROM orders o
 LEFT JOIN shipments s ON s.order_id = o.order_id
-WHERE (o.status = 'accepted' OR (o.status = 'shipped' AND s.shipped_at IS NOT NULL))
+WHERE fulfil_order_still_ships(o.status, s.shipped_at)
   AND (s.shipment_id IS NULL
        OR s.status = 'label_pending')
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
@@ -908,7 +908,7 @@ WITH replaced AS (
       AND s.status IN ('label_voided', 'refund_requested')
       AND o.order_id = s.order_id
       -- A shipped order too, when it was this shipment Best Buy confirmed (its parcel never left).
-      AND (o.status = 'accepted' OR (o.status = 'shipped' AND s.shipped_at IS NOT NULL))
+      AND fulfil_order_still_ships(o.status, s.shipped_at)
       AND fulfil_shipment_move(s.shipment_id, 'replace_label', %(owner)s, %(run_id)s,
                                'a new label replaces the one given up (' || s.tracking_pin || ')')
     RETURNING s.shipment_id, s.order_id
