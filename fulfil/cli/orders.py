@@ -307,9 +307,10 @@ def _when(iso: str | None) -> str:
 
 
 def _label_outcome(label: dict[str, Any]) -> str:
-    if label["outcome"] == "voided":
+    # label_history's checks tie each outcome to its time, so the times say which one it was.
+    if label["voided_at"] is not None:
         return f"voided {_when(label['voided_at'])}"
-    if label["outcome"] == "refund_requested":
+    if label["refund_requested_at"] is not None:
         ticket = f", ticket {label['refund_ticket_id']}" if label["refund_ticket_id"] else ""
         return f"refund requested {_when(label['refund_requested_at'])}{ticket}"
     return "active"
