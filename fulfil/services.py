@@ -22,6 +22,7 @@ from fulfil.stop_signals import StopRequest
 if TYPE_CHECKING:
     from fulfil.audit.budget import ServiceBudgets
     from fulfil.workflows.labels import LabelWorkflow
+    from fulfil.workflows.labels.price_fetch import PriceCatchUp
     from fulfil.workflows.labels.void import VoidWorkflow
     from fulfil.workflows.tracking import TrackingWorkflow
 
@@ -186,6 +187,32 @@ def label_workflow(
         concurrency=concurrency,
         worker_client=worker_client if session is not None else None,
         # Whoever takes each result as it comes keeps them; the run keeps only its counts.
+        keep_results=on_result is None,
+    )
+
+
+def price_catch_up(
+    database_url: str,
+    settings: Settings,
+    session: Session | None,
+    on_result: Callable[[Any], None] | None = None,
+    stop: StopRequest | None = None,
+) -> PriceCatchUp:
+    """`labels prices` for these settings; without a session (the dry run) it cannot call out."""
+    from fulfil.canadapost.client import CanadaPostClient
+    from fulfil.workflows.labels.price_fetch import PriceCatchUp
+
+    listen_for_stop(session, stop)
+    client = (
+        CanadaPostClient(settings.canadapost(), session.canadapost_http()) if session is not None else None
+    )
+    return PriceCatchUp(
+        database_url=database_url,
+        client=client,
+        lease_owner=session.run.lease_owner if session is not None else "no-session",
+        run_id=session.run.run_id if session is not None else None,
+        on_result=on_result,
+        stop=stop,
         keep_results=on_result is None,
     )
 

@@ -17,6 +17,7 @@ from fulfil.audit.log import SendGuard
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.audit.retry import RetryPolicy
 from fulfil.audit.sender import AuditedHttp
+from fulfil.canadapost.prices import LabelPrice, parse_price_document, parse_receipt
 from fulfil.canadapost.refund_request import build_refund_request
 from fulfil.canadapost.responses import (
     ErrorKind,
@@ -91,6 +92,12 @@ def label_pdf(status: int, headers: Mapping[str, str], body: bytes) -> str | Non
 class CanadaPostUnavailable(Exception):
     """A look-up could not be completed; nothing can be concluded from it."""
 
+    def __init__(self, message: str, failure: FailureClass | None = None) -> None:
+        super().__init__(message)
+        # How the call failed (None: it was answered, and the answer could not be used): a caller
+        # with more to do stops when nothing could be sent (unreachable) or Canada Post throttles.
+        self.failure = failure
+
 
 class UnusableLink(Exception):
     """A shipment's recorded link that the credentials will not follow (another host, say):
@@ -131,6 +138,15 @@ def shipment_link(
         else f"{settings.base_url}/rs/{number}/ncshipment"
     )
     return f"{base}/{quote(shipment_id, safe='')}"
+
+
+@dataclass(frozen=True)
+class FetchedPrice:
+    """A label's price as Get Shipment Price or the non-contract receipt gave it, and the call."""
+
+    price: LabelPrice
+    call_id: int | None
+    document: str  # "price" (contract) or "receipt" (non-contract)
 
 
 @dataclass(frozen=True)
@@ -262,6 +278,37 @@ class CanadaPostClient:
         )
         return self._parse(self.shipment_info_of, outcome)
 
+    # --- what a label cost (throttle group A) ---------------------------------------------------
+
+    def label_price(self, order_id: str, shipment_id: str, *, contract: bool) -> FetchedPrice:
+        """GET what a label cost: a contract label's price document (``<shipment-price>``), a
+        non-contract label's receipt (``<non-contract-shipment-receipt>``). CanadaPostUnavailable
+        when it cannot be had or read; refused credentials are a ConfigError.
+
+        The URL is built from the configured base URL and customer number, as Canada Post's own
+        rel="price" and rel="receipt" links are, and never taken from an answer: the credentials
+        go to the configured host only, and a label recorded without those links (every label
+        bought before fulfil fetched prices) is priced the same way.
+        """
+        label = quote(shipment_id, safe="")
+        if contract:
+            url, media, document = f"{self._contract_base}/{label}/price", SHIPMENT_MEDIA_TYPE, "price"
+        else:
+            url, media, document = (
+                f"{self._noncontract_base}/{label}/receipt",
+                NCSHIPMENT_MEDIA_TYPE,
+                "receipt",
+            )
+        outcome = self._read(
+            "GET",
+            url,
+            endpoint="GetShipmentPrice" if contract else "GetNCShipmentReceipt",
+            order_id=order_id,
+            media_type=media,
+        )
+        parse = parse_price_document if contract else parse_receipt
+        return FetchedPrice(self._parse(parse, outcome), outcome.call_id, document)
+
     # --- voids and refunds (throttle group B) -----------------------------------------------
 
     def void_shipment(self, order_id: str, link: str, *, guard: SendGuard | None = None) -> HttpOutcome:
@@ -383,7 +430,7 @@ class CanadaPostClient:
         error = interpret_error(outcome)
         if error.kind is ErrorKind.AUTH:
             raise auth_error(error)
-        return CanadaPostUnavailable(f"{endpoint} for order {order_id}: {error.description}")
+        return CanadaPostUnavailable(f"{endpoint} for order {order_id}: {error.description}", outcome.failure)
 
     @staticmethod
     def _parse(parser: Callable[[bytes], T], outcome: HttpOutcome) -> T:

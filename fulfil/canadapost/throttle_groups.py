@@ -5,8 +5,10 @@ window; the call over a group's limit is answered ``Server`` "Rejected by SLM Mo
 group is blocked for the key for up to a minute. The published defaults are below; upgraded keys
 get more (fulfil's ``FULFIL_CANADAPOST_RATE_<GROUP>`` settings). Canada Post names get shipment,
 get artifact and the non-contract get and receipt in group A, so the details calls (the same
-shipment, more of it) are there too; searches (Get Shipments by request id, PIN or group; the
-non-contract search by PIN or date) are "get shipments", group C, and so are Transmit Shipments
+shipment, more of it) are there too, and so is a contract shipment's price document (Get Shipment
+Price, the contract counterpart of the receipt, and like it a read of one shipment); searches (Get
+Shipments by request id, PIN or group; the non-contract search by PIN or date) are "get
+shipments", group C, and so are Transmit Shipments
 and the manifest calls (Get Manifests by date, Get Manifest, its details): "transmit, manifests";
 a manifest's PDF is fetched with Get Artifact (A) like a label's; void and both refunds are B;
 tracking is E. D (rates) and F (signature image, delivery certificate) have no endpoint fulfil
@@ -30,7 +32,7 @@ CANADA_POST_GROUP_LIMITS: dict[str, int] = {"A": 646, "B": 468, "C": 730, "D": 8
 CANADA_POST_WINDOW_S = 60.0
 # What each group is, for settings' help and status output.
 CANADA_POST_GROUP_CALLS: dict[str, str] = {
-    "A": "create/get shipment, artifact, non-contract create/get/receipt",
+    "A": "create/get shipment, price, artifact, non-contract create/get/receipt",
     "B": "void, refund",
     "C": "groups, get shipments, transmit, manifests",
     "D": "rates",
@@ -45,6 +47,8 @@ CANADA_POST_ENDPOINT_GROUPS: dict[str, str] = {
     "CreateNCShipment": "A",
     "GetNCShipment": "A",
     "GetNCShipmentDetails": "A",
+    "GetShipmentPrice": "A",
+    "GetNCShipmentReceipt": "A",
     "GetShipments": "C",
     "GetNCShipments": "C",
     "TransmitShipments": "C",

@@ -1,10 +1,13 @@
 """`fulfil report costs`: what the labels cost, by day, service or province."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fulfil.cli.shared import JsonOption, app, schema_ready_url, state_of
+
+if TYPE_CHECKING:
+    from fulfil.label_costs import Unpriced
 
 report_app = typer.Typer(help="Reports: what the labels cost.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
@@ -28,7 +31,7 @@ def report_costs(
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="Only labels priced since then: 30m, 2h, 7d or an ISO date (default: all)."
+            "--since", help="Only labels bought since then: 30m, 2h, 7d or an ISO date (default: all)."
         ),
     ] = None,
     by: Annotated[str, typer.Option("--by", help="day (Eastern time), service or province.")] = "day",
@@ -40,7 +43,8 @@ def report_costs(
     """What the labels cost, as Canada Post priced each one when it was bought (base, options and
     surcharges, taxes, due), grouped by day, service or destination province, with a total.
     Labels voided or refunded are netted out (counted apart). Labels with no price on record
-    (non-contract labels, labels bought before fulfil kept prices) are counted and named as such.
+    (a price Canada Post could not give when the label was bought, labels bought before fulfil
+    kept prices) are counted on stderr: `fulfil labels prices` fetches them.
 
     Examples:
 
@@ -76,18 +80,29 @@ def report_costs(
     elif out.json_mode:
         for line in lines:
             out.record({"type": by, **_amounts_as_text(line)})
-        out.record({"type": "total", "unpriced_labels": unpriced, **_amounts_as_text(total)})
+        out.record({"type": "total", "unpriced_labels": unpriced.labels, **_amounts_as_text(total)})
     else:
         out.table(
             f"Label costs by {by} (CAD)",
             COST_COLUMNS,
             [[line[name] for name in COST_COLUMNS] for line in [*lines, total]],
         )
-    if unpriced:
-        out.warn(
-            f"fulfil: {unpriced} labels in the period have no price on record "
-            "(non-contract, or bought before fulfil kept prices)"
-        )
+    if unpriced.labels:
+        out.warn(f"fulfil: {_unpriced_text(unpriced)}")
+
+
+def _unpriced_text(unpriced: "Unpriced") -> str:
+    """What the totals leave out, and the command that fills it in."""
+    text = f"{unpriced.labels} labels in the period have no price on record"
+    if unpriced.fetchable == unpriced.labels:
+        return f"{text}; `fulfil labels prices` fetches them from Canada Post"
+    left = unpriced.labels - unpriced.fetchable
+    if not unpriced.fetchable:
+        return f"{text}; bought before fulfil (no Canada Post shipment id on record), they cannot be fetched"
+    return (
+        f"{text}; `fulfil labels prices` fetches {unpriced.fetchable} of them from Canada Post (the "
+        f"other {left}, bought before fulfil, have no Canada Post shipment id on record)"
+    )
 
 
 def _amounts_as_text(line: dict[str, Any]) -> dict[str, Any]:

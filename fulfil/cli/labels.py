@@ -1,4 +1,4 @@
-"""`fulfil labels …`: buy labels exactly once, download, reconcile, retry."""
+"""`fulfil labels …`: buy labels exactly once, download, reconcile, retry, fetch missing prices."""
 
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------------------------
 
 labels_app = typer.Typer(
-    help="Canada Post labels: buy them (exactly once), download the PDFs, reconcile, retry.",
+    help="Canada Post labels: buy them (exactly once), download the PDFs, reconcile, retry, price.",
     no_args_is_help=True,
 )
 app.add_typer(labels_app, name="labels")
@@ -381,6 +381,81 @@ def labels_retry(
             else:
                 out.warn(str(result.error))
     if any(r.outcome != "retryable" for r in run.results):
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+PRICE_COLUMNS = ["order_id", "outcome", "tracking_pin", "document", "due", "error"]
+
+
+@labels_app.command("prices")
+def labels_prices(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="List the labels whose price would be fetched; no HTTP, no writes."),
+    ] = False,
+    json_mode: JsonOption = False,
+) -> None:
+    """Fetch what Canada Post charged for every label that has no price on record.
+
+    A contract label's price is read from its price document (Get Shipment Price), a non-contract
+    label's from its receipt, and kept for `fulfil report costs`. `labels create` does this for
+    every label bought without a price in its answer; this catches up the ones it could not (a
+    timeout, an unreadable document) and labels bought before fulfil kept prices. A label priced
+    already is never asked for again; voided labels (not charged) and labels of the older
+    scripts (no Canada Post shipment id) are left out. Exit 0: every price fetched (or none
+    missing); 3: some could not be fetched (named, with why) or an order named cannot be priced;
+    2: a configuration problem (credentials refused).
+
+    Examples:
+
+        fulfil labels prices
+
+        fulfil labels prices --order 261250893-A --dry-run
+
+        fulfil labels prices --json | jq -r 'select(.outcome == "failed") | .error'
+    """
+    order_ids = order_ids_from(order)
+    state = state_of(ctx, json_mode)
+    if dry_run:
+        _labels_prices_dry_run(state, order_ids)
+        return
+    settings = state.settings
+    settings.canadapost()  # configuration errors before anything is asked
+    settings.http()
+
+    def catch_up(session: "Session", on_result: Any = None, stop: Any = None) -> Any:
+        from fulfil.services import price_catch_up
+
+        return price_catch_up(session.database_url, settings, session, on_result, stop)
+
+    run_order_workflow(
+        state,
+        command="labels prices",
+        progress_label="Fetching prices",
+        columns=PRICE_COLUMNS,
+        count=lambda session: catch_up(session).count(order_ids),
+        work=lambda session, on_result, stop: catch_up(session, on_result, stop).prices(order_ids),
+    )
+
+
+def _labels_prices_dry_run(state: AppState, order_ids: list[str] | None) -> None:
+    from fulfil.errors import EXIT_SOME_FAILED
+    from fulfil.services import price_catch_up
+
+    out = state.output
+    url = schema_ready_url(state)
+    run = price_catch_up(url, state.settings, None).dry_run(order_ids)
+    for result in run.results:
+        record = result.as_record()
+        if out.json_mode:
+            out.record(record)
+        else:
+            out.line("\t".join("" if record[name] is None else str(record[name]) for name in PRICE_COLUMNS))
+    if not run.results:
+        out.info("Nothing to do: every label has its price on record.")
+    if run.needs_attention:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 

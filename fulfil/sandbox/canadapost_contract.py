@@ -1,4 +1,5 @@
-"""Contract shipments (``/rs/{mailed-by}/{mobo}/shipment``): create, search, get, details, void, refund.
+"""Contract shipments (``/rs/{mailed-by}/{mobo}/shipment``): create, search, get, details, price,
+void, refund.
 
 A shipment with a ``group-id`` is ``created`` (it waits for a manifest); one without is
 ``transmitted`` at once. Voiding works until a shipment is transmitted (``8064`` afterwards, when a
@@ -15,6 +16,7 @@ from fulfil.sandbox.canadapost_documents import (
     shipment_details,
     shipment_info,
     shipment_list,
+    shipment_price,
 )
 from fulfil.sandbox.canadapost_requests import CanadaPostError, accepted_media, field_error
 from fulfil.sandbox.canadapost_shipments import CanadaPostShipments
@@ -83,6 +85,17 @@ class ContractShipments(CanadaPostShipments):
         accepted_media(request, (SHIPMENT_MEDIA,))
         shipment = self._contract_shipment(params)
         return ApiResponse(200, shipment_details(shipment), SHIPMENT_MEDIA)
+
+    def get_shipment_price(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
+        """The price document (rel="price"): what the label cost, priced as its Create Shipment
+        answer would have been with ``<provide-pricing-info>``."""
+        accepted_media(request, (SHIPMENT_MEDIA,))
+        shipment = self._contract_shipment(params)
+        return ApiResponse(200, self._shipment_price(shipment), SHIPMENT_MEDIA)
+
+    def _shipment_price(self, shipment: Shipment) -> bytes:
+        # A method rather than a direct call, so a test can break this answer on purpose.
+        return shipment_price(shipment)
 
     def void_shipment(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
         accepted_media(request, (SHIPMENT_MEDIA,))

@@ -2,14 +2,18 @@
 
 Every answer is XML in the service's namespace with the declaration Canada Post sends; links are
 ``<link rel href media-type [index]/>`` pointing back at the address the client used, with the
-customer number padded to 10 digits; errors are ``<messages>`` with Canada Post's codes. Nothing
+customer number padded to 10 digits; errors are ``<messages>`` with Canada Post's codes. A
+label's price (in a Create Shipment answer, its price document, its receipt) comes from
+``label_price``, so the three agree to the cent. Nothing
 here reads the sandbox's state or decides anything: handlers pass a ``Shipment`` and get bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from lxml import etree
 
@@ -35,6 +39,8 @@ RATE_LIMIT_DESCRIPTION = "Rejected by SLM Monitor"
 # Where a request names no valid shipping point and the sender's postal code is not one either.
 DEFAULT_SHIPPING_POINT = "K1G1C0"
 CENT = Decimal("0.01")
+# Canada Post's receipts give the card's authorisation time in Eastern time, with its offset.
+EASTERN = ZoneInfo("America/Toronto")
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -158,6 +164,8 @@ def shipment_info(shipment: Shipment, links: Links, *, priced: bool = False) -> 
     link(parent, "details", links.shipment(shipment, "/details"), SHIPMENT_MEDIA)
     if shipment.group_id:
         link(parent, "group", links.group(shipment.group_id), SHIPMENT_MEDIA)
+    # Canada Post links every contract shipment to its price document (Get Shipment Price).
+    link(parent, "price", links.shipment(shipment, "/price"), SHIPMENT_MEDIA)
     link(parent, "refund", links.shipment(shipment, "/refund"), SHIPMENT_MEDIA)
     link(parent, "label", links.label(shipment), label_media(shipment), index=0)
     return serialize(root)
@@ -170,6 +178,8 @@ def non_contract_shipment_info(shipment: Shipment, links: Links) -> bytes:
     parent = sub(root, "links")
     link(parent, "self", links.shipment(shipment), NCSHIPMENT_MEDIA)
     link(parent, "details", links.shipment(shipment, "/details"), NCSHIPMENT_MEDIA)
+    # The card payment's receipt, where a non-contract label's price is.
+    link(parent, "receipt", links.shipment(shipment, "/receipt"), NCSHIPMENT_MEDIA)
     link(parent, "refund", links.shipment(shipment, "/refund"), NCSHIPMENT_MEDIA)
     link(parent, "label", links.label(shipment), "application/pdf", index=0)
     return serialize(root)
@@ -226,7 +236,26 @@ def _add_refund_request_info(parent: etree._Element, shipment: Shipment) -> None
         sub(info, "service-ticket-id", ticket_id)
 
 
-def _add_price(root: etree._Element, shipment: Shipment) -> None:
+@dataclass(frozen=True)
+class SandboxPrice:
+    """What the sandbox charges for a label: a base by weight, a fuel surcharge, the destination
+    province's taxes. The same for the price in a Create Shipment answer, the price document and
+    the non-contract receipt, so each of them gives every label the same figures."""
+
+    weight: Decimal
+    base: Decimal
+    fuel: Decimal
+    pre_tax: Decimal
+    gst: Decimal
+    pst: Decimal
+    hst: Decimal
+
+    @property
+    def due(self) -> Decimal:
+        return self.pre_tax + self.gst + self.pst + self.hst
+
+
+def label_price(shipment: Shipment) -> SandboxPrice:
     spec = child(parse_untrusted(shipment.request_xml), "delivery-spec")
     weight_text = find_path(spec, "parcel-characteristics", "weight") if spec is not None else None
     weight = Decimal((weight_text.text or "1").strip()) if weight_text is not None else Decimal(1)
@@ -235,31 +264,95 @@ def _add_price(root: etree._Element, shipment: Shipment) -> None:
     pre_tax = base + fuel
     province = PROVINCES.get(shipment.destination.get("province", ""), PROVINCES["ON"])
     rates = dict(province.taxes)
-    gst = _tax(pre_tax, rates.get("GST", 0))
-    hst = _tax(pre_tax, rates.get("HST", 0))
-    pst = _tax(pre_tax, rates.get("QST", rates.get("PST", 0)))
-    price = sub(root, "shipment-price")
+    return SandboxPrice(
+        weight=weight,
+        base=base,
+        fuel=fuel,
+        pre_tax=pre_tax,
+        gst=_tax(pre_tax, rates.get("GST", 0)),
+        pst=_tax(pre_tax, rates.get("QST", rates.get("PST", 0))),
+        hst=_tax(pre_tax, rates.get("HST", 0)),
+    )
+
+
+def _add_price(root: etree._Element, shipment: Shipment) -> None:
+    _fill_price(sub(root, "shipment-price"), shipment)
+
+
+def shipment_price(shipment: Shipment) -> bytes:
+    """Get Shipment Price: the contract label's ``<shipment-price>`` on its own."""
+    root = root_element(SHIPMENT_NS, "shipment-price")
+    _fill_price(root, shipment)
+    return serialize(root)
+
+
+def _fill_price(price: etree._Element, shipment: Shipment) -> None:
+    amounts = label_price(shipment)
     sub(price, "service-code", shipment.service_code)
-    sub(price, "base-amount", str(base))
-    adjustments = sub(price, "adjustments")
-    adjustment = sub(adjustments, "adjustment")
-    sub(adjustment, "adjustment-code", "FUELSC")
-    sub(adjustment, "adjustment-amount", str(fuel))
-    sub(price, "pre-tax-amount", str(pre_tax))
-    sub(price, "gst-amount", str(gst))
-    sub(price, "pst-amount", str(pst))
-    sub(price, "hst-amount", str(hst))
-    sub(price, "due-amount", str(pre_tax + gst + pst + hst))
+    sub(price, "base-amount", str(amounts.base))
+    _add_fuel_surcharge(price, amounts)
+    sub(price, "pre-tax-amount", str(amounts.pre_tax))
+    sub(price, "gst-amount", str(amounts.gst))
+    sub(price, "pst-amount", str(amounts.pst))
+    sub(price, "hst-amount", str(amounts.hst))
+    sub(price, "due-amount", str(amounts.due))
     standard = sub(price, "service-standard")
     sub(standard, "am-delivery", "false")
-    sub(
-        standard,
-        "guaranteed-delivery",
-        "true" if shipment.service_code in ("DOM.XP", "DOM.PC") else "false",
-    )
+    sub(standard, "guaranteed-delivery", _guaranteed(shipment))
     sub(standard, "expected-transmit-time", "1")
     sub(standard, "expected-delivery-date", tracking.expected_delivery(shipment))
-    sub(price, "rated-weight", f"{weight:.3f}")
+    sub(price, "rated-weight", f"{amounts.weight:.3f}")
+
+
+def non_contract_receipt(shipment: Shipment, customer: str) -> bytes:
+    """Get Non-Contract Shipment Receipt: what the label cost and the card payment that paid it
+    (``customer``: the mailed-by customer number, padded as Canada Post writes it). The card block
+    is made up but fixed per label (its authorisation code from the shipment id, its time the
+    purchase's), so every read of one receipt is the same document."""
+    amounts = label_price(shipment)
+    original = parse_untrusted(shipment.request_xml)
+    root = root_element(NCSHIPMENT_NS, "non-contract-shipment-receipt")
+    point = shipping_point(original, shipment)
+    sub(root, "final-shipping-point", point)
+    sub(root, "shipping-point-name", f"SANDBOX DEPOT {point}")
+    sub(root, "shipping-point-id", point[-4:])
+    sub(root, "mailed-by-customer", customer)
+    sub(root, "service-code", shipment.service_code)
+    sub(root, "rated-weight", f"{amounts.weight:.3f}")
+    sub(root, "base-amount", str(amounts.base))
+    sub(root, "pre-tax-amount", str(amounts.pre_tax))
+    sub(root, "gst-amount", str(amounts.gst))
+    sub(root, "pst-amount", str(amounts.pst))
+    sub(root, "hst-amount", str(amounts.hst))
+    _add_fuel_surcharge(root, amounts)
+    card = sub(root, "cc-receipt-details")
+    sub(card, "merchant-name", "Canada Post Corporation")
+    sub(card, "merchant-url", "www.canadapost.ca")
+    sub(card, "name-on-card", "Sandbox Seller")
+    sub(card, "auth-code", shipment.shipment_id[-6:])
+    paid_at = datetime.fromtimestamp(shipment.created_at, EASTERN).replace(microsecond=0)
+    sub(card, "auth-timestamp", paid_at.isoformat())
+    sub(card, "card-type", "VIS")
+    sub(card, "charge-amount", str(amounts.due))
+    sub(card, "currency", "CAD")
+    sub(card, "transaction-type", "Sale")
+    standard = sub(root, "service-standard")
+    sub(standard, "am-delivery", "false")
+    sub(standard, "guaranteed-delivery", _guaranteed(shipment))
+    sub(standard, "expected-transit-time", "1")
+    sub(standard, "expected-delivery-date", tracking.expected_delivery(shipment))
+    return serialize(root)
+
+
+def _add_fuel_surcharge(parent: etree._Element, amounts: SandboxPrice) -> None:
+    adjustments = sub(parent, "adjustments")
+    adjustment = sub(adjustments, "adjustment")
+    sub(adjustment, "adjustment-code", "FUELSC")
+    sub(adjustment, "adjustment-amount", str(amounts.fuel))
+
+
+def _guaranteed(shipment: Shipment) -> str:
+    return "true" if shipment.service_code in ("DOM.XP", "DOM.PC") else "false"
 
 
 def _tax(pre_tax: Decimal, rate: float) -> Decimal:

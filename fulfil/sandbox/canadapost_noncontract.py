@@ -1,4 +1,5 @@
-"""Non-contract shipments (``/rs/{mailed-by}/ncshipment``): create, search, get, details, refund.
+"""Non-contract shipments (``/rs/{mailed-by}/ncshipment``): create, search, get, details, receipt,
+refund.
 
 A non-contract label is final the moment it is bought: there is no group, no manifest and no
 void, only a refund. The search takes a tracking PIN, or a ``from``/``to`` window of Eastern-time
@@ -13,6 +14,7 @@ from datetime import datetime
 from fulfil.sandbox.canadapost_documents import (
     NCSHIPMENT_MEDIA,
     NCSHIPMENT_NS,
+    non_contract_receipt,
     non_contract_shipment_details,
     non_contract_shipment_info,
     shipment_list,
@@ -74,6 +76,13 @@ class NonContractShipments(CanadaPostShipments):
         accepted_media(request, (NCSHIPMENT_MEDIA,))
         shipment = self._nc_shipment(params)
         return ApiResponse(200, non_contract_shipment_details(shipment), NCSHIPMENT_MEDIA)
+
+    def get_nc_shipment_receipt(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
+        """The card payment's receipt (rel="receipt"): the only place a non-contract label's price
+        is. A refund requested since does not change it (the receipt is of the sale)."""
+        accepted_media(request, (NCSHIPMENT_MEDIA,))
+        shipment = self._nc_shipment(params)
+        return ApiResponse(200, non_contract_receipt(shipment, self.padded_customer), NCSHIPMENT_MEDIA)
 
     def refund_nc_shipment(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
         return self._refund(request, self._nc_shipment(params), NCSHIPMENT_NS, NCSHIPMENT_MEDIA)

@@ -1,12 +1,15 @@
 -- Named queries for what labels cost (fulfil/label_costs.py).
 
 -- name: record_price
--- The label's price, once (a label recorded again after a crash keeps its first row).
+-- The label's price, once (a label recorded again after a crash, or priced by two runs at once,
+-- keeps its first row). A price fetched later (`fulfil labels prices`) is dated when its label was
+-- bought, so the report counts it on the day the money was spent, as it does every other label.
 INSERT INTO label_costs (tracking_pin, shipment_id, order_id, cp_shipment_id, service_code, base_amount,
                          options, adjustments, pre_tax_amount, gst_amount, pst_amount, hst_amount,
-                         due_amount, call_id)
+                         due_amount, call_id, priced_at)
 VALUES (%(tracking_pin)s, %(shipment_id)s, %(order_id)s, %(cp_shipment_id)s, %(service_code)s, %(base)s,
-        %(options)s, %(adjustments)s, %(pre_tax)s, %(gst)s, %(pst)s, %(hst)s, %(due)s, %(call_id)s)
+        %(options)s, %(adjustments)s, %(pre_tax)s, %(gst)s, %(pst)s, %(hst)s, %(due)s, %(call_id)s,
+        coalesce(%(bought_at)s::timestamptz, now()))
 ON CONFLICT (tracking_pin) DO NOTHING;
 
 -- name: costs
@@ -37,10 +40,37 @@ GROUP BY 1
 ORDER BY 1;
 
 -- name: unpriced_labels
--- Labels bought since then with no price on record (non-contract labels, labels bought before
--- fulfil asked for prices, or one found again after a lost answer).
-SELECT count(*) AS labels
+-- Labels bought since then with no price on record (a price document or receipt that could not be
+-- fetched when the label was bought, labels bought before fulfil kept prices), and how many of
+-- them `fulfil labels prices` can fetch: those whose Canada Post shipment id and kind are known
+-- (labels of the older scripts have neither). A voided label is not charged: it needs no price.
+SELECT count(*) AS labels,
+       count(*) FILTER (WHERE s.cp_mode IS NOT NULL AND s.cp_shipment_id IS NOT NULL) AS fetchable
 FROM shipments s
 WHERE s.tracking_pin IS NOT NULL
+  AND s.status <> 'label_voided'
   AND (%(since)s::timestamptz IS NULL OR s.label_created_at >= %(since)s::timestamptz)
   AND NOT EXISTS (SELECT 1 FROM label_costs c WHERE c.tracking_pin = s.tracking_pin);
+
+-- name: labels_without_price
+-- The labels whose price `fulfil labels prices` fetches: the fetchable ones unpriced_labels
+-- counts (any day), oldest first, only these orders' when given.
+SELECT s.shipment_id, s.order_id, s.tracking_pin, s.cp_shipment_id, s.cp_mode = 'contract' AS contract,
+       s.label_created_at
+FROM shipments s
+WHERE s.tracking_pin IS NOT NULL
+  AND s.status <> 'label_voided'
+  AND s.cp_mode IS NOT NULL
+  AND s.cp_shipment_id IS NOT NULL
+  AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))
+  AND NOT EXISTS (SELECT 1 FROM label_costs c WHERE c.tracking_pin = s.tracking_pin)
+ORDER BY s.shipment_id;
+
+-- name: price_standing
+-- For orders asked for by id that labels_without_price left out: why (no label, priced already,
+-- voided, bought by the older scripts).
+SELECT o.order_id, s.status, s.tracking_pin, s.cp_mode, s.cp_shipment_id, c.due_amount
+FROM unnest(%(order_ids)s::text[]) AS o (order_id)
+LEFT JOIN shipments s ON s.order_id = o.order_id
+LEFT JOIN label_costs c ON c.tracking_pin = s.tracking_pin
+ORDER BY o.order_id;

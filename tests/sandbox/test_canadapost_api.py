@@ -38,7 +38,8 @@ def test_create_shipment_answers_shipment_info_with_links(canadapost: CanadaPost
     assert root.findtext("{*}shipment-status") == "transmitted"
     assert re.fullmatch(r"\d{16}", root.findtext("{*}tracking-pin"))
     found = links(answer.content)
-    assert set(found) == {"self", "details", "refund", "label"}
+    assert set(found) == {"self", "details", "price", "refund", "label"}
+    assert found["price"].get("href") == found["self"].get("href") + "/price"
     assert found["self"].get("href") == f"{sandbox.base_url}/rs/{PADDED}/{PADDED}/shipment/{shipment_id}"
     assert found["details"].get("href").endswith(f"/shipment/{shipment_id}/details")
     assert found["label"].get("media-type") == "application/pdf"
@@ -255,7 +256,9 @@ def test_non_contract_shipment_and_recovery_by_eastern_time(canadapost: CanadaPo
     pin = root.findtext("{*}tracking-pin")
     assert re.fullmatch(r"\d{12}", pin)
     found = links(created.content)
+    assert set(found) == {"self", "details", "receipt", "refund", "label"}
     assert found["self"].get("href").startswith(f"{sandbox.base_url}/rs/{PADDED}/ncshipment/")
+    assert found["receipt"].get("href") == found["self"].get("href") + "/receipt"
     details = canadapost.get(found["details"].get("href"), NCSHIPMENT_MEDIA)
     assert texts(parse(details.content), "customer-ref-1") == ["261252961-A"]
     assert (

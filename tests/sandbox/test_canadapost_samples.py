@@ -134,6 +134,7 @@ def test_every_answer_of_a_full_contract_flow_validates(
         created_links = links(created.content)
         client.get(created_links["self"].get("href"))
         client.get(created_links["details"].get("href"))
+        client.get(created_links["price"].get("href"))
         client.get(f"/rs/{CUSTOMER}/{CUSTOMER}/shipment?requestId=order-1-a1")
         client.get(f"/rs/{CUSTOMER}/{CUSTOMER}/shipment?requestId=nothing-like-it")
         client.delete(created_links["self"].get("href"))  # 8064: transmitted
@@ -143,6 +144,7 @@ def test_every_answer_of_a_full_contract_flow_validates(
         client.delete(links(grouped.content)["self"].get("href"))  # 404, empty <messages/>
         nc = client.create_nc()
         client.get(links(nc.content)["details"].get("href"), NCSHIPMENT_MEDIA)
+        client.get(links(nc.content)["receipt"].get("href"), NCSHIPMENT_MEDIA)
         client.get(f"/rs/{CUSTOMER}/ncshipment?from=200001010000", NCSHIPMENT_MEDIA)
         pin = parse(created.content).findtext("{*}tracking-pin")
         for kind in ("summary", "detail"):

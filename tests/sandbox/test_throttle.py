@@ -104,6 +104,8 @@ def test_every_endpoint_is_in_the_group_canada_post_names() -> None:
         "CreateNCShipment": "A",
         "GetNCShipment": "A",
         "GetNCShipmentDetails": "A",
+        "GetShipmentPrice": "A",
+        "GetNCShipmentReceipt": "A",
         "GetShipments": "C",
         "GetNCShipments": "C",
         "TransmitShipments": "C",

@@ -21,12 +21,12 @@ from fulfil.audit.log import LeaseLost
 from fulfil.audit.outcome import FailureClass
 from fulfil.canadapost.client import auth_error, interpret_error
 from fulfil.canadapost.destination import OrderDataError
-from fulfil.canadapost.prices import parse_shipment_price
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
 from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.errors import ConfigError
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.labels.context import LabelContext
+from fulfil.workflows.labels.price_fetch import price_in_answer
 from fulfil.workflows.labels.reconcile import Reconciler
 from fulfil.workflows.labels.recording import Recorder
 from fulfil.workflows.labels.results import BOUGHT, FAILED, SKIPPED, LabelResult, StopRun
@@ -114,20 +114,19 @@ class Purchases:
                 return self.reconciler.settle(
                     claim.shipment_id, claim.order_id, f"unusable answer: {exc}", warnings
                 )
-            try:
-                price = parse_shipment_price(outcome.body)
-            except ResponseFormatError as exc:
-                # The label is bought all the same: record it, say the price is not known.
-                price = None
-                warnings.append(f"Canada Post's price for this label could not be read: {exc}")
+            # A price that cannot be read does not make the label any less bought: it is recorded,
+            # and its price fetched from Canada Post instead.
+            price, price_problem = price_in_answer(outcome.body, contract=claim.request.contract)
             return self.recorder.adopt(
                 claim.shipment_id,
                 claim.order_id,
                 info,
                 BOUGHT,
                 warnings,
+                contract=claim.request.contract,
                 call_id=outcome.call_id,
                 price=price,
+                price_problem=price_problem,
             )
 
         error = interpret_error(outcome)

@@ -23,6 +23,7 @@ from fulfil.canadapost.responses import ErrorKind, ResponseFormatError, Shipment
 from fulfil.runs import owner_is_dead
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.labels.context import LabelContext
+from fulfil.workflows.labels.price_fetch import price_in_answer
 from fulfil.workflows.labels.recording import Recorder
 from fulfil.workflows.labels.results import ADOPTED, FAILED, REVIEW, UNSETTLED, LabelResult
 
@@ -60,7 +61,20 @@ class Reconciler:
                     info = ctx.client.shipment_info_of(call["response_body"])
                 except ResponseFormatError:
                     continue
-                return self.recorder.adopt(shipment_id, order_id, info, ADOPTED, [], call_id=call["call_id"])
+                # The answer that was never recorded may carry the label's price too.
+                contract = row["cp_mode"] == "contract"
+                price, problem = price_in_answer(call["response_body"], contract=contract)
+                return self.recorder.adopt(
+                    shipment_id,
+                    order_id,
+                    info,
+                    ADOPTED,
+                    [],
+                    contract=contract,
+                    call_id=call["call_id"],
+                    price=price,
+                    price_problem=problem,
+                )
         if not calls:
             # The api_calls row is written before anything is sent: no row, nothing sent.
             return self.recorder.release_result(
@@ -129,7 +143,10 @@ class Reconciler:
             )
         found = _distinct(found)
         if len(found) == 1:
-            return self.recorder.adopt(shipment_id, order_id, found[0], ADOPTED, warnings)
+            # Found by a look-up, whose answer carries no price: it is fetched once recorded.
+            return self.recorder.adopt(
+                shipment_id, order_id, found[0], ADOPTED, warnings, contract=row["cp_mode"] == "contract"
+            )
         if len(found) > 1:
             return self._several(shipment_id, order_id, found, key, warnings)
         if settled and listed_at >= settles_at:

@@ -1,5 +1,6 @@
 """Recording what Canada Post sold: on the shipment, or, when the shipment already holds another
-label, as a surplus label (paid for, never forgotten; one of them must be voided).
+label, as a surplus label (paid for, never forgotten; one of them must be voided). A label on the
+shipment keeps its price too: the answer's, or else the one fetched afterwards (price_fetch.py).
 
 A purchase that succeeded is always recorded, even when another run took the claim over while it
 was in flight (a paused machine, a Canada Post that completes late): on the shipment if it holds no
@@ -14,10 +15,11 @@ import psycopg
 from fulfil.canadapost.prices import LabelPrice
 from fulfil.canadapost.responses import ShipmentInfo
 from fulfil.canadapost.schema import PDF_MEDIA_TYPE
-from fulfil.label_costs import record_price
+from fulfil.label_costs import UnpricedLabel, record_price
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.download import Downloads
+from fulfil.workflows.labels.price_fetch import price_after_purchase
 from fulfil.workflows.labels.results import ADOPTED, DOWNLOAD_FAILED, RETRYABLE, REVIEW, SKIPPED, LabelResult
 
 # A shipment in these states has not been pushed to Best Buy: a second label parks it for review.
@@ -51,11 +53,15 @@ class Recorder:
         outcome: str,
         warnings: list[str],
         *,
+        contract: bool,
         call_id: int | None = None,
         price: LabelPrice | None = None,
+        price_problem: str | None = None,
     ) -> LabelResult:
         """Record a label Canada Post sold for this shipment (and its price, when the answer gave
-        one), then fetch its PDF."""
+        one), then fetch its PDF, and its price when the answer gave none (``price_problem``: why
+        the answer's price could not be read, if it could not). ``contract``: the kind of label,
+        which says where its price is."""
         store = self.ctx.store
         values = label_values(info)
         try:
@@ -98,12 +104,21 @@ class Recorder:
         label = info.label_links[0] if info.label_links else None
         if label is None:
             result.error = "Canada Post's answer has no label link; the label must be fetched by hand"
-            return result
-        download = self.downloads.download(shipment_id, order_id, label.href, label.media_type)
-        result.label_pdf_path = download.label_pdf_path
-        if download.error:
-            result.outcome = DOWNLOAD_FAILED
-            result.error = download.error
+        else:
+            download = self.downloads.download(shipment_id, order_id, label.href, label.media_type)
+            result.label_pdf_path = download.label_pdf_path
+            if download.error:
+                result.outcome = DOWNLOAD_FAILED
+                result.error = download.error
+        if price is None:
+            # After the PDF, which the download lease taken with the label is for: the price is a
+            # read of a label already bought, and what it finds (or not) is only a warning.
+            unpriced = UnpricedLabel(
+                shipment_id, order_id, info.tracking_pin, info.shipment_id, contract, bought_at=None
+            )
+            warning = price_after_purchase(self.ctx.client, store, unpriced, answer_problem=price_problem)
+            if warning is not None:
+                result.warnings.append(warning)
         return result
 
     def _record_after_takeover(
