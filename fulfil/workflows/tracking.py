@@ -364,6 +364,18 @@ class TrackingWorkflow:
         self.on_result(result)
 
 
+def _what_became_of(step: str, failure: FailureClass | None) -> str:
+    """How a step that must be sent again ended, without claiming more than is known: "not sent"
+    only when nothing left this machine. A tracking number set again is harmless (OR23 sets it,
+    and setting the same number twice changes nothing), so an unclear OR23 is simply sent again."""
+    name = STEP_NAMES[step]
+    if failure is FailureClass.NOT_SENT:
+        return f"{name} not sent"
+    if failure is FailureClass.RATE_LIMITED:
+        return f"{name} refused for now (throttled)"
+    return f"{name} sent, but Best Buy's answer is not known"
+
+
 def retracked_note(order_id: str, pin: str) -> str:
     return (
         f"order {order_id} was confirmed shipped before: Best Buy has the replacement tracking number "
@@ -509,7 +521,8 @@ class _Pusher:
             self._add_check(_Check(claim, step, refusal, unclear=True, since=self.flow.clock()))
             self.settle_checks(everything=True)
             raise _StopRun(f"Best Buy did not answer {STEP_NAMES[step]} clearly ({refusal})")
-        message = f"order {claim.order_id}: {STEP_NAMES[step]} not sent: {refusal}; the next run sends it"
+        became_of = _what_became_of(step, outcome.failure)
+        message = f"order {claim.order_id}: {became_of}: {refusal}; the next run sends it"
         self._release(claim, "bestbuy-unavailable", message)
         self.sink(TrackingResult(claim.order_id, PENDING, claim.status, claim.tracking_pin, error=message))
         if outcome.failure is FailureClass.RATE_LIMITED:

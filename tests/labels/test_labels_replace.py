@@ -5,12 +5,19 @@ new tracking number pushed to Best Buy with one ship confirmation."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import psycopg
 
+from fulfil.bestbuy.client import RETRY
+from fulfil.sandbox.faults import Faults
 from tests.conftest import run_fulfil
 from tests.labels.helpers import json_lines, seed_orders, shipments
+from tests.tracking.helpers import order_requests
 
 REFUND_EMAIL = "shipping.desk@example.ca"
 
@@ -173,3 +180,102 @@ def test_a_replacement_number_best_buy_refuses_is_failed_not_taken_as_shipped(
     assert "replacement tracking number" in result["error"]
     assert sent(sandbox, "bestbuy.OR24") == or24
     assert shipments(db)[order_id]["last_error_code"] == "tracking-not-replaced"
+
+
+def replaced_after_shipping(
+    db: psycopg.Connection, sandbox: Any, env: dict[str, str]
+) -> tuple[str, str, int]:
+    """A shipped order whose label was voided and replaced: (order id, new PIN, OR24s sent so far)."""
+    order_id, shipped = bought_and_given_up(db, sandbox, env, shipped=True)
+    assert run_fulfil("labels", "create", "--order", order_id, env=env).returncode == 0
+    new_pin = shipments(db)[order_id]["tracking_pin"]
+    assert new_pin != shipped["tracking_pin"]
+    return order_id, new_pin, sent(sandbox, "bestbuy.OR24")
+
+
+def finished_as_retracked(
+    db: psycopg.Connection, sandbox: Any, env: dict[str, str], order_id: str, pin: str
+) -> None:
+    """The next push finishes the replacement: the new number on Best Buy, one ship confirmation."""
+    pushed = run_fulfil("tracking", "push", "--order", order_id, "--json", env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert [(r["outcome"], r["status"]) for r in json_lines(pushed.stdout)] == [
+        ("retracked", "tracking_updated")
+    ]
+    assert sandbox.state()["bestbuy"]["orders"][order_id]["tracking_number"] == pin
+    moves = [r[0] for r in db.execute("SELECT move FROM shipment_events WHERE order_id = %s", (order_id,))]
+    assert (moves.count("record_shipped"), moves.count("record_retracked")) == (1, 1)
+
+
+def test_a_lost_answer_to_the_replacement_number_is_sent_again_and_never_ships_twice(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, new_pin, or24 = replaced_after_shipping(db, sandbox, env)
+    # Best Buy takes the new number, then the connection drops before its 204 arrives: setting the
+    # same number again is harmless, so it is sent again at once, and that answer is the one kept.
+    sandbox.script_faults("bestbuy", "OR23", ["commit_then_drop"])
+
+    finished_as_retracked(db, sandbox, env, order_id, new_pin)
+
+    asked = order_requests(sandbox, order_id)
+    assert asked[-2:] == [("OR23", None), ("OR23", 204)]
+    assert sent(sandbox, "bestbuy.OR24") == or24
+
+
+def test_a_replacement_number_whose_answers_stay_lost_waits_for_the_next_run(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, new_pin, or24 = replaced_after_shipping(db, sandbox, env)
+    before = len(order_requests(sandbox, order_id))
+    # Every attempt of the run is carried out and its answer lost.
+    sandbox.script_faults("bestbuy", "OR23", ["commit_then_drop"] * RETRY.max_attempts)
+
+    lost = run_fulfil("tracking", "push", "--order", order_id, "--json", env=env)
+
+    assert lost.returncode == 3, lost.stderr
+    [result] = json_lines(lost.stdout)
+    assert (result["outcome"], result["status"]) == ("pending", "label_created")
+    # It went out: the message must not say it was not sent.
+    assert "not sent" not in result["error"]
+    assert "answer is not known" in result["error"]
+    assert order_requests(sandbox, order_id)[before:] == [("OR23", None)] * RETRY.max_attempts
+
+    finished_as_retracked(db, sandbox, env, order_id, new_pin)
+    assert sent(sandbox, "bestbuy.OR24") == or24
+
+
+def test_a_push_killed_after_best_buy_took_the_replacement_number_is_finished_by_the_next(
+    db: psycopg.Connection, fulfil_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**fulfil_env, "FULFIL_CANADAPOST_REFUND_EMAIL": REFUND_EMAIL}
+    order_id, new_pin, or24 = replaced_after_shipping(db, sandbox, env)
+    # Best Buy takes the number at once and holds its answer; the push is killed meanwhile, as a
+    # crash between OR23's 204 and recording it leaves things.
+    sandbox.set_faults("bestbuy", Faults(late_answer_s=20.0))
+    sandbox.script_faults("bestbuy", "OR23", ["commit_then_late"])
+    push = subprocess.Popen(
+        [sys.executable, "-m", "fulfil", "tracking", "push", "--order", order_id],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sandbox.state()["bestbuy"]["orders"][order_id]["tracking_number"] != new_pin:
+            assert push.poll() is None, "the push ended before Best Buy took the number"
+            assert time.monotonic() < deadline, "Best Buy never got the replacement number"
+            time.sleep(0.02)
+        push.send_signal(signal.SIGKILL)
+        push.wait(timeout=10)
+    finally:
+        if push.poll() is None:
+            push.kill()
+            push.wait()
+    sandbox.set_faults("bestbuy", Faults())
+    assert shipments(db)[order_id]["status"] == "label_created"
+
+    finished_as_retracked(db, sandbox, env, order_id, new_pin)
+    assert order_requests(sandbox, order_id)[-1] == ("OR23", 204)
+    assert sent(sandbox, "bestbuy.OR24") == or24

@@ -93,6 +93,10 @@ def columns_for(state: ShipmentState) -> dict[str, Any]:
     return columns
 
 
+# The states whose move gives the label up, and the outcome label_history records for it.
+GIVEN_UP = {ShipmentState.LABEL_VOIDED: "voided", ShipmentState.REFUND_REQUESTED: "refund_requested"}
+
+
 @pytest.mark.parametrize("state", [info.state for info in STATES], ids=[info.state.value for info in STATES])
 def test_an_order_in_every_shipment_state_says_where_it_is_and_what_comes_next(
     db: psycopg.Connection, fulfil_env: dict[str, str], state: ShipmentState
@@ -102,11 +106,37 @@ def test_an_order_in_every_shipment_state_says_where_it_is_and_what_comes_next(
     names = ", ".join(columns)
     values = ", ".join(f"%({name})s" for name in columns)
     db.execute(f"INSERT INTO shipments ({names}) VALUES ({values})", columns)  # type: ignore[arg-type]
+    given_up = GIVEN_UP.get(state)
+    if given_up is not None:
+        # As the move into this state writes it, in the same statement: the label given up.
+        db.execute(
+            f"""
+            INSERT INTO label_history (shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin,
+                                       outcome, {given_up}_at, reason)
+            SELECT shipment_id, order_id, cp_mode, cp_shipment_id, tracking_pin, %s, now(), void_reason
+            FROM shipments WHERE order_id = %s
+            """,  # type: ignore[arg-type]
+            (given_up, order_id),
+        )
     told = story(fulfil_env, order_id)
+    info = STATE_INFO[state]
+    next_step = info.way_out.replace("ORDER", order_id)
     assert told["shipment"]["status"] == state.value
-    assert told["shipment"]["meaning"] == STATE_INFO[state].meaning
-    assert told["next_step"] == STATE_INFO[state].way_out.replace("ORDER", order_id)
-    assert told["history"][0]["to"] == state.value
+    assert told["shipment"]["meaning"] == info.meaning
+    assert told["next_step"] == next_step
+    assert [event["to"] for event in told["history"]] == [state.value]
+    # The label it holds is listed, as active or as given up; a state without a label lists none.
+    assert [(label["tracking_pin"], label["outcome"]) for label in told["labels"]] == (
+        [(columns["tracking_pin"], given_up or "active")] if info.has_label else []
+    )
+
+    # As a person reads it: the same state, its meaning and the next step, off a terminal as
+    # tab-separated tables.
+    shown = run_fulfil("orders", "show", order_id, env=fulfil_env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"status\t{state.value}: {info.meaning}" in shown.stdout
+    assert f"\t-\t{state.value}\t" in shown.stdout  # the history's one move
+    assert shown.stdout.rstrip("\n").endswith(f"Next: {next_step}")
 
 
 def test_an_accepted_order_without_a_shipment_says_labels_create_is_next(
