@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fulfil.canadapost.throttle_groups import (
     CANADA_POST_GROUP_CALLS,
@@ -25,7 +25,12 @@ from fulfil.canadapost.throttle_groups import (
 )
 from fulfil.errors import ConfigError
 
+if TYPE_CHECKING:
+    from fulfil.service_rules import ShippingRules
+
 Source = Literal["environment", "file", "default", "unset"]
+# Config-file arrays of tables kept whole rather than flattened to settings (fulfil.service_rules).
+RULE_TABLES = ("service_rules", "option_rules")
 
 CANADAPOST_HOSTS = {
     "development": "https://ct.soa-gw.canadapost.ca",
@@ -388,8 +393,11 @@ class Settings:
         config_file: Path | None,
         cwd: Path,
         trust_environment: Mapping[str, str] | None = None,
+        rule_tables: Mapping[str, object] | None = None,
     ) -> None:
         self._values = dict(values)
+        # The config file's [[service_rules]] and [[option_rules]], read by shipping_rules().
+        self.rule_tables = dict(rule_tables or {})
         self.config_file = config_file
         self.cwd = cwd
         # REQUESTS_CA_BUNDLE and friends, as they were when the settings were read.
@@ -600,6 +608,12 @@ class Settings:
             postal_code=self._required("FULFIL_SENDER_POSTAL_CODE"),
         )
 
+    def shipping_rules(self) -> ShippingRules:
+        """The file's service and option rules (fulfil.service_rules); none without a file."""
+        from fulfil.service_rules import read_shipping_rules
+
+        return read_shipping_rules(str(self.config_file or "fulfil.toml"), self.rule_tables)
+
     def parcel(self) -> ParcelSettings:
         weight = self._positive_decimal("FULFIL_PARCEL_WEIGHT_KG", required=True)
         assert weight is not None
@@ -686,7 +700,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         candidate = cwd / "fulfil.toml"
         config_file = candidate if candidate.is_file() else None
 
-    file_values = _read_config_file(config_file) if config_file else {}
+    file_values, rule_tables = _read_config_file(config_file) if config_file else ({}, {})
 
     values: dict[str, Setting] = {}
     for spec in SETTINGS:
@@ -700,11 +714,12 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         else:
             values[spec.env] = Setting(spec, None, "unset")
     trust = {name: environ[name] for name in TRUST_VARIABLES if environ.get(name)}
-    return Settings(values, config_file, cwd, trust)
+    return Settings(values, config_file, cwd, trust, rule_tables)
 
 
-def _read_config_file(path: Path) -> dict[str, str]:
-    """Flatten the TOML file to {"section.key": "value"}, refusing unknown keys and secrets."""
+def _read_config_file(path: Path) -> tuple[dict[str, str], dict[str, object]]:
+    """Flatten the TOML file to {"section.key": "value"}, refusing unknown keys and secrets; the
+    rule arrays (``[[service_rules]]``, ``[[option_rules]]``) come back apart, as they are."""
     import tomllib  # only when there is a config file: 2 ms of every command otherwise
 
     try:
@@ -717,6 +732,7 @@ def _read_config_file(path: Path) -> dict[str, str]:
 
     known = {spec.file_key for spec in SETTINGS if spec.file_key}
     flat: dict[str, str] = {}
+    rule_tables = {key: document.pop(key) for key in RULE_TABLES if key in document}
 
     def visit(prefix: str, table: Mapping[str, object]) -> None:
         for key, value in table.items():
@@ -736,7 +752,7 @@ def _read_config_file(path: Path) -> dict[str, str]:
             flat[dotted] = str(value).strip()
 
     visit("", document)
-    return flat
+    return flat, rule_tables
 
 
 def refund_email_missing(why: str) -> str:

@@ -30,7 +30,14 @@ def labels_directory(settings: Settings) -> None:
 REQUIREMENTS = (
     Requirement(
         "labels create / reconcile / download",
-        (Settings.canadapost, Settings.sender, Settings.parcel, Settings.http, labels_directory),
+        (
+            Settings.canadapost,
+            Settings.sender,
+            Settings.parcel,
+            Settings.shipping_rules,
+            Settings.http,
+            labels_directory,
+        ),
     ),
     Requirement("tracking push, orders pull", (Settings.bestbuy, Settings.http)),
 )

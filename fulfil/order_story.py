@@ -204,5 +204,9 @@ def order_story(conn: psycopg.Connection[Any], order_id: str, tracking: Row | No
             "tracking_sent_at": _iso(shipment["tracking_sent_at"]),
             "shipped_at": _iso(shipment["shipped_at"]),
             "in_flight": shipment["lease_owner"] is not None,
+            # What the label is (or was last tried) bought as, and why (0019; none before it).
+            "service_code": shipment["service_code"],
+            "service_rule": shipment["service_rule"],
+            "label_choice": shipment["label_choice"],
         }
     return story

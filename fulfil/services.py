@@ -167,6 +167,7 @@ def label_workflow(
         settle_allowance=http.read_timeout,
         download_lease_seconds=lease_seconds(http.deadline, RETRY_LABEL_FETCH, admission_wait=admission_wait),
         manifest_mode=manifest_mode(settings),
+        rules=settings.shipping_rules(),
     )
     client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None
 

@@ -37,6 +37,7 @@ from fulfil.canadapost.responses import (
 from fulfil.canadapost.schema import (
     NCSHIPMENT_MEDIA_TYPE,
     PDF_MEDIA_TYPE,
+    RATE_MEDIA_TYPE,
     SHIPMENT_MEDIA_TYPE,
     TRACK_MEDIA_TYPE,
 )
@@ -395,6 +396,25 @@ class CanadaPostClient:
             endpoint="TrackingDetail",
             related_id=order_id,
             headers=self._headers(TRACK_MEDIA_TYPE),
+            retry=RETRY_READS,
+        )
+
+    # --- rate quotes (throttle group D) -------------------------------------------------------
+
+    def get_rates(self, related_id: str, body: bytes) -> HttpOutcome:
+        """POST Get Rates with a ``<mailing-scenario>`` (``build_rates_request``). The outcome as it
+        came: the caller reads an answer with parse_price_quotes and a failure with interpret_error.
+
+        A quote buys nothing and changes nothing at Canada Post, so it is retried like the reads,
+        even after an answer that may have been lost (a POST here is only how the body travels).
+        """
+        return self.http.send(
+            "POST",
+            f"{self.settings.base_url}/rs/ship/price",
+            endpoint="GetRates",
+            related_id=related_id,
+            headers=self._headers(RATE_MEDIA_TYPE, body=True),
+            data=body,
             retry=RETRY_READS,
         )
 

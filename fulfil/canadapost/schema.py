@@ -28,6 +28,10 @@ TRACK_MEDIA_TYPE: Final = "application/vnd.cpc.track-v2+xml"
 TRACK_NAMESPACE: Final = "http://www.canadapost.ca/ws/track"
 TRACK_V2_NAMESPACE: Final = "http://www.canadapost.ca/ws/track-v2"
 
+# Rating (Get Rates): quotes before buying, a category and a version of their own.
+RATE_MEDIA_TYPE: Final = "application/vnd.cpc.ship.rate-v4+xml"
+RATE_NAMESPACE: Final = "http://www.canadapost.ca/ws/ship/rate-v4"
+
 # Get Artifact answers with the label itself.
 PDF_MEDIA_TYPE: Final = "application/pdf"
 

@@ -8,7 +8,7 @@ that looks like theirs is the one least likely to meet an undocumented quirk.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -31,6 +31,7 @@ from fulfil.canadapost.sender import SenderAddress, sender_address
 from fulfil.canadapost.text import clean_text
 from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings, setting_name
 from fulfil.errors import ConfigError
+from fulfil.service_rules import LabelOption
 
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 LABEL_FORMATS = ("8.5x11", "4x6")
@@ -50,9 +51,11 @@ def build_shipment_request(
     order: Mapping[str, Any],
     canadapost: CanadaPostSettings,
     sender: SenderSettings,
-    parcel: ParcelSettings,
+    parcel: ParcelSettings | Parcel,
     request_id: str | None,
     group_id: str | None = None,
+    service_code: str | None = None,
+    options: Sequence[LabelOption] = (),
 ) -> ShipmentRequest:
     """The Create Shipment body for one order.
 
@@ -64,12 +67,16 @@ def build_shipment_request(
     ``group_id`` (contract only; FULFIL_CANADAPOST_MANIFEST=end_of_day): the label is bought into
     that group, ``created`` at Canada Post until the group is transmitted (``fulfil manifest
     transmit``), instead of ``<transmit-shipment>``. A non-contract label has no group: ValueError.
+
+    ``parcel`` is the configured default or the parcel chosen for the order, ``service_code`` the
+    service a rule chose (default: the configured one), ``options`` its delivery options
+    (fulfil.service_rules, already checked for conflicts).
     """
     _check_order_id(order_id, order)
     destination = destination_from_order(order_id, order)
     origin = sender_address(sender)
-    measured = parcel_characteristics(parcel)
-    service_code = _service_code(canadapost)
+    measured = parcel if isinstance(parcel, Parcel) else parcel_characteristics(parcel)
+    service_code = _service_code(canadapost, service_code)
     _check_contract_settings(canadapost)
     if group_id is not None and not canadapost.contract:
         raise ValueError("a non-contract shipment has no group: it is final when bought")
@@ -83,10 +90,11 @@ def build_shipment_request(
             destination,
             measured,
             order_id,
+            options,
         )
         media_type = SHIPMENT_MEDIA_TYPE
     else:
-        root = _non_contract_shipment(service_code, origin, destination, measured, order_id)
+        root = _non_contract_shipment(service_code, origin, destination, measured, order_id, options)
         media_type = NCSHIPMENT_MEDIA_TYPE
     xml = _XML_DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
     return ShipmentRequest(
@@ -132,8 +140,8 @@ def _group_id(group_id: str | None) -> str | None:
     return group_id
 
 
-def _service_code(canadapost: CanadaPostSettings) -> str:
-    code = clean_text(canadapost.service_code)
+def _service_code(canadapost: CanadaPostSettings, chosen: str | None) -> str:
+    code = clean_text(chosen if chosen is not None else canadapost.service_code)
     if code is None or len(code) > SERVICE_CODE_MAX:
         raise ConfigError(f"{setting_name('FULFIL_CANADAPOST_SERVICE_CODE')} must be 1 to 32 characters")
     if not code.startswith("DOM."):
@@ -189,6 +197,7 @@ def _contract_shipment(
     destination: Destination,
     parcel: Parcel,
     order_id: str,
+    options: Sequence[LabelOption],
 ) -> etree._Element:
     assert canadapost.contract_id is not None
     w = _Writer(SHIPMENT_NAMESPACE)
@@ -208,6 +217,7 @@ def _contract_shipment(
     w.add(spec, "service-code", service_code)
     _sender(w, spec, origin, with_country=True)
     _destination(w, spec, destination)
+    _options(w, spec, options)
     _parcel(w, spec, parcel)
     print_preferences = w.add(spec, "print-preferences")
     w.add(print_preferences, "output-format", canadapost.label_format)
@@ -221,7 +231,12 @@ def _contract_shipment(
 
 
 def _non_contract_shipment(
-    service_code: str, origin: SenderAddress, destination: Destination, parcel: Parcel, order_id: str
+    service_code: str,
+    origin: SenderAddress,
+    destination: Destination,
+    parcel: Parcel,
+    order_id: str,
+    options: Sequence[LabelOption],
 ) -> etree._Element:
     w = _Writer(NCSHIPMENT_NAMESPACE)
     shipment = w.root("non-contract-shipment")
@@ -230,6 +245,7 @@ def _non_contract_shipment(
     w.add(spec, "service-code", service_code)
     _sender(w, spec, origin, with_country=False)
     _destination(w, spec, destination)
+    _options(w, spec, options)
     _parcel(w, spec, parcel)
     _preferences(w, spec)
     _references(w, spec, order_id)
@@ -265,6 +281,17 @@ def _destination(w: _Writer, spec: etree._Element, destination: Destination) -> 
     w.add(details, "prov-state", destination.province)
     w.add(details, "country-code", destination.country_code)
     w.add(details, "postal-zip-code", destination.postal_code)
+
+
+def _options(w: _Writer, spec: etree._Element, options: Sequence[LabelOption]) -> None:
+    if not options:
+        return
+    element = w.add(spec, "options")
+    for option in options:
+        item = w.add(element, "option")
+        w.add(item, "option-code", option.code)
+        if option.amount is not None:
+            w.add(item, "option-amount", _decimal(option.amount))
 
 
 def _parcel(w: _Writer, spec: etree._Element, parcel: Parcel) -> None:

@@ -11,8 +11,8 @@ Shipments by request id, PIN or group; the non-contract search by PIN or date) a
 shipments", group C, and so are Transmit Shipments
 and the manifest calls (Get Manifests by date, Get Manifest, its details): "transmit, manifests";
 a manifest's PDF is fetched with Get Artifact (A) like a label's; void and both refunds are B;
-tracking is E. D (rates) and F (signature image, delivery certificate) have no endpoint fulfil
-calls, but keep their limits.
+Get Rates (a quote before buying) is D, "get rates, discover services"; tracking is E. F
+(signature image, delivery certificate) has no endpoint fulfil calls, but keeps its limit.
 
 Pure data, imported by fulfil's budgets (``canadapost_budgets``), by its settings (the defaults)
 and by the sandbox, which throttles the same groups the same way.
@@ -58,6 +58,7 @@ CANADA_POST_ENDPOINT_GROUPS: dict[str, str] = {
     "VoidShipment": "B",
     "RefundShipment": "B",
     "RefundNCShipment": "B",
+    "GetRates": "D",
     "TrackingSummary": "E",
     "TrackingDetail": "E",
 }

@@ -60,7 +60,7 @@ def _print_version() -> NoReturn:
 @functools.cache
 def application() -> typer.Typer:
     """The `fulfil` typer application with every command group registered, the sandbox's last."""
-    from fulfil.cli import costs, db, demo, labels, manifest, orders, reports, tracking  # noqa: F401  each registers itself
+    from fulfil.cli import costs, db, demo, labels, manifest, orders, parcels, reports, tracking  # noqa: F401  each registers itself
     from fulfil.cli.shared import app as root
     from fulfil.sandbox.cli import sandbox_app
 

@@ -126,25 +126,48 @@ def labels_create(
 def _labels_dry_run(
     ctx: typer.Context, json_mode: bool, order_ids: list[str] | None, limit: int | None
 ) -> None:
-    from fulfil.errors import EXIT_SOME_FAILED
+    from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
 
     state = state_of(ctx, json_mode)
     out = state.output
     url = schema_ready_url(state)
-    run, bodies = _label_workflow(state, None, url).dry_run(order_ids, limit)
+    if state.settings.shipping_rules().needs_quotes:
+        # A rule that picks the service from a quote asks Canada Post for one, even in a dry run
+        # (a read, audited like every call; nothing is bought).
+        from fulfil.services import open_session
+
+        state.settings.canadapost()
+        with open_session(url, state.settings, "labels create --dry-run") as session:
+            state.run_ids.append(session.run.run_id)
+            run, planned = _label_workflow(state, session, url).dry_run(order_ids, limit)
+            exit_code = EXIT_USAGE if run.fatal else (EXIT_SOME_FAILED if run.needs_attention else 0)
+            session.run.finish(url, exit_code, {"counts": run.counts()})
+    else:
+        run, planned = _label_workflow(state, None, url).dry_run(order_ids, limit)
+    if run.fatal:
+        raise run.fatal
     for result in run.results:
         record = result.as_record()
-        body = bodies.get(result.order_id)
+        label = planned.get(result.order_id)
         if out.json_mode:
-            out.record({**record, "request": body.decode("utf-8") if body else None})
+            out.record(
+                {
+                    **record,
+                    "choice": label.choice.as_record() if label else None,
+                    "request": label.body.decode("utf-8") if label else None,
+                }
+            )
             continue
         out.line(
             f"# order {result.order_id}: {result.outcome}" + (f": {result.error}" if result.error else "")
         )
+        if label:
+            for line in label.choice.describe():
+                out.line(f"# {line}")
         for warning in result.warnings:
             out.line(f"# warning: {warning}")
-        if body:
-            out.line(body.decode("utf-8").rstrip())
+        if label:
+            out.line(label.body.decode("utf-8").rstrip())
     if not run.results:
         out.info("Nothing to do: no accepted order needs a label.")
     if run.needs_attention:

@@ -229,6 +229,7 @@ def _show_story(out: Any, story: dict[str, Any]) -> None:
                 ["tracking PIN", shipment["tracking_pin"] or "-"],
                 ["Canada Post shipment", shipment["cp_shipment_id"] or "-"],
                 ["label PDF", shipment["label_pdf_path"] or "-"],
+                *_choice_rows(shipment),
                 ["last error", shipment["last_error"] or "-"],
             ],
         )
@@ -369,3 +370,27 @@ def _summarise(state: AppState, verb: str, run: "OrderRun") -> None:
         out.line(f"{verb}: {summary}")
     else:
         out.info(f"{verb}: {summary}")
+
+
+def _choice_rows(shipment: dict[str, Any]) -> list[list[str]]:
+    """The parcel, service and options the label was bought as (none recorded before 0019)."""
+    choice = shipment.get("label_choice")
+    if not choice:
+        return []
+    parcel = choice.get("parcel") or {}
+    size = ""
+    if parcel.get("length_cm"):
+        size = f" {parcel['length_cm']} × {parcel['width_cm']} × {parcel['height_cm']} cm"
+    rows = [
+        ["parcel", f"{parcel.get('weight_kg')} kg{size} ({parcel.get('reason')})"],
+        ["service", f"{choice.get('service_code')} ({choice.get('service_reason')})"],
+    ]
+    options = choice.get("options") or []
+    if options:
+        rows.append(
+            [
+                "options",
+                ", ".join(f"{o['code']} {o['amount']}" if o.get("amount") else o["code"] for o in options),
+            ]
+        )
+    return rows

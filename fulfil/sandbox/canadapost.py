@@ -8,6 +8,7 @@ Wire behaviour follows the reference brief. The service is split by concept:
 - ``canadapost_contract`` and ``canadapost_noncontract``: the endpoints of each kind;
 - ``canadapost_manifests``: Transmit Shipments and the manifests (the group flow's end of day);
 - ``canadapost_documents``: the XML answers, their links and the ``<messages>`` documents;
+- ``canadapost_rates``: Get Rates, its quotes and the price model behind them;
 - this module: the routing table, the checks every call passes, the throttle (per API key and
   group of calls, see ``throttle``), labels and tracking.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from fulfil.sandbox import tracking
+from fulfil.sandbox import canadapost_rates, tracking
 from fulfil.sandbox.canadapost_contract import ContractShipments
 from fulfil.sandbox.canadapost_documents import TRACK_MEDIA_TYPES, address_lines, error_response, label_media
 from fulfil.sandbox.canadapost_documents import refusal as refusal_response
@@ -108,6 +109,7 @@ class CanadaPostService(ContractShipments, NonContractShipments, ManifestShipmen
                 "GetManifestDetails",
                 self.get_manifest_details,
             ),
+            ("POST", r"/rs/ship/price", "GetRates", self.get_rates),
             ("GET", r"/vis/track/pin/(?P<pin>[^/]+)/summary", "TrackingSummary", self.tracking_summary),
             ("GET", r"/vis/track/pin/(?P<pin>[^/]+)/detail", "TrackingDetail", self.tracking_detail),
         ]
@@ -199,6 +201,12 @@ class CanadaPostService(ContractShipments, NonContractShipments, ManifestShipmen
         if request.fault is not None and request.fault.kind is FaultKind.LABEL_NOT_READY:
             return ApiResponse(202)
         return ApiResponse(200, self.manifest_pdf(manifest), "application/pdf")
+
+    # --- rate quotes (see canadapost_rates) ----------------------------------------------------
+
+    def get_rates(self, request: ApiRequest, params: dict[str, str]) -> ApiResponse:
+        today = self._eastern_now().date()
+        return canadapost_rates.get_rates(request, self.schemas, self.config.customer_number, today)
 
     # --- tracking ----------------------------------------------------------------------------
 

@@ -62,6 +62,10 @@ def media_for_path(path: str) -> str:
         return MANIFEST_MEDIA
     if path.startswith("/vis/"):
         return TRACK_MEDIA_TYPES[0]
+    if path.startswith("/rs/ship/price"):
+        from fulfil.sandbox.canadapost_rates import RATE_MEDIA
+
+        return RATE_MEDIA
     return SHIPMENT_MEDIA
 
 

@@ -2,12 +2,13 @@
 
 The official XSDs are not shipped with fulfil, yet the sandbox must refuse what Canada Post
 refuses. So the request document types (contract ``shipment``, ``non-contract-shipment``, the
-refund requests, and Transmit Shipments' ``transmit-set``) are described here as data: every
-element, whether it is required, its simple type and facets. ``validate`` walks a parsed document
-against that description the way a schema validator does (``xsd:all`` groups: any order, each
-element at most once) and answers with the first violation, worded like the Xerces ``cvc-…``
-messages Canada Post returns with code ``Server``. Tests check that this description and the
-official XSDs agree on the real samples and on systematic mutations of them.
+refund requests, Transmit Shipments' ``transmit-set`` and Get Rates' ``mailing-scenario``) are
+described here as data: every element, whether it is required, its simple type and facets.
+``validate`` walks a parsed document against that description the way a schema validator does
+(``xsd:all`` groups: any order, each element at most once) and answers with the first violation,
+worded like the Xerces ``cvc-…`` messages Canada Post returns with code ``Server``. Tests check
+that this description and the official XSDs agree on the real samples and on systematic
+mutations of them.
 
 Whitespace follows the XSD built-in types: ``xsd:string`` keeps it, ``xsd:normalizedString``
 turns tabs and newlines into spaces (so lengths count every space), and booleans, decimals and
@@ -27,6 +28,7 @@ from lxml import etree
 SHIPMENT_NS = "http://www.canadapost.ca/ws/shipment-v8"
 NCSHIPMENT_NS = "http://www.canadapost.ca/ws/ncshipment-v4"
 MANIFEST_NS = "http://www.canadapost.ca/ws/manifest-v8"
+RATE_NS = "http://www.canadapost.ca/ws/ship/rate-v4"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 Base = Literal["string", "normalizedString", "boolean", "decimal", "integer", "date", "dateTime"]
@@ -499,6 +501,90 @@ TRANSMIT_SET = ComplexType(
 SHIPMENT_REFUND_REQUEST = ComplexType("ShipmentRefundRequestType", (Element("email", EMAIL_V8),))
 NC_REFUND_REQUEST = ComplexType("NonContractShipmentRefundRequestType", (Element("email", EMAIL_NC),))
 
+# rating.xsd: Get Rates' <mailing-scenario>. Its types are anonymous and its own: an option is a
+# code and an amount only, a weight stops at 99.999 kg, a promo code needs a character, and the
+# destination is a choice of a Canadian postal code, a ZIP code or a country.
+RATE_OPTIONS = ComplexType(
+    "#AnonType_options",
+    (
+        Element(
+            "option",
+            ComplexType(
+                "#AnonType_option",
+                (
+                    Element("option-code", _text("#AnonType_option-code", 10, 1)),
+                    Element("option-amount", COST_NON_ZERO, required=False),
+                ),
+            ),
+            max_occurs=20,
+        ),
+    ),
+    model="sequence",
+)
+RATE_PARCEL = ComplexType(
+    "#AnonType_parcel-characteristics",
+    (
+        Element("weight", _decimal("#AnonType_weight", "99.999", 3)),
+        Element("dimensions", DIMENSIONS, required=False),
+        *(Element(flag, BOOLEAN, required=False) for flag in ("unpackaged", "mailing-tube", "oversized")),
+    ),
+)
+RATE_DESTINATION = ComplexType(
+    "#AnonType_destination",
+    (
+        Element(
+            "domestic",
+            ComplexType("#AnonType_domestic", (Element("postal-code", POSTAL_CODE),)),
+            required=False,
+        ),
+        Element(
+            "united-states",
+            ComplexType(
+                "#AnonType_united-states",
+                (Element("zip-code", SimpleType("ZipCodeType", "string", patterns=(r"\d{5}(-\d{4})?",))),),
+            ),
+            required=False,
+        ),
+        Element(
+            "international",
+            ComplexType(
+                "#AnonType_international",
+                (
+                    Element("country-code", COUNTRY_CODE),
+                    Element("postal-code", _text("IntlPostalCodeType", 10, 1), required=False),
+                ),
+            ),
+            required=False,
+        ),
+    ),
+    exactly_one_of=(("domestic", "united-states", "international"),),
+)
+MAILING_SCENARIO = ComplexType(
+    "#AnonType_mailing-scenario",
+    (
+        Element("customer-number", CUSTOMER_ID, required=False),
+        Element("contract-id", CONTRACT_ID, required=False),
+        Element("promo-code", _text("PromoCodeType", 10, 1), required=False),
+        Element(
+            "quote-type",
+            SimpleType("#AnonType_quote-type", "string", enumeration=("commercial", "counter")),
+            required=False,
+        ),
+        Element("expected-mailing-date", DATE, required=False),
+        Element("options", RATE_OPTIONS, required=False),
+        Element("parcel-characteristics", RATE_PARCEL),
+        Element(
+            "services",
+            ComplexType(
+                "#AnonType_services", (Element("service-code", SERVICE_CODE, max_occurs=20),), "sequence"
+            ),
+            required=False,
+        ),
+        Element("origin-postal-code", POSTAL_CODE),
+        Element("destination", RATE_DESTINATION),
+    ),
+)
+
 # (namespace, root element) -> its type: the documents the sandbox accepts as request bodies.
 DOCUMENTS: dict[tuple[str, str], ComplexType] = {
     (SHIPMENT_NS, "shipment"): SHIPMENT,
@@ -506,6 +592,7 @@ DOCUMENTS: dict[tuple[str, str], ComplexType] = {
     (NCSHIPMENT_NS, "non-contract-shipment"): NON_CONTRACT_SHIPMENT,
     (NCSHIPMENT_NS, "non-contract-shipment-refund-request"): NC_REFUND_REQUEST,
     (MANIFEST_NS, "transmit-set"): TRANSMIT_SET,
+    (RATE_NS, "mailing-scenario"): MAILING_SCENARIO,
 }
 
 

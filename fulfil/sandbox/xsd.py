@@ -21,6 +21,7 @@ SCHEMA_FILES: dict[str, str] = {
     "http://www.canadapost.ca/ws/track": "track.xsd",
     "http://www.canadapost.ca/ws/messages": "messages.xsd",
     "http://www.canadapost.ca/ws/manifest-v8": "manifest.xsd",
+    "http://www.canadapost.ca/ws/ship/rate-v4": "rating.xsd",
 }
 
 

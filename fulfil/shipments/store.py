@@ -149,6 +149,18 @@ class ShipmentStore:
         )
         return row
 
+    def record_label_choice(
+        self, shipment_id: int, *, service_code: str, service_rule: str | None, choice: dict[str, Any]
+    ) -> bool:
+        """The parcel, service and options this claim's request is built with (before it is sent)."""
+        return self._write(
+            "record_label_choice",
+            shipment_id=shipment_id,
+            service_code=service_code,
+            service_rule=service_rule,
+            label_choice=Jsonb(choice),
+        )
+
     def purchase_guard(self, shipment_id: int) -> SendGuard:
         """Checked in the statement that records each Create Shipment attempt: still ours?"""
         return SendGuard(

@@ -10,7 +10,8 @@ WHERE order_id = %(order_id)s;
 -- name: shipment_of
 SELECT shipment_id, status, tracking_pin, cp_mode, cp_shipment_id, cp_request_id, label_pdf_path,
        label_pdf_bytes, attempts, last_error_code, last_error, purchase_started_at, label_created_at,
-       tracking_sent_at, shipped_at, lease_owner, lease_expires_at, created_at, updated_at
+       tracking_sent_at, shipped_at, lease_owner, lease_expires_at, created_at, updated_at,
+       service_code, service_rule, label_choice
 FROM shipments
 WHERE order_id = %(order_id)s;
 

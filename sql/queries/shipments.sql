@@ -339,6 +339,16 @@ FROM unnest(%(order_ids)s::text[]) AS r(order_id)
 LEFT JOIN orders o ON o.order_id = r.order_id
 LEFT JOIN shipments s ON s.order_id = r.order_id;
 
+-- name: record_label_choice
+-- What this purchase is about to be sent as (parcel, service, rule, options; 0019), written by
+-- the run holding the claim before its request goes out: a label is read back with the decision
+-- it was bought under. Not ours any more: nothing written (and nothing will be sent).
+UPDATE shipments
+SET service_code = %(service_code)s, service_rule = %(service_rule)s, label_choice = %(label_choice)s
+WHERE shipment_id = %(shipment_id)s
+  AND status = 'label_creation_initiated'
+  AND lease_owner = %(owner)s;
+
 -- name: hold_purchase_lease
 -- Run by the audit log in the transaction that records a Create Shipment attempt, before it is
 -- sent: the attempt goes out only while this run still holds the claim. The row lock makes a

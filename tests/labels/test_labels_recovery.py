@@ -346,7 +346,13 @@ def test_retry_makes_a_failed_order_eligible_again(
     broken = run_fulfil("labels", "create", env=fulfil_env)
     assert broken.returncode == 2
     assert "FULFIL_PARCEL_WEIGHT_KG" in broken.stderr
+    # The setting is refused before any order is claimed (or even given a shipment).
+    assert db.execute("SELECT count(*) FROM shipments").fetchone() == (0,)
     fulfil_env["FULFIL_PARCEL_WEIGHT_KG"] = "1.5"
+    db.execute(
+        "INSERT INTO shipments (order_id, status, cp_request_id) VALUES (%s, 'label_pending', %s)",
+        (order_id, "F" + "1" * 32),
+    )
     db.execute(
         "UPDATE shipments SET status = 'label_failed', last_error = 'x', "
         "failed_order_data_hash = (SELECT md5(raw_order_data::text) FROM orders WHERE order_id = %s) "

@@ -106,6 +106,7 @@ def test_every_endpoint_is_in_the_group_canada_post_names() -> None:
         "GetNCShipmentDetails": "A",
         "GetShipmentPrice": "A",
         "GetNCShipmentReceipt": "A",
+        "GetRates": "D",
         "GetShipments": "C",
         "GetNCShipments": "C",
         "TransmitShipments": "C",

@@ -3,12 +3,14 @@ words for an order asked for by id that a run left alone."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fulfil.canadapost.destination import OrderDataError
 from fulfil.canadapost.shipment_request import build_shipment_request
 from fulfil.errors import UsageError
 from fulfil.shipments.states import STATE_INFO, ShipmentState
+from fulfil.workflows.labels.choice import LabelChoice, LabelChooser, QuoteFailed
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.results import (
     FAILED,
@@ -104,27 +106,43 @@ def keep(ctx: LabelContext, order_id: str, cp_shipment_id: str) -> LabelResult:
     )
 
 
-def dry_run(ctx: LabelContext, order_ids: list[str] | None, limit: int | None) -> dict[str, bytes]:
-    """Build and check each request a run would send; no HTTP, no writes. Returns the bodies."""
-    bodies: dict[str, bytes] = {}
+@dataclass(frozen=True)
+class DryRunLabel:
+    """What a run would send for one order, and what it would buy."""
+
+    body: bytes
+    choice: LabelChoice
+
+
+def dry_run(
+    ctx: LabelContext, chooser: LabelChooser, order_ids: list[str] | None, limit: int | None
+) -> dict[str, DryRunLabel]:
+    """Decide and build each request a run would send: nothing is bought and nothing written,
+    though a rule that needs a quote asks Canada Post for one (a read, audited)."""
+    planned: dict[str, DryRunLabel] = {}
     for row in ctx.store.dry_run_candidates(order_ids, limit):
         order_id = row["order_id"]
+        order = row["raw_order_data"] or {}
         try:
+            choice = chooser.choose(order_id, order)
             request = build_shipment_request(
                 order_id=order_id,
-                order=row["raw_order_data"] or {},
+                order=order,
                 canadapost=ctx.settings.canadapost,
                 sender=ctx.settings.sender,
-                parcel=ctx.settings.parcel,
+                parcel=choice.parcel,
                 request_id=row["cp_request_id"] or "F" + "0" * 32,
                 group_id=ctx.settings.group_id(None),
+                service_code=choice.service_code,
+                options=choice.options,
             )
-        except OrderDataError as exc:
+        except (OrderDataError, QuoteFailed) as exc:
             ctx.report(LabelResult(order_id, FAILED, row["status"], error=str(exc)))
             continue
-        bodies[order_id] = request.xml
-        ctx.report(LabelResult(order_id, WOULD_BUY, row["status"], warnings=list(request.warnings)))
-    return bodies
+        planned[order_id] = DryRunLabel(request.xml, choice)
+        warnings = [*choice.warnings, *request.warnings]
+        ctx.report(LabelResult(order_id, WOULD_BUY, row["status"], warnings=warnings))
+    return planned
 
 
 def report_untouched(ctx: LabelContext, order_ids: list[str] | None) -> None:

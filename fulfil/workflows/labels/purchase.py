@@ -14,7 +14,7 @@ answer proves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from fulfil.audit.log import LeaseLost
@@ -25,6 +25,7 @@ from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
 from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.errors import ConfigError
 from fulfil.shipments.states import ShipmentState
+from fulfil.workflows.labels.choice import LabelChooser, QuoteFailed
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.price_fetch import price_in_answer
 from fulfil.workflows.labels.reconcile import Reconciler
@@ -40,13 +41,18 @@ class Claim:
     request: ShipmentRequest | None = None
     request_id: str | None = None
     purchase_started_at: datetime | None = None
+    # The parcel plan's and the service choice's warnings (a SKU without a profile …).
+    warnings: list[str] = field(default_factory=list)
     # Set when the order cannot make a request (its data): nothing is sent for it.
     result: LabelResult | None = None
 
 
 class Purchases:
-    def __init__(self, ctx: LabelContext, recorder: Recorder, reconciler: Reconciler) -> None:
+    def __init__(
+        self, ctx: LabelContext, recorder: Recorder, reconciler: Reconciler, chooser: LabelChooser
+    ) -> None:
         self.ctx = ctx
+        self.chooser = chooser
         self.recorder = recorder
         self.reconciler = reconciler
 
@@ -66,21 +72,35 @@ class Purchases:
             request_id=row["cp_request_id"],
             purchase_started_at=row["purchase_started_at"],
         )
+        order = row["raw_order_data"] or {}
         try:
+            choice = self.chooser.choose(claim.order_id, order)
             claim.request = build_shipment_request(
                 order_id=claim.order_id,
-                order=row["raw_order_data"] or {},
+                order=order,
                 canadapost=ctx.settings.canadapost,
                 sender=ctx.settings.sender,
-                parcel=ctx.settings.parcel,
+                parcel=choice.parcel,
                 request_id=claim.request_id,
                 group_id=ctx.settings.group_id(claim.purchase_started_at),
+                service_code=choice.service_code,
+                options=choice.options,
+            )
+            claim.warnings = list(choice.warnings)
+            # Kept before anything is sent: a label is always read back with what it was bought as.
+            ctx.store.record_label_choice(
+                claim.shipment_id,
+                service_code=choice.service_code,
+                service_rule=choice.service_rule,
+                choice=choice.as_record(),
             )
         except OrderDataError as exc:
             ctx.store.refuse_purchase(
                 claim.shipment_id, code="order-data", error=str(exc), order_data_hash=claim.order_data_hash
             )
             claim.result = LabelResult(claim.order_id, FAILED, ShipmentState.LABEL_FAILED, error=str(exc))
+        except QuoteFailed as exc:
+            claim.result = self._after_quote_failure(claim, exc)
         except BaseException as exc:
             # A setting that cannot make any request (say, a parcel over 30 kg): nothing was sent,
             # so the order goes back to waiting, and the run stops with the configuration error.
@@ -90,11 +110,26 @@ class Purchases:
             raise
         return claim
 
+    def _after_quote_failure(self, claim: Claim, failure: QuoteFailed) -> LabelResult:
+        """Nothing was bought. Canada Post refusing the quote for this order fails the order (its
+        words kept); a quote lost to the network or to Canada Post's trouble leaves the order
+        waiting and stops the run, as a purchase that could not be sent does."""
+        if failure.retry_later:
+            self._release(claim, "quote-failed", f"{failure}; nothing was bought")
+            raise StopRun(f"{failure}; nothing was bought, the remaining orders wait")
+        code = "quote-refused"
+        if failure.outcome is not None:
+            code = interpret_error(failure.outcome).code or code
+        self.ctx.store.refuse_purchase(
+            claim.shipment_id, code=code, error=str(failure), order_data_hash=claim.order_data_hash
+        )
+        return LabelResult(claim.order_id, FAILED, ShipmentState.LABEL_FAILED, error=str(failure))
+
     def purchase(self, claim: Claim) -> LabelResult:
         """Send, then record what the answer proves."""
         ctx = self.ctx
         assert claim.request is not None
-        warnings = list(claim.request.warnings)
+        warnings = [*claim.warnings, *claim.request.warnings]
         try:
             outcome = ctx.client.create_shipment(
                 claim.order_id, claim.request, guard=ctx.store.purchase_guard(claim.shipment_id)

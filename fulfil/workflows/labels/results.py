@@ -10,6 +10,7 @@ from typing import Any
 
 from fulfil.config import CanadaPostSettings, ParcelSettings, SenderSettings
 from fulfil.manifest_settings import ManifestMode, check_manifest_mode
+from fulfil.service_rules import ShippingRules
 from fulfil.shipments.states import ShipmentState
 from fulfil.workflows.run_results import RunResults
 
@@ -80,6 +81,9 @@ class LabelSettings:
     # FULFIL_CANADAPOST_MANIFEST: end_of_day buys each contract label into its day's group
     # (fulfil.services passes fulfil.manifest_settings.manifest_mode(settings)).
     manifest_mode: ManifestMode = ManifestMode.AUTO
+    # The seller's [[service_rules]] and [[option_rules]] (fulfil.service_rules); none: every label
+    # is bought with the configured service and no options.
+    rules: ShippingRules = field(default_factory=ShippingRules)
 
     def __post_init__(self) -> None:
         check_manifest_mode(self.manifest_mode, contract=self.canadapost.contract)

@@ -16,9 +16,11 @@ import psycopg
 from fulfil.canadapost.client import CanadaPostClient
 from fulfil.errors import ConfigError, FulfilError
 from fulfil.label_files import check_labels_dir
+from fulfil.parcels.store import ParcelProfileStore
 from fulfil.shipments.store import ShipmentStore
 from fulfil.stop_signals import StopRequest
 from fulfil.workflows.labels import commands
+from fulfil.workflows.labels.choice import label_chooser
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.download import Downloads
 from fulfil.workflows.labels.purchase import Purchases
@@ -42,7 +44,11 @@ class LabelPhases:
         self.downloads = Downloads(ctx)
         self.recorder = Recorder(ctx, self.downloads)
         self.reconciler = Reconciler(ctx, self.recorder)
-        self.purchases = Purchases(ctx, self.recorder, self.reconciler)
+        # Each order's profiles are read when it is decided: an import during a run counts.
+        self.chooser = label_chooser(
+            ctx.settings, ctx.client, ParcelProfileStore(ctx.store.conn).profiles_for
+        )
+        self.purchases = Purchases(ctx, self.recorder, self.reconciler, self.chooser)
 
 
 class LabelWorkflow:
@@ -210,11 +216,18 @@ class LabelWorkflow:
         with self.phases(LabelRun()) as phases:
             return commands.keep(phases.ctx, order_id, cp_shipment_id)
 
-    def dry_run(self, order_ids: list[str] | None, limit: int | None) -> tuple[LabelRun, dict[str, bytes]]:
-        """Build and check each request a run would send; no HTTP, no writes."""
+    def dry_run(
+        self, order_ids: list[str] | None, limit: int | None
+    ) -> tuple[LabelRun, dict[str, commands.DryRunLabel]]:
+        """Decide and build each request a run would send; nothing bought, nothing written (a
+        quote a rule needs is asked for, when the run has a client)."""
         run = self._new_run()
         run.track_orders()
         with self.phases(run) as phases:
-            bodies = commands.dry_run(phases.ctx, order_ids, limit)
+            try:
+                planned = commands.dry_run(phases.ctx, phases.chooser, order_ids, limit)
+            except ConfigError as exc:
+                run.fatal = exc
+                planned = {}
             commands.report_untouched(phases.ctx, order_ids)
-        return run, bodies
+        return run, planned

@@ -1,0 +1,278 @@
+"""What a label is bought as: the order's parcel (from its SKUs' profiles), its service (the first
+service rule that matches, with a rate quote when the rule asks for one) and its delivery options.
+
+Decided for each order after its claim is committed and before its request is built, and stored
+on the shipment before anything is sent, so that what was bought, and why, can always be read
+back (``fulfil orders show``). A dry run decides the same way, quotes included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fulfil.audit.outcome import FailureClass, HttpOutcome
+from fulfil.canadapost.client import CanadaPostClient
+from fulfil.canadapost.destination import OrderDataError, destination_from_order
+from fulfil.canadapost.parcel import Parcel
+from fulfil.canadapost.rates import PriceQuote, build_rates_request, parse_price_quotes
+from fulfil.canadapost.responses import ResponseFormatError
+from fulfil.config import CanadaPostSettings
+from fulfil.parcels.choice import ParcelPlan, plan_parcels
+from fulfil.parcels.profiles import ParcelProfile
+from fulfil.service_rules import (
+    CHEAPEST_MEETING_DEADLINE,
+    LabelOption,
+    ShippingRules,
+    cheapest_meeting_deadline,
+    order_facts,
+)
+from fulfil.workflows.labels.results import LabelSettings
+
+# More lines than any order has: the profile lookup stops there (plan_parcels refuses the order).
+MAX_LINES = 500
+# Asks Canada Post for rates: (order id, mailing-scenario body) → the audited call's outcome.
+QuoteCall = Callable[[str, bytes], HttpOutcome]
+
+
+class QuoteFailed(Exception):
+    """The quote a service rule needs could not be had; nothing was bought. ``retry_later``: the
+    failure was Canada Post's or the network's (the order waits for the next run), otherwise
+    Canada Post refused the quote for this order (the order fails, with Canada Post's words)."""
+
+    def __init__(
+        self, order_id: str, message: str, outcome: HttpOutcome | None, *, retry_later: bool
+    ) -> None:
+        super().__init__(f"order {order_id}: rate quote: {message}")
+        self.order_id = order_id
+        self.outcome = outcome
+        self.retry_later = retry_later
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    parcel: Parcel
+    plan: ParcelPlan
+    service_code: str
+    service_rule: str | None  # the rule's name; None: the configured service
+    service_reason: str
+    options: tuple[LabelOption, ...]
+    quotes: tuple[PriceQuote, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    def as_record(self) -> dict[str, Any]:
+        """As stored in shipments.label_choice and shown by --dry-run --json."""
+        dimensions = self.parcel.dimensions
+        return {
+            "parcel": {
+                "weight_kg": str(self.parcel.weight_kg),
+                "length_cm": str(dimensions.length_cm) if dimensions else None,
+                "width_cm": str(dimensions.width_cm) if dimensions else None,
+                "height_cm": str(dimensions.height_cm) if dimensions else None,
+                "box": self.plan.parcels[0].box,
+                "skus": list(self.plan.parcels[0].skus),
+                "source": self.plan.source,
+                "reason": self.plan.reason,
+            },
+            "service_code": self.service_code,
+            "service_rule": self.service_rule,
+            "service_reason": self.service_reason,
+            "options": [
+                {"code": option.code, "amount": str(option.amount) if option.amount is not None else None}
+                for option in self.options
+            ],
+            "quotes": [
+                {
+                    "service_code": quote.service_code,
+                    "service_name": quote.service_name,
+                    "due": str(quote.due),
+                    "expected_delivery_date": (
+                        quote.expected_delivery_date.isoformat() if quote.expected_delivery_date else None
+                    ),
+                }
+                for quote in self.quotes
+            ],
+            "warnings": list(self.warnings),
+        }
+
+    def describe(self) -> list[str]:
+        """The decision as a person reads it, one line each: parcel, service, options."""
+        dimensions = self.parcel.dimensions
+        size = (
+            f" {dimensions.length_cm} × {dimensions.width_cm} × {dimensions.height_cm} cm"
+            if dimensions
+            else ""
+        )
+        box = f", box {self.plan.parcels[0].box}" if self.plan.parcels[0].box else ""
+        lines = [
+            f"parcel: {self.parcel.weight_kg} kg{size}{box} ({self.plan.reason})",
+            f"service: {self.service_code} ({self.service_reason})",
+        ]
+        if self.options:
+            lines.append("options: " + ", ".join(_option_text(option) for option in self.options))
+        for quote in self.quotes:
+            expected = quote.expected_delivery_date.isoformat() if quote.expected_delivery_date else "?"
+            lines.append(f"quote: {quote.service_code} {quote.due} CAD, expected {expected}")
+        return lines
+
+
+def _line_skus(order: Mapping[str, Any]) -> list[str]:
+    """The SKUs an order's lines name, to look their profiles up (plan_parcels checks them)."""
+    lines = order.get("order_lines")
+    if not isinstance(lines, list):
+        return []
+    skus = {
+        line["offer_sku"].strip()
+        for line in lines[:MAX_LINES]
+        if isinstance(line, dict) and isinstance(line.get("offer_sku"), str)
+    }
+    return sorted(sku for sku in skus if 0 < len(sku) <= 200)
+
+
+def _option_text(option: LabelOption) -> str:
+    return f"{option.code} {option.amount}" if option.amount is not None else option.code
+
+
+class LabelChooser:
+    """Decides each order's label; ``quote`` is None where nothing may be sent (then a rule that
+    needs a quote is a configuration error: say so, never guess)."""
+
+    def __init__(
+        self,
+        *,
+        rules: ShippingRules,
+        default_parcel: Parcel,
+        default_service: str,
+        origin_postal_code: str,
+        profiles: Callable[[list[str]], Mapping[str, ParcelProfile]],
+        build_quote_request: Callable[[Parcel, str, tuple[LabelOption, ...]], bytes],
+        quote: QuoteCall | None,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.rules = rules
+        self.default_parcel = default_parcel
+        self.default_service = default_service
+        self.origin_postal_code = origin_postal_code
+        self.profiles = profiles
+        self.build_quote_request = build_quote_request
+        self.quote = quote
+        self.now = now
+
+    def choose(self, order_id: str, order: Mapping[str, Any]) -> LabelChoice:
+        """Raises OrderDataError for an order that cannot make a label, QuoteFailed, and
+        ConfigError for rules that cannot be applied (conflicting options)."""
+        plan = plan_parcels(order_id, order, self.profiles(_line_skus(order)), self.default_parcel)
+        if len(plan.parcels) > 1:
+            raise OrderDataError(
+                order_id,
+                "order_lines",
+                f"needs {len(plan.parcels)} parcels ({plan.reason}); fulfil buys one parcel per order "
+                "for now: ship it by hand, or change the SKUs' profiles and `fulfil labels retry` it",
+            )
+        parcel = plan.parcels[0].parcel
+        destination = destination_from_order(order_id, order)
+        now = self.now()
+        facts = order_facts(
+            order,
+            province=destination.province,
+            postal_code=destination.postal_code,
+            weight_kg=parcel.weight_kg,
+        )
+        options = self.rules.options_for(order_id, facts, now)
+        warnings = list(plan.warnings)
+        rule = self.rules.service_rule_for(facts, now)
+        quotes: tuple[PriceQuote, ...] = ()
+        if rule is None:
+            service, reason = self.default_service, "the configured service; no service rule matched"
+        elif rule.service != CHEAPEST_MEETING_DEADLINE:
+            service, reason = rule.service, f"rule {rule.name!r}"
+        else:
+            quotes = self._quotes(order_id, parcel, destination.postal_code, options)
+            picked = cheapest_meeting_deadline(quotes, facts.shipping_deadline, rule.transit_days)
+            if picked is None:
+                raise QuoteFailed(
+                    order_id,
+                    "Canada Post quoted no domestic service for this parcel",
+                    None,
+                    retry_later=False,
+                )
+            service, reason = picked.service_code, f"rule {rule.name!r}: {picked.reason}"
+            if picked.warning:
+                warnings.append(picked.warning)
+        return LabelChoice(
+            parcel=parcel,
+            plan=plan,
+            service_code=service,
+            service_rule=rule.name if rule is not None else None,
+            service_reason=reason,
+            options=options,
+            quotes=quotes,
+            warnings=tuple(warnings),
+        )
+
+    def _quotes(
+        self, order_id: str, parcel: Parcel, postal_code: str, options: tuple[LabelOption, ...]
+    ) -> tuple[PriceQuote, ...]:
+        from fulfil.errors import ConfigError
+
+        if self.quote is None:
+            raise ConfigError(f"order {order_id}: a {CHEAPEST_MEETING_DEADLINE} rule needs a rate quote")
+        outcome = self.quote(order_id, self.build_quote_request(parcel, postal_code, options))
+        if not outcome.ok:
+            from fulfil.canadapost.client import auth_error, interpret_error
+            from fulfil.canadapost.responses import ErrorKind
+
+            error = interpret_error(outcome)
+            if error.kind is ErrorKind.AUTH:
+                raise auth_error(error)
+            definitive = outcome.failure is FailureClass.DEFINITIVE and error.kind not in (
+                ErrorKind.RATE_LIMITED,
+                ErrorKind.NOT_FOUND,
+            )
+            raise QuoteFailed(order_id, error.description, outcome, retry_later=not definitive)
+        try:
+            return tuple(parse_price_quotes(outcome.body))
+        except ResponseFormatError as exc:
+            raise QuoteFailed(order_id, f"unusable answer: {exc}", outcome, retry_later=True) from None
+
+
+def rates_request_builder(
+    *, origin_postal_code: str, canadapost: CanadaPostSettings
+) -> Callable[[Parcel, str, tuple[LabelOption, ...]], bytes]:
+    def build(parcel: Parcel, destination_postal_code: str, options: tuple[LabelOption, ...]) -> bytes:
+        return build_rates_request(
+            parcel=parcel,
+            origin_postal_code=origin_postal_code,
+            destination_postal_code=destination_postal_code,
+            canadapost=canadapost,
+            options=[option.code for option in options],
+        )
+
+    return build
+
+
+def label_chooser(
+    settings: LabelSettings,
+    client: CanadaPostClient | None,
+    profiles: Callable[[list[str]], Mapping[str, ParcelProfile]],
+) -> LabelChooser:
+    """The chooser of a label run; without a client (a dry run without a session) a rule that
+    needs a quote is a configuration error."""
+    from datetime import UTC
+
+    from fulfil.canadapost.parcel import parcel_characteristics
+    from fulfil.canadapost.sender import sender_address
+
+    origin = sender_address(settings.sender).postal_code
+    return LabelChooser(
+        rules=settings.rules,
+        default_parcel=parcel_characteristics(settings.parcel),
+        default_service=settings.canadapost.service_code,
+        origin_postal_code=origin,
+        profiles=profiles,
+        build_quote_request=rates_request_builder(origin_postal_code=origin, canadapost=settings.canadapost),
+        quote=client.get_rates if client is not None else None,
+        now=lambda: datetime.now(UTC),
+    )

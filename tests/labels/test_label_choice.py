@@ -1,0 +1,288 @@
+"""What each label is bought as (issue 14): the parcel from the SKUs' profiles, the service from
+the first matching rule (a rate quote where the rule asks for one), the options, all stored on the
+shipment before the request is sent; the real CLI, a real PostgreSQL, the sandbox over sockets."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from lxml import etree
+
+from fulfil.sandbox.orders import generate_orders
+from fulfil.xml_parsing import child_text, find_path, parse_untrusted
+from tests.conftest import run_fulfil
+from tests.labels.helpers import api_calls, bought_per_order, insert_orders, json_lines, shipments
+from tests.shared_reference import xsd_dir
+
+FAR = {"state": "BC", "zip_code": "V6B1A1", "city": "Vancouver"}  # the sender is in H (Montréal)
+
+
+def order(order_id: str, *, lines: list[tuple[str, int]] | None = None, **fields: Any) -> dict[str, Any]:
+    """A sandbox order made to measure: its id, lines (SKU, quantity), address and other fields."""
+    made = copy.deepcopy(generate_orders(1, seed=11)[0])
+    made["order_id"] = order_id
+    for line in made["order_lines"]:
+        line["order_id"] = order_id
+    if lines is not None:
+        template = made["order_lines"][0]
+        made["order_lines"] = [
+            {
+                **copy.deepcopy(template),
+                "offer_sku": sku,
+                "quantity": quantity,
+                "order_line_id": f"{order_id}-{i}",
+            }
+            for i, (sku, quantity) in enumerate(lines, start=1)
+        ]
+    made["customer"]["shipping_address"].update(fields.pop("address", {}))
+    made.update(fields)
+    return made
+
+
+def write_config(tmp_path: Path, env: dict[str, str], text: str) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    env["FULFIL_CONFIG"] = str(path)
+
+
+def import_profiles(env: dict[str, str], tmp_path: Path, rows: str) -> None:
+    csv = tmp_path / "profiles.csv"
+    csv.write_text("sku,weight_kg,length_cm,width_cm,height_cm,box,ships_alone\n" + rows, encoding="utf-8")
+    result = run_fulfil("parcels", "import", str(csv), env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def sent_request(db: psycopg.Connection, order_id: str) -> etree._Element:
+    calls = [call for call in api_calls(db, "CreateShipment") if call["related_id"] == order_id]
+    assert len(calls) == 1, calls
+    return parse_untrusted(calls[0]["request_payload"].encode())
+
+
+def test_a_profiled_order_is_bought_for_its_parcel_and_the_choice_is_kept(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, "LAPTOP-1,2.35,40,30,8,laptop box,no\nMOUSE-1,0.15,12,8,5,,no\n")
+    insert_orders(
+        db,
+        [
+            order("P-1", lines=[("LAPTOP-1", 1), ("MOUSE-1", 2)]),
+            order("P-2", lines=[("UNKNOWN-SKU", 1)]),
+        ],
+    )
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    records = {r["order_id"]: r for r in json_lines(result.stdout)}
+    assert {r["outcome"] for r in records.values()} == {"bought"}
+    spec = find_path(sent_request(db, "P-1"), "delivery-spec")
+    assert spec is not None
+    assert child_text(find_path(spec, "parcel-characteristics"), "weight") == "2.650"
+    assert child_text(find_path(spec, "parcel-characteristics", "dimensions"), "length") == "40.0"
+    assert child_text(spec, "service-code") == "DOM.EP"
+    rows = shipments(db)
+    kept = rows["P-1"]["label_choice"]
+    assert kept["parcel"]["source"] == "profile"
+    assert kept["parcel"]["weight_kg"] == "2.650"
+    assert kept["parcel"]["box"] == "laptop box"
+    assert rows["P-1"]["service_code"] == "DOM.EP"
+    assert rows["P-1"]["service_rule"] is None
+    assert records["P-1"]["warnings"] == []
+    # No profile: the default parcel, and the result says which SKU had none.
+    assert rows["P-2"]["label_choice"]["parcel"]["source"] == "default"
+    assert child_text(
+        find_path(sent_request(db, "P-2"), "delivery-spec", "parcel-characteristics"), "weight"
+    ) == ("1.200")
+    assert any("UNKNOWN-SKU" in warning for warning in records["P-2"]["warnings"])
+
+    shown = run_fulfil("orders", "show", "P-1", env=fulfil_env)
+    assert shown.returncode == 0, shown.stderr
+    assert "2.650 kg" in shown.stdout
+    assert "DOM.EP" in shown.stdout
+
+
+def test_service_and_option_rules_decide_and_every_request_is_schema_valid(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    write_config(
+        tmp_path,
+        fulfil_env,
+        '[[service_rules]]\nname = "west coast"\nprovinces = ["BC"]\nservice = "DOM.XP"\n\n'
+        '[[service_rules]]\nname = "heavy"\nmin_weight_kg = 5\nservice = "DOM.RP"\n\n'
+        '[[option_rules]]\nname = "valuable"\nmin_order_value = 500\noptions = ["SO", "COV"]\n',
+    )
+    import_profiles(fulfil_env, tmp_path, "HEAVY-1,7.5,,,,,no\n")
+    insert_orders(
+        db,
+        [
+            order("R-1", address=FAR, total_price=120.0),
+            order("R-2", lines=[("HEAVY-1", 1)], total_price=80.0),
+            order("R-3", total_price=699.99),
+        ],
+    )
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    rows = shipments(db)
+    assert (rows["R-1"]["service_code"], rows["R-1"]["service_rule"]) == ("DOM.XP", "west coast")
+    assert (rows["R-2"]["service_code"], rows["R-2"]["service_rule"]) == ("DOM.RP", "heavy")
+    assert (rows["R-3"]["service_code"], rows["R-3"]["service_rule"]) == ("DOM.EP", None)
+    xsd = etree.XMLSchema(etree.parse(str(xsd_dir() / "shipment.xsd")))
+    for order_id in ("R-1", "R-2", "R-3"):
+        request = sent_request(db, order_id)
+        xsd.assertValid(request)
+        assert (
+            child_text(find_path(request, "delivery-spec"), "service-code") == rows[order_id]["service_code"]
+        )
+    options = find_path(sent_request(db, "R-3"), "delivery-spec", "options")
+    assert options is not None
+    assert [(child_text(o, "option-code"), child_text(o, "option-amount")) for o in options] == [
+        ("SO", None),
+        ("COV", "699.99"),
+    ]
+    assert rows["R-3"]["label_choice"]["options"] == [
+        {"code": "SO", "amount": None},
+        {"code": "COV", "amount": "699.99"},
+    ]
+    assert find_path(sent_request(db, "R-1"), "delivery-spec", "options") is None
+
+
+def test_cheapest_meeting_deadline_chooses_differently_for_a_near_and_a_far_deadline(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    write_config(
+        tmp_path,
+        fulfil_env,
+        '[[service_rules]]\nname = "in time"\nservice = "cheapest_meeting_deadline"\ntransit_days = 1\n',
+    )
+    now = datetime.now(UTC)
+    insert_orders(
+        db,
+        [
+            order("D-NEAR", address=FAR, shipping_deadline=(now + timedelta(days=4)).isoformat()),
+            order("D-FAR", address=FAR, shipping_deadline=(now + timedelta(days=30)).isoformat()),
+        ],
+    )
+
+    dry = run_fulfil("labels", "create", "--dry-run", "--json", env=fulfil_env)
+    assert dry.returncode == 0, dry.stderr
+    planned = {r["order_id"]: r["choice"] for r in json_lines(dry.stdout)}
+    assert bought_per_order(sandbox) == {}
+    assert len(api_calls(db, "GetRates")) == 2  # the dry run asked, and bought nothing
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    rows = shipments(db)
+    near, far = rows["D-NEAR"]["label_choice"], rows["D-FAR"]["label_choice"]
+    by_price = sorted(far["quotes"], key=lambda q: Decimal(q["due"]))
+    assert far["service_code"] == by_price[0]["service_code"] == "DOM.RP"
+    assert near["service_code"] != "DOM.RP"
+    # The near order's service is the cheapest of those expected in time.
+    # Four days, plus one of transit: Priority (two business days) always arrives in time and
+    # Regular Parcel (seven, far away) never does, whatever the weekday.
+    arrive_by = (now + timedelta(days=4)).astimezone(ZoneInfo("America/Vancouver")).date() + timedelta(days=1)
+    in_time = [q for q in near["quotes"] if q["expected_delivery_date"] <= arrive_by.isoformat()]
+    assert in_time
+    assert near["service_code"] == min(in_time, key=lambda q: Decimal(q["due"]))["service_code"]
+    assert not [w for w in near["warnings"] if "expected" in w]  # in time: no "earliest" warning
+    assert rows["D-NEAR"]["service_rule"] == "in time"
+    assert planned["D-NEAR"]["service_code"] == near["service_code"]
+    assert planned["D-FAR"]["service_code"] == far["service_code"]
+    quotes = api_calls(db, "GetRates")
+    assert len(quotes) == 4
+    assert all(call["is_success"] and call["related_id"] in ("D-NEAR", "D-FAR") for call in quotes)
+    assert {call["rate_budget"] for call in quotes} == {"canadapost:D"}
+
+
+def test_conflicting_options_across_rules_stop_the_run_before_anything_is_bought(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    write_config(
+        tmp_path,
+        fulfil_env,
+        '[[option_rules]]\nname = "signature"\noptions = ["SO"]\n\n'
+        '[[option_rules]]\nname = "leave it"\nprovinces = ["BC"]\noptions = ["LAD"]\n',
+    )
+    insert_orders(db, [order("C-1", address=FAR)])
+
+    result = run_fulfil("labels", "create", env=fulfil_env)
+
+    assert result.returncode == 2, result.stderr
+    assert "order C-1" in result.stderr
+    assert "'signature' (SO)" in result.stderr
+    assert "'leave it' (LAD)" in result.stderr
+    assert api_calls(db, "CreateShipment") == []
+    assert shipments(db)["C-1"]["status"] == "label_pending"
+
+
+def test_a_conflict_within_one_rule_is_refused_when_the_file_is_read(
+    fulfil_env: dict[str, str], db: psycopg.Connection, tmp_path: Path
+) -> None:
+    write_config(tmp_path, fulfil_env, '[[option_rules]]\noptions = ["PA18", "PA19"]\n')
+    insert_orders(db, [order("C-2")])
+    check = run_fulfil("config", "check", env=fulfil_env)
+    assert check.returncode == 2
+    assert "PA18" in check.stdout + check.stderr
+    result = run_fulfil("labels", "create", env=fulfil_env)
+    assert result.returncode == 2
+    assert "[[option_rules]] 1" in result.stderr
+    assert api_calls(db, "CreateShipment") == []
+
+
+def test_an_order_that_needs_several_parcels_is_refused_naming_why_and_nothing_is_bought(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, "TV-55,18.2,140,85,16,tv box,yes\nMUG-1,0.45,12,12,10,small,no\n")
+    insert_orders(db, [order("S-1", lines=[("TV-55", 1), ("MUG-1", 1)]), order("S-2", lines=[("MUG-1", 1)])])
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 3
+    records = {r["order_id"]: r for r in json_lines(result.stdout)}
+    assert records["S-1"]["outcome"] == "failed"
+    assert "order S-1: order_lines: needs 2 parcels" in records["S-1"]["error"]
+    assert records["S-2"]["outcome"] == "bought"
+    assert bought_per_order(sandbox) == {"S-2": 1}
+
+
+def test_a_quote_with_no_service_fails_that_order_and_the_others_are_bought(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    write_config(tmp_path, fulfil_env, '[[service_rules]]\nservice = "cheapest_meeting_deadline"\n')
+    # A metre cube bills as 166 kg: Canada Post quotes no service for it.
+    import_profiles(fulfil_env, tmp_path, "BIG-BOX,2,100,100,100,,no\n")
+    insert_orders(db, [order("Q-1", lines=[("BIG-BOX", 1)]), order("Q-2")])
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 3
+    records = {r["order_id"]: r for r in json_lines(result.stdout)}
+    assert records["Q-1"]["outcome"] == "failed"
+    assert "order Q-1: rate quote: Canada Post quoted no domestic service" in records["Q-1"]["error"]
+    assert records["Q-2"]["outcome"] == "bought"
+    assert bought_per_order(sandbox) == {"Q-2": 1}
+    assert shipments(db)["Q-1"]["status"] == "label_failed"
+    assert len(api_calls(db, "GetRates")) == 2
+
+
+def test_a_quote_that_cannot_be_sent_buys_nothing_and_the_order_waits(
+    fulfil_env: dict[str, str], db: psycopg.Connection, tmp_path: Path
+) -> None:
+    write_config(tmp_path, fulfil_env, '[[service_rules]]\nservice = "cheapest_meeting_deadline"\n')
+    fulfil_env["FULFIL_CANADAPOST_BASE_URL"] = "http://127.0.0.1:9"  # nothing listens: not sent
+    insert_orders(db, [order("U-1")])
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 3, result.stderr
+    assert "nothing was bought" in result.stderr
+    assert api_calls(db, "CreateShipment") == []
+    assert shipments(db)["U-1"]["status"] == "label_pending"
