@@ -34,6 +34,7 @@ from fulfil.canadapost.tracking import CarrierStatus
 from fulfil.carrier_tracking.schedule import RefreshPolicy
 from fulfil.config import Settings, load_settings
 from fulfil.db import connect, query
+from fulfil.demo_catalogue import RULES_FILE, write_demo_inputs
 from fulfil.embedded_db import start_server
 from fulfil.manifest_settings import MANIFEST_ENV, ManifestMode
 from fulfil.migrations import migrate
@@ -128,6 +129,7 @@ def demo_settings(sandbox_url: str, labels_dir: Path, manifest: ManifestMode = M
         "FULFIL_CANADAPOST_REFUND_EMAIL": DEMO_REFUND_EMAIL,
         MANIFEST_ENV: manifest.value,
         "FULFIL_LABELS_DIR": str(labels_dir),
+        "FULFIL_CONFIG": str(labels_dir / RULES_FILE),
         "FULFIL_HTTP_CONNECT_TIMEOUT": "2",
         "FULFIL_HTTP_READ_TIMEOUT": "5",
         "FULFIL_CANADAPOST_RATE_E": f"{DEMO_TRACKING_RATE}/60",
@@ -150,6 +152,7 @@ def serve_environment(
         "FULFIL_CANADAPOST_REFUND_EMAIL": DEMO_REFUND_EMAIL,
         MANIFEST_ENV: manifest.value,
         "FULFIL_LABELS_DIR": str(labels_dir),
+        "FULFIL_CONFIG": str(labels_dir / RULES_FILE),
         "FULFIL_CANADAPOST_RATE_E": f"{DEMO_TRACKING_RATE}/60",
         **{
             f"FULFIL_TRACKING_{name}_MINUTES": SERVE_TRACKING_MINUTES
@@ -187,6 +190,7 @@ def run_demo(
     migrate(url)
     problems = min(3, orders // 5) if faults else 0
     _clear_old_labels(labels_dir)
+    profiles_file, _ = write_demo_inputs(labels_dir)
     clock = DemoClock()
     config = SandboxConfig(
         seed=seed,
@@ -209,6 +213,7 @@ def run_demo(
             f"{sandbox.base_url}, database {DEMO_DATABASE} on the embedded PostgreSQL"
         )
         report.phases["orders pull"] = _pull(url, settings, output)
+        report.phases["parcels import"] = _import_profiles(url, profiles_file, output)
         if faults and orders:
             # A customer cancels after the label was bought: Best Buy must not be told it shipped.
             _cancel_after_labels(sandbox, url, settings, output, report)
@@ -303,7 +308,27 @@ def _labels(url: str, settings: Settings, output: Output, total: int | None) -> 
         counts = run.counts()
         session.run.finish(url, 3 if run.needs_attention else 0, {"counts": counts, "stopped": run.stopped})
     output.info(f"  labels create:  {_describe(counts)}")
+    with connect(url, application_name="fulfil-demo") as conn:
+        services = conn.execute(query("demo", "services_bought")).fetchall()
+    if services:
+        bought_as = ", ".join(
+            f"{n} {code}" + (f" (rule {rule!r})" if rule else "") for code, rule, n in services
+        )
+        output.info(f"  services:       {bought_as}")
     return counts
+
+
+def _import_profiles(url: str, profiles_file: Path, output: Output) -> dict[str, int]:
+    """The catalogue's parcel profiles, read and stored as `fulfil parcels import` does."""
+    from fulfil.parcels.profiles import read_profiles_csv
+    from fulfil.parcels.store import ParcelProfileStore
+
+    profiles, rejected = read_profiles_csv(profiles_file.read_text(encoding="utf-8"))
+    assert not rejected, rejected  # the demo's own file
+    with ParcelProfileStore.open(url) as store:
+        result = store.upsert(profiles)
+    output.info(f"  parcels import: {len(result.inserted)} SKU profiles from {profiles_file}")
+    return {"inserted": len(result.inserted)}
 
 
 def _tracking(url: str, settings: Settings, output: Output) -> dict[str, int]:

@@ -581,7 +581,7 @@ def test_every_canada_post_endpoint_fulfil_calls_is_in_a_throttle_group() -> Non
     budgets = canadapost_budgets(settings_of({}).rate_budgets())
     assert {budgets.budget_for(endpoint).name for endpoint in called} <= {  # type: ignore[union-attr]
         f"canadapost:{group}"
-        for group in "ABCE"  # labels and look-ups; voids and refunds; tracking
+        for group in "ABCDE"  # labels and look-ups; voids and refunds; rates; tracking
     }
 
 

@@ -11,7 +11,7 @@ that fails is a ResponseFormatError naming the field and the service it belongs 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -68,8 +68,12 @@ def build_rates_request(
     destination_postal_code: str,
     canadapost: CanadaPostSettings,
     options: Sequence[str] = (),
+    option_amounts: Mapping[str, Decimal] | None = None,
 ) -> bytes:
     """The Get Rates body for a parcel sent within Canada: UTF-8, with its XML declaration.
+
+    ``option_amounts``: an option's amount where it has one (COV: the value covered), so the
+    quote prices the option the label will be bought with.
 
     Quotes are the account's own: its customer number and, when it has one, its contract. Raises
     ConfigError for a customer number or contract id Canada Post could not take, and ValueError
@@ -102,7 +106,14 @@ def build_rates_request(
     if option_codes:
         container = w.add(scenario, "options")
         for code in option_codes:
-            w.add(w.add(container, "option"), "option-code", code)
+            option = w.add(container, "option")
+            w.add(option, "option-code", code)
+            amount = (option_amounts or {}).get(code)
+            if amount is not None:
+                # CostTypeNonZero: above zero, at most 999999.99, two decimals.
+                if not Decimal(0) < amount <= Decimal("999999.99"):
+                    raise ValueError(f"option {code}: amount {amount} is not from 0.01 to 999999.99")
+                w.add(option, "option-amount", _decimal(amount, Decimal("0.01")))
     characteristics = w.add(scenario, "parcel-characteristics")
     w.add(characteristics, "weight", _decimal(parcel.weight_kg, _GRAM))
     if parcel.dimensions is not None:

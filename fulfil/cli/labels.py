@@ -407,6 +407,58 @@ def labels_retry(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+QUOTE_COLUMNS = [
+    "order_id",
+    "parcel",
+    "weight_kg",
+    "service_code",
+    "service_name",
+    "due",
+    "expected_delivery_date",
+    "chosen",
+    "error",
+]
+
+
+@labels_app.command("quote")
+def labels_quote(ctx: typer.Context, order: OrderOption = None, json_mode: JsonOption = False) -> None:
+    """Ask Canada Post what each service would cost for an order's parcel, and when it would arrive.
+
+    Every parcel of the order's plan (its SKUs' profiles, see `fulfil parcels`) is quoted with
+    the options its rules give it, cheapest first, and the service its rules would buy is marked
+    `chosen`. Any order in fulfil can be quoted, whatever its state: nothing is bought and
+    nothing is written but the calls, which `api_calls` keeps like every other. Exit 0: every
+    order quoted; 3: an order unknown, whose data cannot make a label, or that Canada Post
+    would not quote (named, with why); 2: a configuration problem.
+
+    Examples:
+
+        fulfil labels quote --order 261250893-A
+
+        fulfil labels quote --order 261250893-A --json | jq -r '[.service_code, .due] | @tsv'
+    """
+    from fulfil.errors import UsageError
+    from fulfil.services import label_workflow
+
+    order_ids = order_ids_from(order)
+    if not order_ids:
+        raise UsageError("name the orders to quote: --order ID (repeatable, or --order - for stdin)")
+    state = state_of(ctx, json_mode)
+    state.settings.canadapost()  # configuration errors before anything is asked
+    state.settings.http()
+    run_order_workflow(
+        state,
+        command="labels quote",
+        progress_label="Asking for quotes",
+        columns=QUOTE_COLUMNS,
+        count=lambda session: len(order_ids),
+        work=lambda session, on_result, stop: label_workflow(
+            session.database_url, state.settings, session
+        ).quote(order_ids, on_result),
+        display=lambda r: {**r, "chosen": "← " + (r["rule"] or "") if r["chosen"] else None},
+    )
+
+
 PRICE_COLUMNS = ["order_id", "outcome", "tracking_pin", "document", "due", "error"]
 
 

@@ -238,9 +238,11 @@ def _add_refund_request_info(parent: etree._Element, shipment: Shipment) -> None
 
 @dataclass(frozen=True)
 class SandboxPrice:
-    """What the sandbox charges for a label: a base by weight, a fuel surcharge, the destination
-    province's taxes. The same for the price in a Create Shipment answer, the price document and
-    the non-contract receipt, so each of them gives every label the same figures."""
+    """What the sandbox charges for a label: what its Get Rates quotes for the service bought, on
+    the day it was bought (fulfil.sandbox.canadapost_rates: billed weight, zone, service, options,
+    fuel, the destination province's taxes). The same for the price in a Create Shipment answer,
+    the price document and the non-contract receipt, so each of them gives every label the same
+    figures, and a seller who quoted first is charged what was quoted."""
 
     weight: Decimal
     base: Decimal
@@ -249,6 +251,7 @@ class SandboxPrice:
     gst: Decimal
     pst: Decimal
     hst: Decimal
+    options: tuple[tuple[str, Decimal], ...] = ()  # (option-code, option-price)
 
     @property
     def due(self) -> Decimal:
@@ -256,9 +259,78 @@ class SandboxPrice:
 
 
 def label_price(shipment: Shipment) -> SandboxPrice:
+    from fulfil.sandbox.canadapost_rates import Scenario, rate
+
     spec = child(parse_untrusted(shipment.request_xml), "delivery-spec")
-    weight_text = find_path(spec, "parcel-characteristics", "weight") if spec is not None else None
-    weight = Decimal((weight_text.text or "1").strip()) if weight_text is not None else Decimal(1)
+    weight = _decimal_at(spec, "parcel-characteristics", "weight") or Decimal(1)
+    measures = [
+        _decimal_at(spec, "parcel-characteristics", "dimensions", side)
+        for side in ("length", "width", "height")
+    ]
+    options: dict[str, Decimal | None] = {}
+    listed = find_path(spec, "options") if spec is not None else None
+    for option in listed if listed is not None else ():
+        code = child_text(option, "option-code")
+        if code:
+            amount = child_text(option, "option-amount")
+            options[code] = Decimal(amount) if amount else None
+    origin = shipment.sender.get("postal_code", "").replace(" ", "").upper()
+    destination = shipment.destination.get("postal_code", "").replace(" ", "").upper()
+    scenario = Scenario(
+        weight=weight,
+        dimensions=_dimensions(measures),
+        origin=origin,
+        destination=destination if POSTAL_CODE.fullmatch(destination) else None,
+        quote_type="commercial",
+        contract=shipment.contract,
+        options=options,
+        services=(shipment.service_code,),
+        mailing_date=datetime.fromtimestamp(shipment.created_at, EASTERN).date(),
+        french=False,
+    )
+    quotes = rate(scenario) if POSTAL_CODE.fullmatch(origin) else []
+    if not quotes:
+        return _flat_price(shipment, weight)
+    quote = quotes[0]
+    taxes = {kind: amount for kind, _, amount in quote.taxes}
+    pre_tax = quote.base + sum((option.price for option in quote.options), Decimal(0)) + quote.fuel
+    return SandboxPrice(
+        weight=max(weight, quote.cubed_weight or weight),
+        base=quote.base,
+        fuel=quote.fuel,
+        pre_tax=pre_tax,
+        gst=taxes.get("gst", Decimal(0)),
+        pst=taxes.get("pst", Decimal(0)),
+        hst=taxes.get("hst", Decimal(0)),
+        options=tuple((option.code, option.price) for option in quote.options),
+    )
+
+
+def _dimensions(measures: list[Decimal | None]) -> tuple[Decimal, Decimal, Decimal] | None:
+    length, width, height = measures
+    if length is None or width is None or height is None:
+        return None
+    return length, width, height
+
+
+def _add_priced_options(parent: etree._Element, amounts: SandboxPrice) -> None:
+    if not amounts.options:
+        return
+    priced = sub(parent, "priced-options")
+    for code, price in amounts.options:
+        option = sub(priced, "priced-option")
+        sub(option, "option-code", code)
+        sub(option, "option-price", str(price))
+
+
+def _decimal_at(spec: etree._Element | None, *path: str) -> Decimal | None:
+    found = find_path(spec, *path) if spec is not None else None
+    text = (found.text or "").strip() if found is not None else ""
+    return Decimal(text) if text else None
+
+
+def _flat_price(shipment: Shipment, weight: Decimal) -> SandboxPrice:
+    """A label no quote covers (a service the sandbox does not rate): a flat price by weight."""
     base = (Decimal("9.75") + weight * Decimal("1.85")).quantize(CENT, ROUND_HALF_UP)
     fuel = (base * Decimal("0.115")).quantize(CENT, ROUND_HALF_UP)
     pre_tax = base + fuel
@@ -290,6 +362,7 @@ def _fill_price(price: etree._Element, shipment: Shipment) -> None:
     amounts = label_price(shipment)
     sub(price, "service-code", shipment.service_code)
     sub(price, "base-amount", str(amounts.base))
+    _add_priced_options(price, amounts)
     _add_fuel_surcharge(price, amounts)
     sub(price, "pre-tax-amount", str(amounts.pre_tax))
     sub(price, "gst-amount", str(amounts.gst))
@@ -324,6 +397,7 @@ def non_contract_receipt(shipment: Shipment, customer: str) -> bytes:
     sub(root, "gst-amount", str(amounts.gst))
     sub(root, "pst-amount", str(amounts.pst))
     sub(root, "hst-amount", str(amounts.hst))
+    _add_priced_options(root, amounts)
     _add_fuel_surcharge(root, amounts)
     card = sub(root, "cc-receipt-details")
     sub(card, "merchant-name", "Canada Post Corporation")

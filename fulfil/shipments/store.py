@@ -149,6 +149,9 @@ class ShipmentStore:
         )
         return row
 
+    def orders_by_id(self, order_ids: list[str]) -> list[Row]:
+        return self._all("orders_by_id", order_ids=order_ids)
+
     def record_label_choice(
         self, shipment_id: int, *, service_code: str, service_rule: str | None, choice: dict[str, Any]
     ) -> bool:

@@ -23,3 +23,12 @@ SELECT count(*) FROM api_calls;
 
 -- name: carrier_statuses
 SELECT carrier_status, count(*) FROM carrier_tracking GROUP BY carrier_status ORDER BY carrier_status;
+
+-- name: services_bought
+-- What the demo's labels were bought as: each service, the rule that chose it (none: the
+-- configured service), how many.
+SELECT service_code, service_rule, count(*)
+FROM shipments
+WHERE service_code IS NOT NULL AND tracking_pin IS NOT NULL
+GROUP BY service_code, service_rule
+ORDER BY count(*) DESC, service_code, service_rule;

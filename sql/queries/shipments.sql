@@ -309,12 +309,15 @@ SELECT (SELECT count(*)
           AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))) AS count;
 
 -- name: dry_run_candidates
+-- What `labels create` would buy: orders without a label yet and, when named, orders whose label
+-- was given up (voided or refunded: replace_given_up_labels).
 SELECT o.order_id, o.raw_order_data, s.cp_request_id, coalesce(s.status, 'no shipment yet') AS status
 FROM orders o
 LEFT JOIN shipments s ON s.order_id = o.order_id
 WHERE fulfil_order_still_ships(o.status, s.shipped_at)
   AND (s.shipment_id IS NULL
-       OR s.status = 'label_pending')
+       OR s.status = 'label_pending'
+       OR (%(order_ids)s::text[] IS NOT NULL AND s.status IN ('label_voided', 'refund_requested')))
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
 ORDER BY o.created_at, o.order_id
 LIMIT %(limit)s;
@@ -338,6 +341,12 @@ SELECT r.order_id, o.status AS order_status, s.status AS shipment_status, s.trac
 FROM unnest(%(order_ids)s::text[]) AS r(order_id)
 LEFT JOIN orders o ON o.order_id = r.order_id
 LEFT JOIN shipments s ON s.order_id = r.order_id;
+
+-- name: orders_by_id
+-- The orders named (`fulfil labels quote`), whatever their state: a quote buys nothing.
+SELECT order_id, status, raw_order_data
+FROM orders
+WHERE order_id = ANY (%(order_ids)s::text[]);
 
 -- name: record_label_choice
 -- What this purchase is about to be sent as (parcel, service, rule, options; 0019), written by
@@ -912,7 +921,11 @@ WITH replaced AS (
         refund_ticket_date = NULL,
         void_reason = NULL,
         last_error = NULL,
-        last_error_code = NULL
+        last_error_code = NULL,
+        -- The new label is decided afresh (its claim records what it is bought as).
+        service_code = NULL,
+        service_rule = NULL,
+        label_choice = NULL
     FROM orders o
     WHERE s.order_id = ANY (%(order_ids)s::text[])
       AND s.status IN ('label_voided', 'refund_requested')

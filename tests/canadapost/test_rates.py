@@ -124,6 +124,24 @@ def test_measures_are_written_at_the_schemas_precision(rating_schema: etree.XMLS
     assert [child_text(dimensions, side) for side in ("length", "width", "height")] == ["10.0", "25.5", "5.0"]
 
 
+def test_an_options_amount_is_quoted_so_the_option_is_priced_as_it_will_be_bought(
+    rating_schema: etree.XMLSchema,
+) -> None:
+    small = request(options=["SO", "COV"], option_amounts={"COV": Decimal("100")})
+    large = request(options=["SO", "COV"], option_amounts={"COV": Decimal("699.994")})
+    assert valid(rating_schema, large)
+    options = find_path(parse_untrusted(large), "options")
+    assert options is not None
+    assert [(child_text(o, "option-code"), child_text(o, "option-amount")) for o in options] == [
+        ("SO", None),
+        ("COV", "699.99"),
+    ]
+    cheap, dear = (parse_price_quotes(sandbox_answer(body)) for body in (small, large))
+    assert all(a.due < b.due for a, b in zip(cheap, dear, strict=True) if a.service_code != "DOM.RP")
+    with pytest.raises(ValueError, match="amount"):
+        request(options=["COV"], option_amounts={"COV": Decimal(0)})
+
+
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [

@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 from lxml import etree
 
 from fulfil.sandbox.orders import generate_orders
@@ -286,3 +287,78 @@ def test_a_quote_that_cannot_be_sent_buys_nothing_and_the_order_waits(
     assert "nothing was bought" in result.stderr
     assert api_calls(db, "CreateShipment") == []
     assert shipments(db)["U-1"]["status"] == "label_pending"
+
+
+def test_labels_quote_lists_every_service_for_every_parcel_and_marks_what_the_rules_buy(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    write_config(
+        tmp_path, fulfil_env, '[[service_rules]]\nname = "cheap"\nservice = "cheapest_meeting_deadline"\n'
+    )
+    import_profiles(fulfil_env, tmp_path, "TV-50,14.2,120,75,14,tv box,yes\nMUG-1,0.45,12,12,10,small,no\n")
+    insert_orders(
+        db,
+        [
+            order("Q-ONE", address=FAR, lines=[("MUG-1", 2)], shipping_deadline=None),
+            order("Q-TWO", lines=[("TV-50", 1), ("MUG-1", 1)]),
+        ],
+    )
+
+    result = run_fulfil("labels", "quote", "--order", "Q-ONE", "--order", "Q-TWO", "--json", env=fulfil_env)
+    unknown = run_fulfil("labels", "quote", "--order", "NOPE-1", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    rows = json_lines(result.stdout)
+    one = [r for r in rows if r["order_id"] == "Q-ONE"]
+    assert {r["service_code"] for r in one} == {"DOM.RP", "DOM.EP", "DOM.XP", "DOM.PC"}
+    assert [Decimal(r["due"]) for r in one] == sorted(Decimal(r["due"]) for r in one)
+    assert {(r["parcel"], r["parcels"], r["weight_kg"]) for r in one} == {(1, 1, "0.900")}
+    [chosen] = [r for r in one if r["chosen"]]
+    assert (chosen["service_code"], chosen["rule"]) == (
+        one[0]["service_code"],
+        "cheap",
+    )  # no deadline: cheapest
+    two = [r for r in rows if r["order_id"] == "Q-TWO"]
+    assert {(r["parcel"], r["weight_kg"]) for r in two} == {(1, "0.450"), (2, "14.200")}
+    assert not any(r["chosen"] for r in two)  # several parcels: not bought by fulfil yet
+    assert all(r["outcome"] == "quoted" for r in rows)
+    calls = api_calls(db, "GetRates")
+    assert [call["related_id"] for call in calls] == ["Q-ONE", "Q-TWO", "Q-TWO"]
+    assert api_calls(db, "CreateShipment") == []
+    assert shipments(db) == {}
+    assert unknown.returncode == 3
+    assert "order NOPE-1 is not in the orders table" in unknown.stderr
+
+
+@pytest.mark.parametrize("contract", [True, False], ids=["contract", "non-contract"])
+def test_a_label_costs_what_its_quote_said(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path, contract: bool
+) -> None:
+    if not contract:
+        fulfil_env.pop("FULFIL_CANADAPOST_CONTRACT_ID")
+    write_config(
+        tmp_path,
+        fulfil_env,
+        '[[service_rules]]\nservice = "cheapest_meeting_deadline"\n\n'
+        '[[option_rules]]\nmin_order_value = 500\noptions = ["SO", "COV"]\n',
+    )
+    insert_orders(db, [order("B-1", address=FAR, total_price=699.99), order("B-2", total_price=25.0)])
+
+    quoted = run_fulfil("labels", "quote", "--order", "B-1", "--order", "B-2", "--json", env=fulfil_env)
+    bought = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert quoted.returncode == 0, quoted.stderr
+    assert bought.returncode == 0, bought.stderr
+    chosen = {r["order_id"]: r for r in json_lines(quoted.stdout) if r["chosen"]}
+    costs = {
+        order_id: (service_code, str(due), options)
+        for order_id, service_code, due, options in db.execute(
+            "SELECT order_id, service_code, due_amount, options FROM label_costs"
+        )
+    }
+    assert set(costs) == {"B-1", "B-2"}
+    for order_id in ("B-1", "B-2"):
+        service_code, due, _ = costs[order_id]
+        assert (service_code, due) == (chosen[order_id]["service_code"], chosen[order_id]["due"])
+    assert [option["code"] for option in costs["B-1"][2]] == ["SO", "COV"]  # priced, on the bill too
+    assert costs["B-2"][2] == []

@@ -25,6 +25,7 @@ from fulfil.parcels.profiles import ParcelProfile
 from fulfil.service_rules import (
     CHEAPEST_MEETING_DEADLINE,
     LabelOption,
+    OrderFacts,
     ShippingRules,
     cheapest_meeting_deadline,
     order_facts,
@@ -136,7 +137,7 @@ def _option_text(option: LabelOption) -> str:
 
 
 class LabelChooser:
-    """Decides each order's label; ``quote`` is None where nothing may be sent (then a rule that
+    """Decides each order's label; ``ask_rates`` is None where nothing may be sent (then a rule that
     needs a quote is a configuration error: say so, never guess)."""
 
     def __init__(
@@ -148,7 +149,7 @@ class LabelChooser:
         origin_postal_code: str,
         profiles: Callable[[list[str]], Mapping[str, ParcelProfile]],
         build_quote_request: Callable[[Parcel, str, tuple[LabelOption, ...]], bytes],
-        quote: QuoteCall | None,
+        ask_rates: QuoteCall | None,
         now: Callable[[], datetime],
     ) -> None:
         self.rules = rules
@@ -157,13 +158,36 @@ class LabelChooser:
         self.origin_postal_code = origin_postal_code
         self.profiles = profiles
         self.build_quote_request = build_quote_request
-        self.quote = quote
+        self.ask_rates = ask_rates
         self.now = now
 
-    def choose(self, order_id: str, order: Mapping[str, Any]) -> LabelChoice:
+    def plan(self, order_id: str, order: Mapping[str, Any]) -> ParcelPlan:
+        """The order's parcels, from its SKUs' profiles as they are now."""
+        return plan_parcels(order_id, order, self.profiles(_line_skus(order)), self.default_parcel)
+
+    def facts(self, order_id: str, order: Mapping[str, Any], parcel: Parcel) -> OrderFacts:
+        destination = destination_from_order(order_id, order)
+        return order_facts(
+            order,
+            province=destination.province,
+            postal_code=destination.postal_code,
+            weight_kg=parcel.weight_kg,
+        )
+
+    def options(self, order_id: str, facts: OrderFacts) -> tuple[LabelOption, ...]:
+        return self.rules.options_for(order_id, facts, self.now())
+
+    def quote(self, order_id: str, parcel: Parcel, facts: OrderFacts) -> tuple[PriceQuote, ...]:
+        """Canada Post's quote of every service for ``parcel`` with the order's options."""
+        return self._quotes(order_id, parcel, facts.postal_code, self.options(order_id, facts))
+
+    def choose(
+        self, order_id: str, order: Mapping[str, Any], *, quotes: tuple[PriceQuote, ...] | None = None
+    ) -> LabelChoice:
         """Raises OrderDataError for an order that cannot make a label, QuoteFailed, and
-        ConfigError for rules that cannot be applied (conflicting options)."""
-        plan = plan_parcels(order_id, order, self.profiles(_line_skus(order)), self.default_parcel)
+        ConfigError for rules that cannot be applied (conflicting options). ``quotes``: the
+        parcel's quotes when the caller has them already (`labels quote`), so none is asked twice."""
+        plan = self.plan(order_id, order)
         if len(plan.parcels) > 1:
             raise OrderDataError(
                 order_id,
@@ -172,25 +196,21 @@ class LabelChooser:
                 "for now: ship it by hand, or change the SKUs' profiles and `fulfil labels retry` it",
             )
         parcel = plan.parcels[0].parcel
-        destination = destination_from_order(order_id, order)
+        facts = self.facts(order_id, order, parcel)
         now = self.now()
-        facts = order_facts(
-            order,
-            province=destination.province,
-            postal_code=destination.postal_code,
-            weight_kg=parcel.weight_kg,
-        )
         options = self.rules.options_for(order_id, facts, now)
         warnings = list(plan.warnings)
         rule = self.rules.service_rule_for(facts, now)
-        quotes: tuple[PriceQuote, ...] = ()
+        used: tuple[PriceQuote, ...] | None = ()
         if rule is None:
             service, reason = self.default_service, "the configured service; no service rule matched"
         elif rule.service != CHEAPEST_MEETING_DEADLINE:
             service, reason = rule.service, f"rule {rule.name!r}"
         else:
-            quotes = self._quotes(order_id, parcel, destination.postal_code, options)
-            picked = cheapest_meeting_deadline(quotes, facts.shipping_deadline, rule.transit_days)
+            used = quotes
+            if used is None:
+                used = self._quotes(order_id, parcel, facts.postal_code, options)
+            picked = cheapest_meeting_deadline(used, facts.shipping_deadline, rule.transit_days)
             if picked is None:
                 raise QuoteFailed(
                     order_id,
@@ -200,7 +220,7 @@ class LabelChooser:
                 )
             service, reason = picked.service_code, f"rule {rule.name!r}: {picked.reason}"
             if picked.warning:
-                warnings.append(picked.warning)
+                warnings.append(f"order {order_id}: {picked.warning}")
         return LabelChoice(
             parcel=parcel,
             plan=plan,
@@ -208,7 +228,7 @@ class LabelChooser:
             service_rule=rule.name if rule is not None else None,
             service_reason=reason,
             options=options,
-            quotes=quotes,
+            quotes=used or (),
             warnings=tuple(warnings),
         )
 
@@ -217,9 +237,9 @@ class LabelChooser:
     ) -> tuple[PriceQuote, ...]:
         from fulfil.errors import ConfigError
 
-        if self.quote is None:
+        if self.ask_rates is None:
             raise ConfigError(f"order {order_id}: a {CHEAPEST_MEETING_DEADLINE} rule needs a rate quote")
-        outcome = self.quote(order_id, self.build_quote_request(parcel, postal_code, options))
+        outcome = self.ask_rates(order_id, self.build_quote_request(parcel, postal_code, options))
         if not outcome.ok:
             from fulfil.canadapost.client import auth_error, interpret_error
             from fulfil.canadapost.responses import ErrorKind
@@ -248,6 +268,7 @@ def rates_request_builder(
             destination_postal_code=destination_postal_code,
             canadapost=canadapost,
             options=[option.code for option in options],
+            option_amounts={option.code: option.amount for option in options if option.amount is not None},
         )
 
     return build
@@ -273,6 +294,6 @@ def label_chooser(
         origin_postal_code=origin,
         profiles=profiles,
         build_quote_request=rates_request_builder(origin_postal_code=origin, canadapost=settings.canadapost),
-        quote=client.get_rates if client is not None else None,
+        ask_rates=client.get_rates if client is not None else None,
         now=lambda: datetime.now(UTC),
     )

@@ -131,7 +131,9 @@ def dry_run(
                 canadapost=ctx.settings.canadapost,
                 sender=ctx.settings.sender,
                 parcel=choice.parcel,
-                request_id=row["cp_request_id"] or "F" + "0" * 32,
+                # A given-up label's replacement is bought under a new request id (its claim's).
+                request_id=(row["cp_request_id"] if row["status"] == S.LABEL_PENDING else None)
+                or "F" + "0" * 32,
                 group_id=ctx.settings.group_id(None),
                 service_code=choice.service_code,
                 options=choice.options,

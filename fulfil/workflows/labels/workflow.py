@@ -24,6 +24,7 @@ from fulfil.workflows.labels.choice import label_chooser
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.download import Downloads
 from fulfil.workflows.labels.purchase import Purchases
+from fulfil.workflows.labels.quote import QuoteRow, QuoteRun, quote_orders
 from fulfil.workflows.labels.reconcile import Reconciler
 from fulfil.workflows.labels.recording import Recorder
 from fulfil.workflows.labels.results import (
@@ -215,6 +216,14 @@ class LabelWorkflow:
     def keep(self, order_id: str, cp_shipment_id: str) -> LabelResult:
         with self.phases(LabelRun()) as phases:
             return commands.keep(phases.ctx, order_id, cp_shipment_id)
+
+    def quote(self, order_ids: list[str], emit: Callable[[QuoteRow], None]) -> QuoteRun:
+        """Canada Post's quotes for each parcel of each order named; nothing bought or written."""
+        with self.phases(LabelRun()) as phases:
+            try:
+                return quote_orders(phases.ctx.store, phases.chooser, order_ids, emit)
+            except ConfigError as exc:
+                return QuoteRun(fatal=exc)
 
     def dry_run(
         self, order_ids: list[str] | None, limit: int | None
