@@ -148,26 +148,32 @@ def label_workflow(
     concurrency: int = 1,
 ) -> LabelWorkflow:
     """The label workflow for these settings; without a session (dry run, retry) it cannot call out."""
-    from fulfil.canadapost.client import RETRY_LABEL_FETCH, RETRY_NOT_SENT, CanadaPostClient
+    from fulfil.canadapost.client import RETRY_LABEL_FETCH, RETRY_NOT_SENT, RETRY_READS, CanadaPostClient
     from fulfil.manifest_settings import manifest_mode
     from fulfil.workflows.labels import LabelSettings, LabelWorkflow
 
     http = settings.http()
     listen_for_stop(session, stop)
     admission_wait = service_budgets(settings, "CanadaPost").max_wait
+    rules = settings.shipping_rules()
+    purchase_lease = lease_seconds(http.deadline, RETRY_NOT_SENT, admission_wait=admission_wait)
+    if rules.needs_quotes:
+        # A rule's quote is asked for inside the claim, before Create Shipment: the claim lasts
+        # for the whole of both, each with all its attempts and waits.
+        purchase_lease += lease_seconds(http.deadline, RETRY_READS, admission_wait=admission_wait)
     label_settings = LabelSettings(
         canadapost=settings.canadapost(),
         sender=settings.sender(),
         parcel=settings.parcel(),
         labels_dir=settings.labels_dir,
-        lease_seconds=lease_seconds(http.deadline, RETRY_NOT_SENT, admission_wait=admission_wait),
+        lease_seconds=purchase_lease,
         deadline=http.deadline,
         # Canada Post is given as long as we wait for an answer to make a purchase it received
         # visible to its look-ups.
         settle_allowance=http.read_timeout,
         download_lease_seconds=lease_seconds(http.deadline, RETRY_LABEL_FETCH, admission_wait=admission_wait),
         manifest_mode=manifest_mode(settings),
-        rules=settings.shipping_rules(),
+        rules=rules,
     )
     client = CanadaPostClient(label_settings.canadapost, session.canadapost_http()) if session else None
 

@@ -362,3 +362,26 @@ def test_a_label_costs_what_its_quote_said(
         assert (service_code, due) == (chosen[order_id]["service_code"], chosen[order_id]["due"])
     assert [option["code"] for option in costs["B-1"][2]] == ["SO", "COV"]  # priced, on the bill too
     assert costs["B-2"][2] == []
+
+
+def test_a_purchase_whose_rule_needs_a_quote_holds_its_claim_for_the_quote_too(tmp_path: Path) -> None:
+    """The claim is held from before the quote to the end of Create Shipment's last attempt: its
+    lease covers both calls with all their retries, or another run could take a purchase over
+    while it is still on its way out."""
+    from fulfil.audit.retry import lease_seconds
+    from fulfil.canadapost.client import RETRY_NOT_SENT, RETRY_READS
+    from fulfil.config import load_settings
+    from fulfil.services import label_workflow, service_budgets
+    from tests.conftest import SENDER_ENV
+
+    env = {**SENDER_ENV, "FULFIL_CANADAPOST_USERNAME": "u", "FULFIL_CANADAPOST_PASSWORD": "p"}
+    env["FULFIL_CANADAPOST_CUSTOMER_NUMBER"] = "2004381"
+    plain = load_settings(env, cwd=tmp_path)
+    (tmp_path / "fulfil.toml").write_text('[[service_rules]]\nservice = "cheapest_meeting_deadline"\n')
+    quoting = load_settings(env, cwd=tmp_path)
+    deadline = plain.http().deadline
+    wait = service_budgets(plain, "CanadaPost").max_wait
+    purchase = lease_seconds(deadline, RETRY_NOT_SENT, admission_wait=wait)
+    quote = lease_seconds(deadline, RETRY_READS, admission_wait=wait)
+    assert label_workflow("postgresql:///unused", plain, None).settings.lease_seconds == purchase
+    assert label_workflow("postgresql:///unused", quoting, None).settings.lease_seconds == purchase + quote
