@@ -28,6 +28,7 @@ conflict is a configuration error, never a refused purchase.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -335,7 +336,11 @@ class _RuleReader:
         raw_name = table.get("name")
         self.name = raw_name.strip() if isinstance(raw_name, str) and raw_name.strip() else f"{kind} {index}"
         self.where = f"{source}: [[{kind}]] {index} ({self.name!r})"
-        if isinstance(raw_name, str) and (len(raw_name) > 80 or any(ch < " " for ch in raw_name)):
+        # Control and format characters of any kind (the database refuses them too): a name is
+        # shown in tables and stored with each label bought by its rule.
+        if isinstance(raw_name, str) and (
+            len(self.name) > 80 or any(unicodedata.category(ch).startswith("C") for ch in raw_name)
+        ):
             raise ConfigError(f"{self.where}: name must be at most 80 characters on one line")
         unknown = sorted(set(table) - keys)
         if unknown:

@@ -385,3 +385,37 @@ def test_a_purchase_whose_rule_needs_a_quote_holds_its_claim_for_the_quote_too(t
     quote = lease_seconds(deadline, RETRY_READS, admission_wait=wait)
     assert label_workflow("postgresql:///unused", plain, None).settings.lease_seconds == purchase
     assert label_workflow("postgresql:///unused", quoting, None).settings.lease_seconds == purchase + quote
+
+
+@pytest.mark.parametrize(
+    ("columns", "values"),
+    [
+        ("service_code", ("USA.EP",)),
+        ("service_code", ("dom.ep",)),
+        ("service_rule, service_code", ("a\tb", "DOM.EP")),
+        ("service_rule, service_code", ("x" * 81, "DOM.EP")),
+        ("service_rule", ("a rule without its service",)),
+        ("label_choice, service_code", ('"a scalar"', "DOM.EP")),
+        ("label_choice, service_code", ('{"service_code": "DOM.EP"}', "DOM.EP")),
+        ("label_choice, service_code", ('{"parcel": {}, "service_code": "DOM.XP"}', "DOM.EP")),
+    ],
+)
+def test_the_database_refuses_a_label_choice_that_cannot_be_one(
+    db: psycopg.Connection, columns: str, values: tuple[str, ...]
+) -> None:
+    insert_orders(db, [order("K-1")])
+    db.execute(
+        "INSERT INTO shipments (order_id, status, cp_request_id) VALUES ('K-1', 'label_pending', 'F1')"
+    )
+    names = [name.strip() for name in columns.split(",")]
+    assignments = ", ".join(
+        f"{name} = %s::jsonb" if name == "label_choice" else f"{name} = %s" for name in names
+    )
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(f"UPDATE shipments SET {assignments} WHERE order_id = 'K-1'", values)
+    good = '{"parcel": {}, "service_code": "DOM.EP"}'
+    db.execute(
+        "UPDATE shipments SET service_code = 'DOM.EP', service_rule = 'r', label_choice = %s::jsonb "
+        "WHERE order_id = 'K-1'",
+        (good,),
+    )
