@@ -61,6 +61,12 @@ def tracking_push(
     is settled by reading the order on Best Buy. Shipped orders end in tracking_updated with the
     order shipped; an order cancelled on Best Buy ends in order_canceled (void its label).
 
+    Outcomes: shipped; already_shipped (Best Buy shows it shipped); retracked (a replacement
+    label of a shipped order: its new number sent, no second confirmation); order_canceled;
+    failed (Best Buy's refusal, named); pending (nothing settled: the next run carries on);
+    waiting_for_pdf (bought moments ago: the next run pushes it); skipped; not_pushable (a named
+    order with nothing to push).
+
     Exit 0: all done (or nothing to do); 3: some failed, were cancelled or wait for the next run;
     2: configuration problem (e.g. the API key was refused: the run stops at the first refusal).
 
