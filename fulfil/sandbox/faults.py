@@ -219,6 +219,12 @@ class FaultPlan:
             self._require(service)
             self._scripts.setdefault((service, endpoint), deque()).extend(parsed)
 
+    def clear_script(self, service: str, endpoint: str) -> None:
+        """Forget the faults still scripted for one endpoint (what a run left unconsumed)."""
+        with self._lock:
+            self._require(service)
+            self._scripts.pop((service, endpoint), None)
+
     def pending_script(self, service: str, endpoint: str) -> list[str]:
         with self._lock:
             return [kind.value for kind in self._scripts.get((service, endpoint), ())]

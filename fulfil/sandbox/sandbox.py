@@ -190,6 +190,9 @@ class Sandbox:
             )
         self.fault_plan.script(service, endpoint, faults)
 
+    def clear_script(self, service: str, endpoint: str) -> None:
+        self.fault_plan.clear_script(service, endpoint)
+
     def add_orders(self, orders: list[dict[str, Any]]) -> None:
         self.bestbuy.add(orders, {})
 

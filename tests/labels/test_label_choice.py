@@ -419,3 +419,77 @@ def test_the_database_refuses_a_label_choice_that_cannot_be_one(
         "WHERE order_id = 'K-1'",
         (good,),
     )
+
+
+@pytest.mark.parametrize("fault", ["garbage", "html_200", "http_503", "rate_limit"])
+def test_a_quote_answer_that_is_not_one_buys_nothing_and_the_order_waits(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path, fault: str
+) -> None:
+    write_config(tmp_path, fulfil_env, '[[service_rules]]\nservice = "cheapest_meeting_deadline"\n')
+    # A two-second window: a throttled group D pauses two seconds, not Canada Post's minute.
+    fulfil_env["FULFIL_CANADAPOST_RATE_D"] = "100000/2"
+    insert_orders(db, [order("G-1"), order("G-2")])
+    # Every attempt of the read (it is retried: a quote changes nothing) gets the same.
+    sandbox.script_faults("canadapost", "GetRates", [fault] * 3)
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 3, result.stderr
+    assert "nothing was bought" in result.stderr
+    assert "order G-1: rate quote:" in result.stderr
+    assert api_calls(db, "CreateShipment") == []
+    rows = shipments(db)
+    assert rows["G-1"]["status"] == "label_pending"
+    assert rows["G-1"]["lease_owner"] is None
+    assert bought_per_order(sandbox) == {}
+
+    sandbox.clear_script("canadapost", "GetRates")
+    again = run_fulfil("labels", "create", "--json", env=fulfil_env)
+    assert again.returncode == 0, again.stderr
+    assert bought_per_order(sandbox) == {"G-1": 1, "G-2": 1}
+
+
+def test_a_run_killed_while_it_waits_for_a_quote_leaves_the_order_to_the_next_which_buys_it_once(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fulfil.sandbox import Faults
+
+    write_config(tmp_path, fulfil_env, '[[service_rules]]\nservice = "cheapest_meeting_deadline"\n')
+    insert_orders(db, [order("KQ-1")])
+    sandbox.set_faults("canadapost", Faults(late_answer_s=20.0))
+    sandbox.script_faults("canadapost", "GetRates", ["commit_then_late"] * 3)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "fulfil", "labels", "create"],
+        env=fulfil_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not api_calls(db, "GetRates"):
+            assert run.poll() is None, "the run ended before it asked for a quote"
+            assert time.monotonic() < deadline, "the run never asked for a quote"
+            time.sleep(0.02)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    sandbox.set_faults("canadapost", Faults())
+    sandbox.clear_script("canadapost", "GetRates")
+    killed = shipments(db)["KQ-1"]
+    assert killed["status"] == "label_creation_initiated"  # its claim, committed before the quote
+    assert api_calls(db, "CreateShipment") == []
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    assert bought_per_order(sandbox) == {"KQ-1": 1}
+    assert len(api_calls(db, "CreateShipment")) == 1
+    assert shipments(db)["KQ-1"]["label_choice"]["quotes"]  # decided afresh, from a new quote
