@@ -456,6 +456,7 @@ def labels_quote(ctx: typer.Context, order: OrderOption = None, json_mode: JsonO
             session.database_url, state.settings, session
         ).quote(order_ids, on_result),
         display=lambda r: {**r, "chosen": "← " + (r["rule"] or "") if r["chosen"] else None},
+        summary=lambda run: run.summary(),
     )
 
 

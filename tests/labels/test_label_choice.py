@@ -493,3 +493,11 @@ def test_a_run_killed_while_it_waits_for_a_quote_leaves_the_order_to_the_next_wh
     assert bought_per_order(sandbox) == {"KQ-1": 1}
     assert len(api_calls(db, "CreateShipment")) == 1
     assert shipments(db)["KQ-1"]["label_choice"]["quotes"]  # decided afresh, from a new quote
+
+
+def test_a_quote_run_counts_orders_not_services() -> None:
+    from fulfil.workflows.labels.quote import FAILED, QUOTED, QuoteRow, QuoteRun
+
+    run = QuoteRun([QuoteRow("A", QUOTED), QuoteRow("A", QUOTED), QuoteRow("B", FAILED, error="x")])
+    assert run.summary() == "1 of 2 orders quoted; 1 not (named above)"
+    assert QuoteRun([QuoteRow("A", QUOTED)] * 4).summary() == "1 of 1 order quoted"

@@ -71,6 +71,14 @@ class QuoteRun:
     def needs_attention(self) -> bool:
         return self.stopped is not None or any(row.outcome != QUOTED for row in self.rows)
 
+    def summary(self) -> str:
+        """One line for a person: how many orders were quoted, and how many were not."""
+        orders = {row.order_id for row in self.rows}
+        unquoted = {row.order_id for row in self.rows if row.outcome != QUOTED}
+        quoted = len(orders - unquoted)
+        line = f"{quoted} of {len(orders)} order{'' if len(orders) == 1 else 's'} quoted"
+        return line + (f"; {len(unquoted)} not (named above)" if unquoted else "")
+
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for row in self.rows:
