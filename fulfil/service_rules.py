@@ -53,8 +53,8 @@ BEST_BUY_TIME = ZoneInfo("America/Vancouver")
 # Canada Post's option-amount (CostTypeNonZero): above zero, at most 999999.99.
 OPTION_AMOUNT_MAX = Decimal("999999.99")
 
-# The options fulfil can buy, with what each is for. D2PO (deliver to a post office) needs the
-# office the customer chose and COD needs payment details; Best Buy orders carry neither.
+# The options fulfil can buy, with what each is for. D2PO (deliver to a post office) and COD
+# (collect on delivery) need what Best Buy orders do not give (below).
 OPTION_NAMES: dict[str, str] = {
     "SO": "signature",
     "COV": "coverage for the order's value",
@@ -65,7 +65,12 @@ OPTION_NAMES: dict[str, str] = {
     "LAD": "leave at door",
 }
 _UNAVAILABLE = {
-    "D2PO": "it needs the post office the customer chose, which Best Buy orders do not carry",
+    "D2PO": (
+        "Canada Post needs the id of the post office and an e-mail address to tell the customer; a "
+        "Best Buy order's pickup point (shipping_pudo_id) is Mirakl's, not a Canada Post office id, "
+        "and its customer address is a Mirakl relay, often longer than the 60 characters Canada "
+        "Post takes"
+    ),
     "COD": "it needs collect-on-delivery payment details, which fulfil does not send",
 }
 # Pairs Canada Post refuses together: leave-at-door contradicts every option that has someone

@@ -152,7 +152,7 @@ def test_options_that_conflict_across_rules_are_a_configuration_error_for_the_or
         ({"service_rules": [{"service": "DOM.RP", "name": "bidi\u202e"}]}, "one line"),
         ({"service_rules": [{"service": "DOM.RP", "name": "x" * 81}]}, "at most 80"),
         ({"option_rules": [{"name": "x"}]}, "options: is required"),
-        ({"option_rules": [{"options": ["D2PO"]}]}, "post office the customer chose"),
+        ({"option_rules": [{"options": ["D2PO"]}]}, "shipping_pudo_id"),
         ({"option_rules": [{"options": ["COD"]}]}, "collect-on-delivery"),
         ({"option_rules": [{"options": ["XYZ"]}]}, "not an option fulfil knows"),
         ({"option_rules": [{"options": ["SO", "so"]}]}, "names an option twice"),
