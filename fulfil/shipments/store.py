@@ -152,22 +152,21 @@ class ShipmentStore:
     def orders_by_id(self, order_ids: list[str]) -> list[Row]:
         return self._all("orders_by_id", order_ids=order_ids)
 
-    def record_label_choice(
-        self, shipment_id: int, *, service_code: str, service_rule: str | None, choice: dict[str, Any]
-    ) -> bool:
-        """The parcel, service and options this claim's request is built with (before it is sent)."""
-        return self._write(
-            "record_label_choice",
-            shipment_id=shipment_id,
-            service_code=service_code,
-            service_rule=service_rule,
-            label_choice=Jsonb(choice),
-        )
-
-    def purchase_guard(self, shipment_id: int) -> SendGuard:
-        """Checked in the statement that records each Create Shipment attempt: still ours?"""
+    def purchase_guard(self, shipment_id: int, choice: dict[str, Any] | None = None) -> SendGuard:
+        """Checked in the statement that records each Create Shipment attempt: still ours? With
+        ``choice`` (LabelChoice.as_record), the decision is written in that statement too."""
+        params = {"shipment_id": shipment_id, "owner": self.owner}
+        if choice is None:
+            return SendGuard("shipments", "hold_purchase_lease", params)
         return SendGuard(
-            "shipments", "hold_purchase_lease", {"shipment_id": shipment_id, "owner": self.owner}
+            "shipments",
+            "hold_purchase_lease_recording_choice",
+            {
+                **params,
+                "service_code": choice["service_code"],
+                "service_rule": choice["service_rule"],
+                "label_choice": Jsonb(choice),
+            },
         )
 
     def record_purchase(

@@ -348,15 +348,18 @@ SELECT order_id, status, raw_order_data
 FROM orders
 WHERE order_id = ANY (%(order_ids)s::text[]);
 
--- name: record_label_choice
--- What this purchase is about to be sent as (parcel, service, rule, options; 0019), written by
--- the run holding the claim before its request goes out: a label is read back with the decision
--- it was bought under. Not ours any more: nothing written (and nothing will be sent).
+-- name: hold_purchase_lease_recording_choice
+-- hold_purchase_lease for an attempt whose request carries a decision (0019: parcel, service,
+-- rule, options): the decision is written in the same statement that records the attempt, so a
+-- label is always read back with the decision it was bought under, and nothing is written for a
+-- claim that is no longer this run's (nothing is sent for it either). The UPDATE locks the row
+-- as FOR UPDATE does.
 UPDATE shipments
 SET service_code = %(service_code)s, service_rule = %(service_rule)s, label_choice = %(label_choice)s
 WHERE shipment_id = %(shipment_id)s
   AND status = 'label_creation_initiated'
-  AND lease_owner = %(owner)s;
+  AND lease_owner = %(owner)s
+RETURNING shipment_id;
 
 -- name: hold_purchase_lease
 -- Run by the audit log in the transaction that records a Create Shipment attempt, before it is

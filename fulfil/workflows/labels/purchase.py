@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from fulfil.audit.log import LeaseLost
 from fulfil.audit.outcome import FailureClass
@@ -43,6 +44,8 @@ class Claim:
     purchase_started_at: datetime | None = None
     # The parcel plan's and the service choice's warnings (a SKU without a profile …).
     warnings: list[str] = field(default_factory=list)
+    # What the request is bought as (LabelChoice.as_record), recorded with its attempt.
+    choice: dict[str, Any] | None = None
     # Set when the order cannot make a request (its data): nothing is sent for it.
     result: LabelResult | None = None
 
@@ -87,13 +90,9 @@ class Purchases:
                 options=choice.options,
             )
             claim.warnings = list(choice.warnings)
-            # Kept before anything is sent: a label is always read back with what it was bought as.
-            ctx.store.record_label_choice(
-                claim.shipment_id,
-                service_code=choice.service_code,
-                service_rule=choice.service_rule,
-                choice=choice.as_record(),
-            )
+            # Written with the first attempt's api_calls row (purchase_guard): a label is always
+            # read back with what it was bought as.
+            claim.choice = choice.as_record()
         except OrderDataError as exc:
             ctx.store.refuse_purchase(
                 claim.shipment_id, code="order-data", error=str(exc), order_data_hash=claim.order_data_hash
@@ -132,7 +131,7 @@ class Purchases:
         warnings = [*claim.warnings, *claim.request.warnings]
         try:
             outcome = ctx.client.create_shipment(
-                claim.order_id, claim.request, guard=ctx.store.purchase_guard(claim.shipment_id)
+                claim.order_id, claim.request, guard=ctx.store.purchase_guard(claim.shipment_id, claim.choice)
             )
         except LeaseLost:
             message = (
