@@ -501,3 +501,34 @@ def test_a_quote_run_counts_orders_not_services() -> None:
     run = QuoteRun([QuoteRow("A", QUOTED), QuoteRow("A", QUOTED), QuoteRow("B", FAILED, error="x")])
     assert run.summary() == "1 of 2 orders quoted; 1 not (named above)"
     assert QuoteRun([QuoteRow("A", QUOTED)] * 4).summary() == "1 of 1 order quoted"
+
+
+def test_the_dry_run_says_per_order_which_parcel_rule_and_service_it_would_buy(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    write_config(
+        tmp_path,
+        fulfil_env,
+        '[[service_rules]]\nname = "heavy"\nmin_weight_kg = 5\nservice = "DOM.RP"\n\n'
+        '[[option_rules]]\nname = "valuable"\nmin_order_value = 500\noptions = ["SO"]\n',
+    )
+    import_profiles(fulfil_env, tmp_path, "HEAVY-1,7.5,60,40,30,big box,no\n")
+    insert_orders(db, [order("Y-1", lines=[("HEAVY-1", 1)], total_price=650.0), order("Y-2")])
+
+    result = run_fulfil("labels", "create", "--dry-run", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    y1 = lines.index("# order Y-1: would_buy")
+    assert (
+        lines[y1 + 1]
+        == "# parcel: 7.500 kg 60.0 × 40.0 × 30.0 cm, box big box (the parcel profile of SKU HEAVY-1)"
+    )
+    assert lines[y1 + 2] == "# service: DOM.RP (rule 'heavy')"
+    assert lines[y1 + 3] == "# options: SO"
+    y2 = lines.index("# order Y-2: would_buy")
+    assert lines[y2 + 2] == "# service: DOM.EP (the configured service; no service rule matched)"
+    assert lines[y2 + 3].startswith("# warning: order Y-2: no parcel profile for SKU ")
+    assert bought_per_order(sandbox) == {}
+    assert api_calls(db) == []  # no rule asked for a quote: no HTTP at all
+    assert shipments(db) == {}
