@@ -3,10 +3,13 @@ answer proves.
 
 1. Claim, in one statement: the next eligible shipment (FOR UPDATE SKIP LOCKED) becomes
    ``label_creation_initiated`` with a lease, a lookup key (contract: the customer-request-id;
-   non-contract: customer-ref-1 = order id) and ``purchase_started_at``; then its request is
-   built (an order whose data cannot make one is refused at once: nothing is sent).
+   non-contract: customer-ref-1 = order id) and ``purchase_started_at``; then its parcel,
+   service and options are decided (fulfil.workflows.labels.choice: a rule may ask Canada Post
+   for a quote first) and its request built (an order whose data cannot make one, or that
+   Canada Post would not quote, is refused at once: nothing is sent).
 2. Call: POST Create Shipment through the audited HTTP layer. Each attempt is sent only while this
-   run still holds the claim, checked in the transaction that writes its api_calls row.
+   run still holds the claim, checked in the statement that writes its api_calls row (which
+   also records what the label is bought as).
 3. Record what the answer proves: bought → ``label_created``; refused → ``label_failed`` with
    Canada Post's code; provably not sent → back to ``label_pending``; unknown (a timeout, a reset,
    a 5xx, an answer that fails the checks) → settled by looking it up, never a blind second POST.
