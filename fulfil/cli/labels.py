@@ -413,6 +413,7 @@ QUOTE_COLUMNS = [
     "weight_kg",
     "service_code",
     "service_name",
+    "taxes",
     "due",
     "expected_delivery_date",
     "chosen",

@@ -312,6 +312,8 @@ def test_labels_quote_lists_every_service_for_every_parcel_and_marks_what_the_ru
     one = [r for r in rows if r["order_id"] == "Q-ONE"]
     assert {r["service_code"] for r in one} == {"DOM.RP", "DOM.EP", "DOM.XP", "DOM.PC"}
     assert [Decimal(r["due"]) for r in one] == sorted(Decimal(r["due"]) for r in one)
+    # Price, taxes and the total: the fuel surcharge is the rest.
+    assert all(Decimal(r["due"]) > Decimal(r["base"]) + Decimal(r["taxes"]) > Decimal(r["base"]) for r in one)
     assert {(r["parcel"], r["parcels"], r["weight_kg"]) for r in one} == {(1, 1, "0.900")}
     [chosen] = [r for r in one if r["chosen"]]
     assert (chosen["service_code"], chosen["rule"]) == (
