@@ -36,6 +36,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from fulfil.bestbuy.timestamps import mirakl_timestamp
 from fulfil.errors import ConfigError
 
 CHEAPEST_MEETING_DEADLINE = "cheapest_meeting_deadline"
@@ -489,7 +490,7 @@ def order_facts(
         postal_code=postal_code.replace(" ", ""),
         order_value=_money(order.get("total_price")),
         weight_kg=weight_kg,
-        shipping_deadline=_moment(order.get("shipping_deadline")),
+        shipping_deadline=mirakl_timestamp(order.get("shipping_deadline")),
     )
 
 
@@ -503,13 +504,3 @@ def _money(value: Any) -> Decimal | None:
     if not number.is_finite() or number < 0 or number > Decimal(10) ** 9:
         return None
     return number
-
-
-def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -47,6 +46,7 @@ from fulfil.bestbuy.order_states import (
     moves_forward,
     status_for_state,
 )
+from fulfil.bestbuy.timestamps import mirakl_timestamp
 from fulfil.db import connect, query
 from fulfil.errors import ConfigError
 from fulfil.workflows.run_results import RunResults
@@ -139,20 +139,10 @@ def _older(incoming: dict[str, Any], existing_raw: Any) -> bool:
     if not isinstance(existing_raw, dict):
         return False
     new, old = (
-        _timestamp(incoming.get("last_updated_date")),
-        _timestamp(existing_raw.get("last_updated_date")),
+        mirakl_timestamp(incoming.get("last_updated_date")),
+        mirakl_timestamp(existing_raw.get("last_updated_date")),
     )
     return new is not None and old is not None and new < old
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 Listener = Callable[[OrderResult], None]

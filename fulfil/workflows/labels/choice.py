@@ -19,6 +19,7 @@ from fulfil.canadapost.destination import OrderDataError, destination_from_order
 from fulfil.canadapost.parcel import Parcel
 from fulfil.canadapost.rates import PriceQuote, build_rates_request, parse_price_quotes
 from fulfil.canadapost.responses import ResponseFormatError
+from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.config import CanadaPostSettings
 from fulfil.parcels.choice import ParcelPlan, plan_parcels
 from fulfil.parcels.profiles import ParcelProfile
@@ -54,14 +55,17 @@ class QuoteFailed(Exception):
 
 @dataclass(frozen=True)
 class LabelChoice:
-    parcel: Parcel
-    plan: ParcelPlan
+    plan: ParcelPlan  # one parcel: an order whose plan has several is refused before a choice
     service_code: str
     service_rule: str | None  # the rule's name; None: the configured service
     service_reason: str
     options: tuple[LabelOption, ...]
     quotes: tuple[PriceQuote, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def parcel(self) -> Parcel:
+        return self.plan.parcels[0].parcel
 
     def as_record(self) -> dict[str, Any]:
         """As stored in shipments.label_choice and shown by --dry-run --json."""
@@ -125,7 +129,7 @@ def _line_skus(order: Mapping[str, Any]) -> list[str]:
     if not isinstance(lines, list):
         return []
     skus = {
-        line["offer_sku"].strip()
+        line["offer_sku"].strip(" ")
         for line in lines[:MAX_LINES]
         if isinstance(line, dict) and isinstance(line.get("offer_sku"), str)
     }
@@ -146,7 +150,6 @@ class LabelChooser:
         rules: ShippingRules,
         default_parcel: Parcel,
         default_service: str,
-        origin_postal_code: str,
         profiles: Callable[[list[str]], Mapping[str, ParcelProfile]],
         build_quote_request: Callable[[Parcel, str, tuple[LabelOption, ...]], bytes],
         ask_rates: QuoteCall | None,
@@ -155,7 +158,6 @@ class LabelChooser:
         self.rules = rules
         self.default_parcel = default_parcel
         self.default_service = default_service
-        self.origin_postal_code = origin_postal_code
         self.profiles = profiles
         self.build_quote_request = build_quote_request
         self.ask_rates = ask_rates
@@ -222,7 +224,6 @@ class LabelChooser:
             if picked.warning:
                 warnings.append(f"order {order_id}: {picked.warning}")
         return LabelChoice(
-            parcel=parcel,
             plan=plan,
             service_code=service,
             service_rule=rule.name if rule is not None else None,
@@ -258,6 +259,29 @@ class LabelChooser:
             raise QuoteFailed(order_id, f"unusable answer: {exc}", outcome, retry_later=True) from None
 
 
+def shipment_request_for(
+    settings: LabelSettings,
+    order_id: str,
+    order: Mapping[str, Any],
+    choice: LabelChoice,
+    *,
+    request_id: str | None,
+    group_id: str | None,
+) -> ShipmentRequest:
+    """The Create Shipment body for ``order`` bought as ``choice`` (a purchase and a dry run)."""
+    return build_shipment_request(
+        order_id=order_id,
+        order=order,
+        canadapost=settings.canadapost,
+        sender=settings.sender,
+        parcel=choice.parcel,
+        request_id=request_id,
+        group_id=group_id,
+        service_code=choice.service_code,
+        options=choice.options,
+    )
+
+
 def rates_request_builder(
     *, origin_postal_code: str, canadapost: CanadaPostSettings
 ) -> Callable[[Parcel, str, tuple[LabelOption, ...]], bytes]:
@@ -291,7 +315,6 @@ def label_chooser(
         rules=settings.rules,
         default_parcel=parcel_characteristics(settings.parcel),
         default_service=settings.canadapost.service_code,
-        origin_postal_code=origin,
         profiles=profiles,
         build_quote_request=rates_request_builder(origin_postal_code=origin, canadapost=settings.canadapost),
         ask_rates=client.get_rates if client is not None else None,

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fulfil.canadapost.destination import OrderDataError
-from fulfil.canadapost.shipment_request import build_shipment_request
 from fulfil.errors import UsageError
 from fulfil.shipments.states import STATE_INFO, ShipmentState
-from fulfil.workflows.labels.choice import LabelChoice, LabelChooser, QuoteFailed
+from fulfil.workflows.labels.choice import LabelChoice, LabelChooser, QuoteFailed, shipment_request_for
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.results import (
     FAILED,
@@ -125,18 +124,15 @@ def dry_run(
         order = row["raw_order_data"] or {}
         try:
             choice = chooser.choose(order_id, order)
-            request = build_shipment_request(
-                order_id=order_id,
-                order=order,
-                canadapost=ctx.settings.canadapost,
-                sender=ctx.settings.sender,
-                parcel=choice.parcel,
+            request = shipment_request_for(
+                ctx.settings,
+                order_id,
+                order,
+                choice,
                 # A given-up label's replacement is bought under a new request id (its claim's).
                 request_id=(row["cp_request_id"] if row["status"] == S.LABEL_PENDING else None)
                 or "F" + "0" * 32,
                 group_id=ctx.settings.group_id(None),
-                service_code=choice.service_code,
-                options=choice.options,
             )
         except (OrderDataError, QuoteFailed) as exc:
             ctx.report(LabelResult(order_id, FAILED, row["status"], error=str(exc)))

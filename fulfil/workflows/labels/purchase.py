@@ -17,19 +17,18 @@ answer proves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from fulfil.audit.log import LeaseLost
 from fulfil.audit.outcome import FailureClass
 from fulfil.canadapost.client import auth_error, interpret_error
 from fulfil.canadapost.destination import OrderDataError
 from fulfil.canadapost.responses import ErrorKind, ResponseFormatError
-from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
+from fulfil.canadapost.shipment_request import ShipmentRequest
 from fulfil.errors import ConfigError
 from fulfil.shipments.states import ShipmentState
-from fulfil.workflows.labels.choice import LabelChooser, QuoteFailed
+from fulfil.workflows.labels.choice import LabelChoice, LabelChooser, QuoteFailed, shipment_request_for
 from fulfil.workflows.labels.context import LabelContext
 from fulfil.workflows.labels.price_fetch import price_in_answer
 from fulfil.workflows.labels.reconcile import Reconciler
@@ -45,10 +44,9 @@ class Claim:
     request: ShipmentRequest | None = None
     request_id: str | None = None
     purchase_started_at: datetime | None = None
-    # The parcel plan's and the service choice's warnings (a SKU without a profile …).
-    warnings: list[str] = field(default_factory=list)
-    # What the request is bought as (LabelChoice.as_record), recorded with its attempt.
-    choice: dict[str, Any] | None = None
+    # What the request is bought as: recorded with its first attempt's api_calls row
+    # (purchase_guard), so a label is always read back with it; its warnings go on the result.
+    choice: LabelChoice | None = None
     # Set when the order cannot make a request (its data): nothing is sent for it.
     result: LabelResult | None = None
 
@@ -80,22 +78,15 @@ class Purchases:
         )
         order = row["raw_order_data"] or {}
         try:
-            choice = self.chooser.choose(claim.order_id, order)
-            claim.request = build_shipment_request(
-                order_id=claim.order_id,
-                order=order,
-                canadapost=ctx.settings.canadapost,
-                sender=ctx.settings.sender,
-                parcel=choice.parcel,
+            claim.choice = self.chooser.choose(claim.order_id, order)
+            claim.request = shipment_request_for(
+                ctx.settings,
+                claim.order_id,
+                order,
+                claim.choice,
                 request_id=claim.request_id,
                 group_id=ctx.settings.group_id(claim.purchase_started_at),
-                service_code=choice.service_code,
-                options=choice.options,
             )
-            claim.warnings = list(choice.warnings)
-            # Written with the first attempt's api_calls row (purchase_guard): a label is always
-            # read back with what it was bought as.
-            claim.choice = choice.as_record()
         except OrderDataError as exc:
             ctx.store.refuse_purchase(
                 claim.shipment_id, code="order-data", error=str(exc), order_data_hash=claim.order_data_hash
@@ -131,11 +122,11 @@ class Purchases:
         """Send, then record what the answer proves."""
         ctx = self.ctx
         assert claim.request is not None
-        warnings = [*claim.warnings, *claim.request.warnings]
+        assert claim.choice is not None
+        warnings = [*claim.choice.warnings, *claim.request.warnings]
         try:
-            outcome = ctx.client.create_shipment(
-                claim.order_id, claim.request, guard=ctx.store.purchase_guard(claim.shipment_id, claim.choice)
-            )
+            guard = ctx.store.purchase_guard(claim.shipment_id, claim.choice.as_record())
+            outcome = ctx.client.create_shipment(claim.order_id, claim.request, guard=guard)
         except LeaseLost:
             message = (
                 f"order {claim.order_id}: another fulfil run took this order over before its request "
