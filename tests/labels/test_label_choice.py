@@ -534,3 +534,32 @@ def test_the_dry_run_says_per_order_which_parcel_rule_and_service_it_would_buy(
     assert bought_per_order(sandbox) == {}
     assert api_calls(db) == []  # no rule asked for a quote: no HTTP at all
     assert shipments(db) == {}
+
+
+def test_labels_quote_names_the_order_and_field_it_cannot_quote_and_quotes_the_others(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    insert_orders(
+        db,
+        [
+            order("QB-1", address={"zip_code": "N8X3P"}),
+            order("QB-2", lines=[("MUG-1", 0)]),
+            order("QB-3"),
+        ],
+    )
+
+    result = run_fulfil(
+        "labels", "quote", "--order", "QB-1", "--order", "QB-2", "--order", "QB-3", "--json", env=fulfil_env
+    )
+
+    assert result.returncode == 3
+    rows = json_lines(result.stdout)
+    failed = {r["order_id"]: r["error"] for r in rows if r["outcome"] == "failed"}
+    assert "order QB-1: customer.shipping_address.zip_code" in failed["QB-1"]
+    assert "order QB-2: order_lines[0].quantity" in failed["QB-2"]
+    assert {r["outcome"] for r in rows if r["order_id"] == "QB-3"} == {"quoted"}
+    assert [call["related_id"] for call in api_calls(db, "GetRates")] == ["QB-3"]
+    # Under cron (a pipe, no --json): each problem one line on stderr.
+    piped = run_fulfil("labels", "quote", "--order", "QB-1", "--order", "QB-3", env=fulfil_env)
+    assert piped.returncode == 3
+    assert [line for line in piped.stderr.splitlines() if "QB-1" in line] == [failed["QB-1"]]
