@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,3 +169,25 @@ def record_answered(
         "200, true, %s, now())",
         (endpoint, order_id, answer),
     )
+
+
+def kill_when(
+    args: list[str], env: dict[str, str], reached: Callable[[], bool], what: str, *, timeout: float = 30
+) -> None:
+    """Run ``fulfil ARGS`` and SIGKILL it the moment ``reached()`` holds (``what``: the moment,
+    for the failure message): a crash at exactly that point."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "fulfil", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not reached():
+            assert run.poll() is None, f"the run ended before {what}"
+            assert time.monotonic() < deadline, f"the run never got to {what}"
+            time.sleep(0.02)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()

@@ -18,7 +18,7 @@ from lxml import etree
 from fulfil.sandbox.orders import generate_orders
 from fulfil.xml_parsing import child_text, find_path, parse_untrusted
 from tests.conftest import run_fulfil
-from tests.labels.helpers import api_calls, bought_per_order, insert_orders, json_lines, shipments
+from tests.labels.helpers import api_calls, bought_per_order, insert_orders, json_lines, kill_when, shipments
 from tests.shared_reference import xsd_dir
 
 FAR = {"state": "BC", "zip_code": "V6B1A1", "city": "Vancouver"}  # the sender is in H (Montréal)
@@ -454,35 +454,13 @@ def test_a_quote_answer_that_is_not_one_buys_nothing_and_the_order_waits(
 def test_a_run_killed_while_it_waits_for_a_quote_leaves_the_order_to_the_next_which_buys_it_once(
     fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
 ) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from fulfil.sandbox import Faults
 
     write_config(tmp_path, fulfil_env, '[[service_rules]]\nservice = "cheapest_meeting_deadline"\n')
     insert_orders(db, [order("KQ-1")])
     sandbox.set_faults("canadapost", Faults(late_answer_s=20.0))
     sandbox.script_faults("canadapost", "GetRates", ["commit_then_late"] * 3)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "fulfil", "labels", "create"],
-        env=fulfil_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not api_calls(db, "GetRates"):
-            assert run.poll() is None, "the run ended before it asked for a quote"
-            assert time.monotonic() < deadline, "the run never asked for a quote"
-            time.sleep(0.02)
-        run.send_signal(signal.SIGKILL)
-        run.wait(timeout=10)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+    kill_when(["labels", "create"], fulfil_env, lambda: bool(api_calls(db, "GetRates")), "asking for a quote")
     sandbox.set_faults("canadapost", Faults())
     sandbox.clear_script("canadapost", "GetRates")
     killed = shipments(db)["KQ-1"]

@@ -5,10 +5,6 @@ new tracking number pushed to Best Buy with one ship confirmation."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from typing import Any
 
 import psycopg
@@ -16,7 +12,7 @@ import psycopg
 from fulfil.bestbuy.client import RETRY
 from fulfil.sandbox.faults import Faults
 from tests.conftest import run_fulfil
-from tests.labels.helpers import json_lines, seed_orders, shipments
+from tests.labels.helpers import json_lines, kill_when, seed_orders, shipments
 from tests.tracking.helpers import order_requests
 
 REFUND_EMAIL = "shipping.desk@example.ca"
@@ -255,24 +251,12 @@ def test_a_push_killed_after_best_buy_took_the_replacement_number_is_finished_by
     # crash between OR23's 204 and recording it leaves things.
     sandbox.set_faults("bestbuy", Faults(late_answer_s=20.0))
     sandbox.script_faults("bestbuy", "OR23", ["commit_then_late"])
-    push = subprocess.Popen(
-        [sys.executable, "-m", "fulfil", "tracking", "push", "--order", order_id],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kill_when(
+        ["tracking", "push", "--order", order_id],
+        env,
+        lambda: sandbox.state()["bestbuy"]["orders"][order_id]["tracking_number"] == new_pin,
+        "Best Buy took the replacement number",
     )
-    try:
-        deadline = time.monotonic() + 30
-        while sandbox.state()["bestbuy"]["orders"][order_id]["tracking_number"] != new_pin:
-            assert push.poll() is None, "the push ended before Best Buy took the number"
-            assert time.monotonic() < deadline, "Best Buy never got the replacement number"
-            time.sleep(0.02)
-        push.send_signal(signal.SIGKILL)
-        push.wait(timeout=10)
-    finally:
-        if push.poll() is None:
-            push.kill()
-            push.wait()
     sandbox.set_faults("bestbuy", Faults())
     assert shipments(db)[order_id]["status"] == "label_created"
 
