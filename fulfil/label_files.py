@@ -24,16 +24,21 @@ _DOTS = re.compile(r"\.{2,}")
 _MAX_STEM = 80
 
 
-def safe_label_name(order_id: str) -> str:
+def safe_label_name(order_id: str, parcel: tuple[int, int] | None = None) -> str:
+    """``parcel``: (number, count) of one parcel of an order split into several, whose labels are
+    ``ORDER~parcel-2-of-3.pdf``: '~' is never in a name made from an order id, so no order's file
+    can be another's parcel."""
     cleaned = _DOTS.sub("_", _UNSAFE.sub("_", order_id)).strip("._")[:_MAX_STEM] or "order"
     if cleaned != order_id:
         digest = hashlib.sha256(order_id.encode("utf-8")).hexdigest()[:10]
         cleaned = f"{cleaned}-{digest}"
+    if parcel is not None and parcel[1] > 1:
+        cleaned = f"{cleaned}~parcel-{parcel[0]}-of-{parcel[1]}"
     return f"{cleaned}.pdf"
 
 
-def label_path(labels_dir: Path, order_id: str) -> Path:
-    return labels_dir / safe_label_name(order_id)
+def label_path(labels_dir: Path, order_id: str, parcel: tuple[int, int] | None = None) -> Path:
+    return labels_dir / safe_label_name(order_id, parcel)
 
 
 @dataclass(frozen=True)
@@ -83,10 +88,12 @@ def check_labels_dir(labels_dir: Path, *, create: bool = True) -> None:
             probe.unlink()
 
 
-def write_label(labels_dir: Path, order_id: str, data: bytes) -> LabelFile:
+def write_label(
+    labels_dir: Path, order_id: str, data: bytes, parcel: tuple[int, int] | None = None
+) -> LabelFile:
     """Write the PDF atomically; returns where it is and its checksum."""
     labels_dir.mkdir(parents=True, exist_ok=True)
-    target = label_path(labels_dir, order_id)
+    target = label_path(labels_dir, order_id, parcel)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as handle:

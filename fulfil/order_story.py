@@ -116,6 +116,31 @@ def next_step(order: Row, shipment: Row | None) -> str:
     return info.way_out.replace("ORDER", order_id)
 
 
+def _shipment_part(shipment: Row) -> Row:
+    info = STATE_INFO[ShipmentState(shipment["status"])]
+    return {
+        "status": shipment["status"],
+        "meaning": info.meaning,
+        "tracking_pin": shipment["tracking_pin"],
+        "mode": shipment["cp_mode"],
+        "cp_shipment_id": shipment["cp_shipment_id"],
+        "label_pdf_path": shipment["label_pdf_path"],
+        "attempts": shipment["attempts"],
+        "last_error_code": shipment["last_error_code"],
+        "last_error": shipment["last_error"],
+        "label_created_at": _iso(shipment["label_created_at"]),
+        "tracking_sent_at": _iso(shipment["tracking_sent_at"]),
+        "shipped_at": _iso(shipment["shipped_at"]),
+        "in_flight": shipment["lease_owner"] is not None,
+        # What the label is (or was last tried) bought as, and why (0019; none before it).
+        "service_code": shipment["service_code"],
+        "service_rule": shipment["service_rule"],
+        "label_choice": shipment["label_choice"],
+        "parcel_no": shipment["parcel_no"],
+        "parcel_count": shipment["parcel_count"],
+    }
+
+
 def order_story(conn: psycopg.Connection[Any], order_id: str, tracking: Row | None) -> Row | None:
     """The whole story of ``order_id`` (None when fulfil has no such order). ``tracking``: the
     parcel's record from the tracking cache (fulfil.carrier_tracking.show.parcel_record), if any."""
@@ -123,7 +148,8 @@ def order_story(conn: psycopg.Connection[Any], order_id: str, tracking: Row | No
         row = cur.execute(_sql("order_of"), {"order_id": order_id}).fetchone()
         if row is None:
             return None
-        shipment = cur.execute(_sql("shipment_of"), {"order_id": order_id}).fetchone()
+        parcels = cur.execute(_sql("shipment_of"), {"order_id": order_id}).fetchall()
+        shipment = parcels[0] if parcels else None
         events = cur.execute(_sql("events_of_order"), {"order_id": order_id}).fetchall()
         calls = cur.execute(_sql("calls_of_order"), {"order_id": order_id}).fetchall()
         surplus = cur.execute(_sql("surplus_labels_of_order"), {"order_id": order_id}).fetchall()
@@ -189,24 +215,9 @@ def order_story(conn: psycopg.Connection[Any], order_id: str, tracking: Row | No
         "next_step": next_step(order, shipment),
     }
     if shipment is not None:
-        info = STATE_INFO[ShipmentState(shipment["status"])]
-        story["shipment"] = {
-            "status": shipment["status"],
-            "meaning": info.meaning,
-            "tracking_pin": shipment["tracking_pin"],
-            "mode": shipment["cp_mode"],
-            "cp_shipment_id": shipment["cp_shipment_id"],
-            "label_pdf_path": shipment["label_pdf_path"],
-            "attempts": shipment["attempts"],
-            "last_error_code": shipment["last_error_code"],
-            "last_error": shipment["last_error"],
-            "label_created_at": _iso(shipment["label_created_at"]),
-            "tracking_sent_at": _iso(shipment["tracking_sent_at"]),
-            "shipped_at": _iso(shipment["shipped_at"]),
-            "in_flight": shipment["lease_owner"] is not None,
-            # What the label is (or was last tried) bought as, and why (0019; none before it).
-            "service_code": shipment["service_code"],
-            "service_rule": shipment["service_rule"],
-            "label_choice": shipment["label_choice"],
-        }
+        # Parcel 1: the shipment Best Buy hears of. An order split into several parcels (0020)
+        # also lists every parcel, each with its own label and state.
+        story["shipment"] = _shipment_part(shipment)
+        if len(parcels) > 1:
+            story["parcels"] = [_shipment_part(parcel) for parcel in parcels]
     return story

@@ -58,6 +58,9 @@ class SendGuard:
     name: str
     params: Mapping[str, Any]
     description: str | None = None
+    # The shipment the request is for, kept with its api_calls row: an order split into parcels
+    # has one shipment per parcel, and each parcel's attempts must be told from the others'.
+    shipment_id: int | None = None
 
 
 # The guard of a request made under no claim: it always holds.
@@ -304,7 +307,10 @@ class ApiCallLog:
             guard = guard or NO_GUARD
             row = (
                 self._connection()
-                .execute(_guarded("insert_request", guard), {**guard.params, **parameters})
+                .execute(
+                    _guarded("insert_request", guard),
+                    {**guard.params, **parameters, "call_shipment_id": guard.shipment_id},
+                )
                 .fetchone()
             )
         if row is None:
@@ -344,7 +350,10 @@ class ApiCallLog:
             guard = guard or NO_GUARD
             row = (
                 self._connection()
-                .execute(_guarded("insert_request_metered", guard), {**guard.params, **parameters})
+                .execute(
+                    _guarded("insert_request_metered", guard),
+                    {**guard.params, **parameters, "call_shipment_id": guard.shipment_id},
+                )
                 .fetchone()
             )
         assert row is not None

@@ -47,10 +47,12 @@ class NonContractIndex:
         self.listings_read = 0
 
     def find(
-        self, order_id: str, since: datetime, *, listed_after: datetime
+        self, order_id: str, since: datetime, *, listed_after: datetime, parcel_reference: str | None = None
     ) -> tuple[list[ShipmentInfo], datetime]:
         """The shipments whose customer-ref-1 is ``order_id``, created from ``since`` on, from a
-        listing read after ``listed_after``; also returns when that listing was read."""
+        listing read after ``listed_after``; also returns when that listing was read. With
+        ``parcel_reference`` (one parcel of a split order, "2/3"), only those whose customer-ref-2
+        is that parcel's: its order's other parcels are other purchases."""
         listing = self._listing_for(order_id, since - WINDOW_BEFORE, listed_after)
         found: list[ShipmentInfo] = []
         for link in listing.links:
@@ -59,6 +61,8 @@ class NonContractIndex:
                 details = self.client.noncontract_details(order_id, link)
                 self._details[link.href] = details
             if details.customer_ref_1 != order_id:
+                continue
+            if parcel_reference is not None and details.customer_ref_2 != parcel_reference:
                 continue
             info = self._infos.get(link.href)
             if info is None:

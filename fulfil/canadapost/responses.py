@@ -92,6 +92,8 @@ class ShipmentDetails:
     customer_ref_1: str | None
     # A refund was requested for the shipment (its ticket), or None.
     refund_request: RefundTicket | None = None
+    # Which parcel of a split order it is ("2/3"), or None.
+    customer_ref_2: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,11 @@ def parse_shipment_details(body: bytes | str) -> ShipmentDetails:
             else None
         ),
         refund_request=_refund_ticket(refund) if refund is not None else None,
+        customer_ref_2=(
+            _printable(references, "customer-ref-2", _MAX_REFERENCE_LENGTH)
+            if references is not None
+            else None
+        ),
     )
 
 

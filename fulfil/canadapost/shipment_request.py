@@ -56,6 +56,7 @@ def build_shipment_request(
     group_id: str | None = None,
     service_code: str | None = None,
     options: Sequence[LabelOption] = (),
+    parcel_reference: str | None = None,
 ) -> ShipmentRequest:
     """The Create Shipment body for one order.
 
@@ -70,9 +71,12 @@ def build_shipment_request(
 
     ``parcel`` is the configured default or the parcel chosen for the order, ``service_code`` the
     service a rule chose (default: the configured one), ``options`` its delivery options
-    (fulfil.service_rules, already checked for conflicts).
+    (fulfil.service_rules, already checked for conflicts). ``parcel_reference`` ("2/3") goes in
+    customer-ref-2 for a label that is one parcel of an order split into several.
     """
     _check_order_id(order_id, order)
+    if parcel_reference is not None and not _PARCEL_REFERENCE.fullmatch(parcel_reference):
+        raise ValueError(f"parcel reference {parcel_reference!r} is not PARCEL/PARCELS")
     destination = destination_from_order(order_id, order)
     origin = sender_address(sender)
     measured = parcel if isinstance(parcel, Parcel) else parcel_characteristics(parcel)
@@ -91,15 +95,22 @@ def build_shipment_request(
             measured,
             order_id,
             options,
+            parcel_reference,
         )
         media_type = SHIPMENT_MEDIA_TYPE
     else:
-        root = _non_contract_shipment(service_code, origin, destination, measured, order_id, options)
+        root = _non_contract_shipment(
+            service_code, origin, destination, measured, order_id, options, parcel_reference
+        )
         media_type = NCSHIPMENT_MEDIA_TYPE
     xml = _XML_DECLARATION + etree.tostring(root, encoding="UTF-8", pretty_print=True)
     return ShipmentRequest(
         xml=xml, media_type=media_type, contract=canadapost.contract, warnings=destination.warnings
     )
+
+
+# customer-ref-2 of one parcel of a split order: its number and the order's count ("2/3").
+_PARCEL_REFERENCE = re.compile(r"[1-9][0-9]?/[1-9][0-9]?")
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -198,6 +209,7 @@ def _contract_shipment(
     parcel: Parcel,
     order_id: str,
     options: Sequence[LabelOption],
+    parcel_reference: str | None,
 ) -> etree._Element:
     assert canadapost.contract_id is not None
     w = _Writer(SHIPMENT_NAMESPACE)
@@ -223,7 +235,7 @@ def _contract_shipment(
     w.add(print_preferences, "output-format", canadapost.label_format)
     w.add(print_preferences, "encoding", "PDF")
     _preferences(w, spec)
-    _references(w, spec, order_id)
+    _references(w, spec, order_id, parcel_reference)
     settlement = w.add(spec, "settlement-info")
     w.add(settlement, "contract-id", canadapost.contract_id)
     w.add(settlement, "intended-method-of-payment", "Account")
@@ -237,6 +249,7 @@ def _non_contract_shipment(
     parcel: Parcel,
     order_id: str,
     options: Sequence[LabelOption],
+    parcel_reference: str | None,
 ) -> etree._Element:
     w = _Writer(NCSHIPMENT_NAMESPACE)
     shipment = w.root("non-contract-shipment")
@@ -248,7 +261,7 @@ def _non_contract_shipment(
     _options(w, spec, options)
     _parcel(w, spec, parcel)
     _preferences(w, spec)
-    _references(w, spec, order_id)
+    _references(w, spec, order_id, parcel_reference)
     return shipment
 
 
@@ -309,9 +322,11 @@ def _preferences(w: _Writer, spec: etree._Element) -> None:
     w.add(preferences, "show-packing-instructions", "false")
 
 
-def _references(w: _Writer, spec: etree._Element, order_id: str) -> None:
+def _references(w: _Writer, spec: etree._Element, order_id: str, parcel_reference: str | None) -> None:
     references = w.add(spec, "references")
     w.add(references, "customer-ref-1", order_id)
+    if parcel_reference is not None:
+        w.add(references, "customer-ref-2", parcel_reference)
 
 
 def _decimal(value: Decimal) -> str:

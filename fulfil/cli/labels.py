@@ -87,7 +87,11 @@ def _run_label_command(
         count=count,
         work=work,
         # A person reads the table: show the warnings (a shortened name, a moved line) too.
-        display=lambda r: {**r, "error": r["error"] or "; ".join(r["warnings"]) or None},
+        display=lambda r: {
+            **r,
+            "order_id": r["order_id"] + (f" (parcel {r['parcel']})" if r.get("parcel") else ""),
+            "error": r["error"] or "; ".join(r["warnings"]) or None,
+        },
     )
 
 
@@ -148,7 +152,7 @@ def _labels_dry_run(
         raise run.fatal
     for result in run.results:
         record = result.as_record()
-        label = planned.get(result.order_id)
+        label = planned.get((result.order_id, result.parcel))
         if out.json_mode:
             out.record(
                 {
@@ -158,8 +162,9 @@ def _labels_dry_run(
                 }
             )
             continue
+        of = f" (parcel {result.parcel})" if result.parcel else ""
         out.line(
-            f"# order {result.order_id}: {result.outcome}" + (f": {result.error}" if result.error else "")
+            f"# order {result.order_id}{of}: {result.outcome}" + (f": {result.error}" if result.error else "")
         )
         if label:
             for line in label.choice.describe():

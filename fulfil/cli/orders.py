@@ -233,6 +233,23 @@ def _show_story(out: Any, story: dict[str, Any]) -> None:
                 ["last error", shipment["last_error"] or "-"],
             ],
         )
+    if story.get("parcels"):
+        out.table(
+            "Parcels (Best Buy has parcel 1's tracking number)",
+            ["parcel", "status", "tracking PIN", "service", "weight kg", "label PDF", "last error"],
+            [
+                [
+                    f"{p['parcel_no']} of {p['parcel_count']}",
+                    p["status"],
+                    p["tracking_pin"] or "-",
+                    p["service_code"] or "-",
+                    ((p["label_choice"] or {}).get("parcel") or {}).get("weight_kg") or "-",
+                    p["label_pdf_path"] or "-",
+                    p["last_error"] or "-",
+                ]
+                for p in story["parcels"]
+            ],
+        )
     if story["history"]:
         out.table(
             "History",

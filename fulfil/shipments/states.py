@@ -332,6 +332,26 @@ MOVES: tuple[Move, ...] = (
         sets=("tracking_sent_at",),
         clears=(*_ERROR, *_LEASE),
     ),
+    # 0020: the other parcels of an order split into several follow its first parcel, the one
+    # whose tracking number Best Buy has.
+    Move(
+        "ship_with_first_parcel",
+        (S.LABEL_CREATED,),
+        S.TRACKING_UPDATED,
+        "tracking push",
+        LeaseRule.NONE,
+        sets=("tracking_sent_at", "shipped_at"),
+        clears=(*_ERROR, *_LEASE),
+    ),
+    Move(
+        "cancel_with_first_parcel",
+        (S.LABEL_CREATED,),
+        S.ORDER_CANCELED,
+        "tracking push",
+        LeaseRule.NONE,
+        sets=_ERROR,
+        clears=_LEASE,
+    ),
     Move(
         "record_canceled",
         _PUSHABLE,

@@ -157,7 +157,7 @@ class ShipmentStore:
         ``choice`` (LabelChoice.as_record), the decision is written in that statement too."""
         params = {"shipment_id": shipment_id, "owner": self.owner}
         if choice is None:
-            return SendGuard("shipments", "hold_purchase_lease", params)
+            return SendGuard("shipments", "hold_purchase_lease", params, shipment_id=shipment_id)
         return SendGuard(
             "shipments",
             "hold_purchase_lease_recording_choice",
@@ -167,7 +167,21 @@ class ShipmentStore:
                 "service_rule": choice["service_rule"],
                 "label_choice": Jsonb(choice),
             },
+            shipment_id=shipment_id,
         )
+
+    def split_order(self, shipment_id: int, parcels: list[dict[str, Any]]) -> bool:
+        """Parcel 1 (this run's claim) of an order needing ``len(parcels)``: its parcel fixed and
+        the others made waiting, in one statement. False: the claim is no longer this run's."""
+        assert len(parcels) > 1
+        rows = self._all(
+            "split_order_into_parcels",
+            shipment_id=shipment_id,
+            parcel_count=len(parcels),
+            first_parcel=Jsonb(parcels[0]),
+            other_parcels=Jsonb(parcels[1:]),
+        )
+        return len(rows) == len(parcels) - 1
 
     def record_purchase(
         self, shipment_id: int, label: dict[str, Any], *, warnings: list[str], download_lease_seconds: float
@@ -228,8 +242,8 @@ class ShipmentStore:
             skip=skip,
         )
 
-    def purchase_calls(self, order_id: str, since: datetime) -> list[Row]:
-        return self._all("purchase_calls", order_id=order_id, since=since)
+    def purchase_calls(self, shipment_id: int, order_id: str, since: datetime) -> list[Row]:
+        return self._all("purchase_calls", shipment_id=shipment_id, order_id=order_id, since=since)
 
     def order_data_hash(self, order_id: str) -> str | None:
         row = self._one("order_data_hash", order_id=order_id)
@@ -241,10 +255,11 @@ class ShipmentStore:
         return row
 
     def purchase_settles_at(
-        self, order_id: str, since: datetime, *, allowance: float, settle_seconds: float
+        self, shipment_id: int, order_id: str, since: datetime, *, allowance: float, settle_seconds: float
     ) -> Row:
         row = self._one(
             "purchase_settles_at",
+            shipment_id=shipment_id,
             order_id=order_id,
             since=since,
             allowance=allowance,
@@ -337,6 +352,13 @@ class ShipmentStore:
 
     # --- label files --------------------------------------------------------------------------
 
+    def parcel_of(self, shipment_id: int) -> tuple[int, int] | None:
+        """(parcel number, parcel count) of one parcel of a split order; None for an order in one."""
+        row = self._one("parcel_of", shipment_id=shipment_id)
+        if row is None or row["parcel_count"] <= 1:
+            return None
+        return int(row["parcel_no"]), int(row["parcel_count"])
+
     def bought_labels(self, order_ids: list[str] | None) -> list[Row]:
         """Every bought label, to check each file (``labels download``)."""
         return self._all("labels_to_download", order_ids=order_ids)
@@ -366,8 +388,10 @@ class ShipmentStore:
         rows = self._all("make_retryable", order_ids=order_ids, statuses=[str(s) for s in statuses])
         return {row["order_id"] for row in rows}
 
-    def label_choice(self, order_id: str) -> Row | None:
-        return self._one("label_choice", order_id=order_id)
+    def label_choice(self, order_id: str, kept: str) -> Row | None:
+        """The shipment of ``order_id`` whose labels ``labels keep`` chooses between (for an
+        order split into parcels, the parcel holding label ``kept``), locked."""
+        return self._one("label_choice", order_id=order_id, kept=kept)
 
     def keep_label(
         self, *, shipment_id: int, kept: dict[str, Any], resolution: str, swap: bool, move: bool
@@ -411,7 +435,12 @@ class ShipmentStore:
 
     def push_guard(self, shipment_id: int) -> SendGuard:
         """Checked in the statement that records each OR23/OR24 attempt: still ours?"""
-        return SendGuard("shipments", "hold_push_lease", {"shipment_id": shipment_id, "owner": self.owner})
+        return SendGuard(
+            "shipments",
+            "hold_push_lease",
+            {"shipment_id": shipment_id, "owner": self.owner},
+            shipment_id=shipment_id,
+        )
 
     def record_tracking_sent(self, shipment_id: int) -> bool:
         return self._write("record_tracking_sent", shipment_id=shipment_id)
@@ -438,6 +467,14 @@ class ShipmentStore:
 
     def release_shipment(self, shipment_id: int, *, code: str | None, error: str | None) -> bool:
         return self._write("release_shipment", shipment_id=shipment_id, code=code, error=error)
+
+    def follow_first_parcels(self, order_ids: list[str] | None) -> list[Row]:
+        """The other parcels of split orders whose first parcel Best Buy settled (shipped or
+        canceled) follow it; returns those moved."""
+        return self._all("follow_first_parcels", order_ids=order_ids)
+
+    def other_parcels(self, order_id: str) -> list[Row]:
+        return self._all("other_parcels", order_id=order_id)
 
     def push_states(self, order_ids: list[str]) -> dict[str, Row]:
         return {row["order_id"]: row for row in self._all("push_states", order_ids=order_ids)}
@@ -488,13 +525,18 @@ class ShipmentStore:
 
     def void_guard(self, shipment_id: int) -> SendGuard:
         """Checked in the statement that records each void or refund attempt: still ours?"""
-        return SendGuard("shipments", "hold_void_lease", {"shipment_id": shipment_id, "owner": self.owner})
+        return SendGuard(
+            "shipments",
+            "hold_void_lease",
+            {"shipment_id": shipment_id, "owner": self.owner},
+            shipment_id=shipment_id,
+        )
 
     def extend_void_lease(self, shipment_id: int, *, lease_seconds: float) -> bool:
         return self._write("extend_void_lease", shipment_id=shipment_id, lease_seconds=lease_seconds)
 
-    def void_calls(self, order_id: str, since: datetime) -> list[Row]:
-        return self._all("void_calls", order_id=order_id, since=since)
+    def void_calls(self, shipment_id: int, order_id: str, since: datetime) -> list[Row]:
+        return self._all("void_calls", shipment_id=shipment_id, order_id=order_id, since=since)
 
     def record_voided(self, shipment_id: int, *, reason: str, label_pdf_path: str | None) -> bool:
         """label_voided, and the label in label_history (one statement)."""

@@ -146,6 +146,8 @@ class _Claim:
     pdf_on_its_way: bool = False
     # Best Buy confirmed the order shipped before (this is a replacement label): no OR24.
     shipped_before: bool = False
+    # The order's parcels (0020): Best Buy hears of this one, parcel 1; the others follow it.
+    parcel_count: int = 1
 
 
 @dataclass
@@ -229,6 +231,8 @@ class TrackingWorkflow:
         shared = _PushRun(run, order_ids, WorkLimit(limit))
         deliver = self._deliver(run)
         with self._store() as store:
+            # Parcels left behind when their order's first parcel was settled (a crash between).
+            store.follow_first_parcels(order_ids)
             shared.dead = [owner for owner in store.owners_of_open_shipments() if owner_is_dead(owner)]
             main = _Pusher(self, store, self._client, deliver, shared)
             try:
@@ -283,7 +287,14 @@ class TrackingWorkflow:
                 )
                 continue
             status, pin = row["status"], row["tracking_pin"]
-            if status == TRACKING_UPDATED:
+            if status in (LABEL_CREATED, TRACKING_SENT) and row["parcels_without_label"]:
+                error = (
+                    f"order {order_id}: {row['parcels_without_label']} of its {row['parcel_count']} parcels "
+                    "have no label yet; Best Buy gets parcel 1's tracking number once every parcel has "
+                    f"one (`fulfil orders show {order_id}`)"
+                )
+                self._report(run, TrackingResult(order_id, SKIPPED, status, pin, error=error))
+            elif status == TRACKING_UPDATED:
                 self._report(run, TrackingResult(order_id, SKIPPED, status, pin))
             elif status in (LABEL_CREATED, TRACKING_SENT):
                 why = "another fulfil run is working on it" if row["leased"] else "left for the next run"
@@ -458,6 +469,7 @@ class _Pusher:
             row["label_pdf_sha256"],
             bool(row["pdf_on_its_way"]),
             bool(row["shipped_before"]),
+            int(row["parcel_count"]),
         )
 
     def _push_one(self, claim: _Claim) -> TrackingResult | None:
@@ -594,6 +606,7 @@ class _Pusher:
         if verdict.kind == CANCELED_VERDICT:
             if not self.store.record_canceled(claim.shipment_id, code=verdict.code, error=verdict.message):
                 return self._taken_over(claim)
+            self._follow(claim)
             return TrackingResult(
                 claim.order_id,
                 CANCELED,
@@ -636,20 +649,42 @@ class _Pusher:
     def _record_retracked(self, claim: _Claim) -> TrackingResult:
         if not self.store.record_retracked(claim.shipment_id):
             return self._taken_over(claim)
+        note = retracked_note(claim.order_id, claim.tracking_pin)
+        parcels = self._follow(claim)
         return TrackingResult(
             claim.order_id,
             RETRACKED,
             TRACKING_UPDATED,
             claim.tracking_pin,
             "SHIPPED",
-            error=retracked_note(claim.order_id, claim.tracking_pin),
+            error=f"{note}; {parcels}" if parcels else note,
         )
 
     def _record_shipped(self, claim: _Claim, outcome: str, order_state: str | None) -> TrackingResult:
         if not self.store.record_shipped(claim.shipment_id):
             return self._taken_over(claim)
         return TrackingResult(
-            claim.order_id, outcome, TRACKING_UPDATED, claim.tracking_pin, order_state or "SHIPPED"
+            claim.order_id,
+            outcome,
+            TRACKING_UPDATED,
+            claim.tracking_pin,
+            order_state or "SHIPPED",
+            error=self._follow(claim),
+        )
+
+    def _follow(self, claim: _Claim) -> str | None:
+        """A split order's other parcels follow its first, just settled; says so (None: one parcel)."""
+        if claim.parcel_count <= 1:
+            return None
+        self.store.follow_first_parcels([claim.order_id])
+        others = ", ".join(
+            f"parcel {row['parcel_no']}: {row['tracking_pin'] or 'no label'}"
+            for row in self.store.other_parcels(claim.order_id)
+        )
+        return (
+            f"order {claim.order_id} ships in {claim.parcel_count} parcels; Best Buy takes one tracking "
+            f"number per order, so it has parcel 1's ({claim.tracking_pin}); the others are kept in "
+            f"fulfil ({others})"
         )
 
     def _release(self, claim: _Claim, code: str | None, error: str | None) -> None:

@@ -12,10 +12,11 @@ SELECT 1
 -- no deadline given).
 WITH held AS ({guard})
 INSERT INTO api_calls (service, endpoint, related_id, method, url, request_headers, request_payload,
-                       run_id, started_at, deadline_at)
+                       run_id, started_at, deadline_at, shipment_id)
 SELECT %(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request_headers)s,
        %(request_payload)s, %(run_id)s, clock_timestamp(),
-       clock_timestamp() + make_interval(secs => %(deadline_seconds)s::double precision)
+       clock_timestamp() + make_interval(secs => %(deadline_seconds)s::double precision),
+       %(call_shipment_id)s::bigint
 FROM (SELECT 1 FROM held LIMIT 1) AS still_held
 RETURNING call_id;
 
@@ -35,10 +36,11 @@ admission AS MATERIALIZED (
                                    h.held) a
 ), inserted AS (
     INSERT INTO api_calls (service, endpoint, related_id, method, url, request_headers, request_payload,
-                           run_id, started_at, deadline_at, rate_budget)
+                           run_id, started_at, deadline_at, rate_budget, shipment_id)
     SELECT %(service)s, %(endpoint)s, %(related_id)s, %(method)s, %(url)s, %(request_headers)s,
            %(request_payload)s, %(run_id)s, a.slot,
-           a.slot + make_interval(secs => %(deadline_seconds)s::double precision), %(budget)s
+           a.slot + make_interval(secs => %(deadline_seconds)s::double precision), %(budget)s,
+           %(call_shipment_id)s::bigint
     FROM admission a
     WHERE a.held AND a.admitted
     RETURNING call_id

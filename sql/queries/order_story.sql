@@ -1,5 +1,5 @@
 -- Named queries for `fulfil orders show` (fulfil/order_story.py): one order's whole story, each an
--- index lookup by order id (orders' primary key, shipments_order_id_uidx, shipment_events_order_idx,
+-- index lookup by order id (orders' primary key, shipments_order_parcel_uidx, shipment_events_order_idx,
 -- api_calls_related_idx).
 
 -- name: order_of
@@ -8,12 +8,14 @@ FROM orders
 WHERE order_id = %(order_id)s;
 
 -- name: shipment_of
+-- Every shipment of the order: one per parcel (0020), parcel 1 first.
 SELECT shipment_id, status, tracking_pin, cp_mode, cp_shipment_id, cp_request_id, label_pdf_path,
        label_pdf_bytes, attempts, last_error_code, last_error, purchase_started_at, label_created_at,
        tracking_sent_at, shipped_at, lease_owner, lease_expires_at, created_at, updated_at,
-       service_code, service_rule, label_choice
+       service_code, service_rule, label_choice, parcel_no, parcel_count
 FROM shipments
-WHERE order_id = %(order_id)s;
+WHERE order_id = %(order_id)s
+ORDER BY parcel_no;
 
 -- name: events_of_order
 SELECT from_status, to_status, move, reason, run_id, at

@@ -18,13 +18,13 @@ INSERT INTO shipments (order_id, status, cp_request_id)
 SELECT o.order_id, 'label_pending', 'F' || replace(gen_random_uuid()::text, '-', '')
 FROM orders o
 WHERE o.status = 'accepted'
-  -- OFFSET 0 keeps this a probe of shipments_order_id_uidx per accepted order: the planner would
+  -- OFFSET 0 keeps this a probe of shipments_order_parcel_uidx per accepted order: the planner would
   -- otherwise turn it into a hash anti-join over every shipment ever made.
   AND NOT EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.order_id OFFSET 0)
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
 ORDER BY o.created_at, o.order_id
 LIMIT %(limit)s
-ON CONFLICT (order_id) DO NOTHING
+ON CONFLICT (order_id) WHERE parcel_no = 1 DO NOTHING
 RETURNING order_id;
 
 -- name: claim_next_purchase
@@ -65,8 +65,31 @@ WHERE s.shipment_id = (
     )
   AND o.order_id = s.order_id
   AND fulfil_shipment_move(s.shipment_id, 'claim_purchase', %(owner)s, %(run_id)s, %(reason)s)
-RETURNING s.shipment_id, s.order_id, s.cp_request_id, s.purchase_started_at,
-          o.raw_order_data::text AS raw_order_text
+RETURNING s.shipment_id, s.order_id, s.cp_request_id, s.purchase_started_at, s.parcel_no, s.parcel_count,
+          s.planned_parcel, o.raw_order_data::text AS raw_order_text
+
+-- name: split_order_into_parcels
+-- Parcel 1 of an order that needs several (0020), while this run still holds its claim and before
+-- its request can go out: it becomes parcel 1 of N with its parcel fixed, and parcels 2..N are
+-- made, label_pending, each with its own parcel and customer-request-id (the claim loop buys
+-- them). One statement, so the split is all made or not at all; none made (no rows): the claim is
+-- no longer this run's. A shipment of an order Best Buy confirmed shipped (its label replaced,
+-- 0015) passes shipped_at on, so its parcels still ship and follow it.
+WITH first AS (
+    UPDATE shipments
+    SET parcel_count = %(parcel_count)s, planned_parcel = %(first_parcel)s
+    WHERE shipment_id = %(shipment_id)s
+      AND status = 'label_creation_initiated'
+      AND lease_owner = %(owner)s
+      AND parcel_no = 1
+      AND parcel_count = 1
+    RETURNING order_id, shipped_at
+)
+INSERT INTO shipments (order_id, status, cp_request_id, parcel_no, parcel_count, planned_parcel, shipped_at)
+SELECT f.order_id, 'label_pending', 'F' || replace(gen_random_uuid()::text, '-', ''), p.position + 1,
+       %(parcel_count)s, p.parcel, f.shipped_at
+FROM first f, jsonb_array_elements(%(other_parcels)s::jsonb) WITH ORDINALITY AS p(parcel, position)
+RETURNING shipment_id;
 
 -- name: mark_failed_before_sending
 -- The order's data cannot make a request: nothing was sent.
@@ -197,7 +220,8 @@ WHERE s.shipment_id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING s.shipment_id, s.order_id, s.cp_mode, s.cp_request_id, s.purchase_started_at;
+RETURNING s.shipment_id, s.order_id, s.cp_mode, s.cp_request_id, s.purchase_started_at, s.parcel_no,
+          s.parcel_count;
 
 -- name: purchase_calls
 -- What the audit log knows about one purchase attempt, oldest first.
@@ -207,6 +231,8 @@ WHERE related_id = %(order_id)s
   AND service = 'CanadaPost'
   AND endpoint IN ('CreateShipment', 'CreateNCShipment')
   AND started_at >= %(since)s
+  -- this parcel's (0020: NULL before the migration, when an order had one shipment)
+  AND (shipment_id IS NULL OR shipment_id = %(shipment_id)s)
 ORDER BY call_id;
 
 -- name: order_data_hash
@@ -283,7 +309,9 @@ RETURNING order_id;
 SELECT s.shipment_id, s.order_id, s.status, s.last_error, s.last_error_code, o.status AS order_status
 FROM shipments s
 JOIN orders o ON o.order_id = s.order_id
-WHERE s.order_id = ANY (%(order_ids)s::text[]);
+WHERE s.order_id = ANY (%(order_ids)s::text[])
+-- the caller keeps one row per order, the last: parcel 1's, for an order split into parcels
+ORDER BY s.parcel_no DESC;
 
 -- name: shipment_result
 SELECT order_id, status, tracking_pin, label_pdf_path, last_error_code, last_error, warnings
@@ -311,7 +339,8 @@ SELECT (SELECT count(*)
 -- name: dry_run_candidates
 -- What `labels create` would buy: orders without a label yet and, when named, orders whose label
 -- was given up (voided or refunded: replace_given_up_labels).
-SELECT o.order_id, o.raw_order_data, s.cp_request_id, coalesce(s.status, 'no shipment yet') AS status
+SELECT o.order_id, o.raw_order_data, s.cp_request_id, coalesce(s.status, 'no shipment yet') AS status,
+       coalesce(s.parcel_no, 1) AS parcel_no, coalesce(s.parcel_count, 1) AS parcel_count, s.planned_parcel
 FROM orders o
 LEFT JOIN shipments s ON s.order_id = o.order_id
 WHERE fulfil_order_still_ships(o.status, s.shipped_at)
@@ -319,14 +348,19 @@ WHERE fulfil_order_still_ships(o.status, s.shipped_at)
        OR s.status = 'label_pending'
        OR (%(order_ids)s::text[] IS NOT NULL AND s.status IN ('label_voided', 'refund_requested')))
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
-ORDER BY o.created_at, o.order_id
+ORDER BY o.created_at, o.order_id, s.parcel_no
 LIMIT %(limit)s;
 
+-- name: parcel_of
+SELECT parcel_no, parcel_count FROM shipments WHERE shipment_id = %(shipment_id)s;
+
 -- name: purchase_key
-SELECT cp_mode, cp_request_id, purchase_started_at FROM shipments WHERE shipment_id = %(shipment_id)s;
+SELECT cp_mode, cp_request_id, purchase_started_at, parcel_no, parcel_count
+FROM shipments WHERE shipment_id = %(shipment_id)s;
 
 -- name: shipment_of_order
-SELECT status, tracking_pin, label_pdf_path, last_error FROM shipments WHERE order_id = %(order_id)s;
+SELECT status, tracking_pin, label_pdf_path, last_error FROM shipments
+WHERE order_id = %(order_id)s AND parcel_no = 1;
 
 -- name: assign_request_id
 -- Shipments adopted from the older scripts have no customer-request-id yet.
@@ -340,7 +374,7 @@ RETURNING cp_request_id;
 SELECT r.order_id, o.status AS order_status, s.status AS shipment_status, s.tracking_pin, s.label_pdf_path
 FROM unnest(%(order_ids)s::text[]) AS r(order_id)
 LEFT JOIN orders o ON o.order_id = r.order_id
-LEFT JOIN shipments s ON s.order_id = r.order_id;
+LEFT JOIN shipments s ON s.order_id = r.order_id AND s.parcel_no = 1;
 
 -- name: orders_by_id
 -- The orders named (`fulfil labels quote`), whatever their state: a quote buys nothing.
@@ -385,7 +419,9 @@ FROM api_calls
 WHERE related_id = %(order_id)s
   AND service = 'CanadaPost'
   AND endpoint IN ('CreateShipment', 'CreateNCShipment')
-  AND started_at >= %(since)s;
+  AND started_at >= %(since)s
+  -- this parcel's (0020: NULL before the migration, when an order had one shipment)
+  AND (shipment_id IS NULL OR shipment_id = %(shipment_id)s);
 
 -- name: database_now
 SELECT clock_timestamp() AS now;
@@ -452,6 +488,13 @@ SELECT s.shipment_id, s.order_id, s.status, s.last_error_code, s.cp_shipment_id,
         WHERE l.shipment_id = s.shipment_id AND l.resolved_at IS NULL) AS surplus
 FROM shipments s
 WHERE s.order_id = %(order_id)s
+  -- an order split into parcels (0020): the parcel that holds the label named
+  AND (s.parcel_count = 1 OR s.cp_shipment_id = %(kept)s
+       OR EXISTS (SELECT 1 FROM surplus_labels k
+                  WHERE k.shipment_id = s.shipment_id AND k.cp_shipment_id = %(kept)s
+                    AND k.resolved_at IS NULL))
+ORDER BY s.parcel_no
+LIMIT 1
 FOR UPDATE OF s;
 
 -- name: resolve_surplus_labels
@@ -520,6 +563,10 @@ WHERE s.shipment_id = (
     FROM shipments
     WHERE status IN ('label_created', 'tracking_sent')
       AND tracking_pin IS NOT NULL
+      -- Best Buy takes one tracking number per order: a split order's first parcel's (0020),
+      -- once every parcel has its label
+      AND parcel_no = 1
+      AND (parcel_count = 1 OR fulfil_every_parcel_labelled(order_id))
       AND (lease_owner IS NULL OR lease_expires_at < now()
            OR lease_owner = ANY (%(dead_owners)s::text[]))
       AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
@@ -529,7 +576,7 @@ WHERE s.shipment_id = (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING s.shipment_id, s.order_id, s.status, s.tracking_pin, s.label_pdf_path, s.label_pdf_sha256,
-          s.shipped_at IS NOT NULL AS shipped_before,
+          s.shipped_at IS NOT NULL AS shipped_before, s.parcel_count,
           -- a label bought moments ago whose PDF is still being fetched by the run that bought it
           (s.label_pdf_path IS NULL AND s.last_error_code IS NULL
            AND s.label_created_at > now() - make_interval(secs => %(download_grace_seconds)s))
@@ -619,6 +666,44 @@ WITH moved AS (
 )
 SELECT order_id FROM moved
 
+-- name: follow_first_parcels
+-- The other parcels of split orders (0020) follow their first parcel once Best Buy has settled it:
+-- shipped with it (Best Buy has the order as shipped, under parcel 1's number) or canceled with
+-- it (their labels need voiding too). A parcel whose PDF is being fetched (leased) follows on the
+-- next run. Walks shipments_followers_idx (the few waiting).
+UPDATE shipments s
+SET status = CASE WHEN f.status = 'tracking_updated' THEN 'tracking_updated' ELSE 'order_canceled' END,
+    tracking_sent_at = CASE WHEN f.status = 'tracking_updated' THEN coalesce(s.tracking_sent_at, now())
+                            ELSE s.tracking_sent_at END,
+    shipped_at = CASE WHEN f.status = 'tracking_updated' THEN coalesce(s.shipped_at, f.shipped_at, now())
+                      ELSE s.shipped_at END,
+    last_error_code = CASE WHEN f.status = 'tracking_updated' THEN NULL ELSE f.last_error_code END,
+    last_error = CASE WHEN f.status = 'tracking_updated' THEN NULL
+                      ELSE 'parcel ' || s.parcel_no || ' of ' || s.parcel_count || ': ' || f.last_error END
+FROM shipments f
+WHERE s.parcel_no > 1
+  AND s.status = 'label_created'
+  AND (s.lease_owner IS NULL OR s.lease_expires_at < now())
+  AND (%(order_ids)s::text[] IS NULL OR s.order_id = ANY (%(order_ids)s::text[]))
+  AND f.order_id = s.order_id
+  AND f.parcel_no = 1
+  AND f.status IN ('tracking_updated', 'order_canceled')
+  AND fulfil_shipment_move(s.shipment_id,
+                           CASE WHEN f.status = 'tracking_updated' THEN 'ship_with_first_parcel'
+                                ELSE 'cancel_with_first_parcel' END,
+                           %(owner)s, %(run_id)s,
+                           'parcel 1 of the order ' || CASE WHEN f.status = 'tracking_updated'
+                               THEN 'is shipped on Best Buy (tracking ' || f.tracking_pin || ')'
+                               ELSE 'was canceled on Best Buy' END)
+RETURNING s.shipment_id, s.order_id, s.parcel_no, s.status;
+
+-- name: other_parcels
+-- The other parcels of one split order, to say where their labels are.
+SELECT parcel_no, parcel_count, status, tracking_pin
+FROM shipments
+WHERE order_id = %(order_id)s AND parcel_no > 1
+ORDER BY parcel_no;
+
 -- name: record_tracking_failed
 UPDATE shipments
 SET status = 'tracking_failed',
@@ -648,6 +733,8 @@ SELECT count(*)
 FROM shipments
 WHERE status IN ('label_created', 'tracking_sent')
   AND tracking_pin IS NOT NULL
+  AND parcel_no = 1
+  AND (parcel_count = 1 OR fulfil_every_parcel_labelled(order_id))
   AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]));
 
 -- name: make_pushable
@@ -664,16 +751,24 @@ WHERE order_id = ANY (%(order_ids)s::text[])
 RETURNING order_id, status;
 
 -- name: push_states
+-- The shipment Best Buy hears about (a split order's first parcel), and how many of the order's
+-- other parcels have no label yet.
 SELECT s.shipment_id, s.order_id, s.status, s.tracking_pin, s.last_error, s.lease_owner,
-       s.lease_expires_at > now() AS leased
+       s.lease_expires_at > now() AS leased, s.parcel_count,
+       (SELECT count(*) FROM shipments o
+        WHERE o.order_id = s.order_id AND o.parcel_no > 1
+          AND o.status NOT IN ('label_created', 'tracking_updated')) AS parcels_without_label
 FROM shipments s
-WHERE s.order_id = ANY (%(order_ids)s::text[]);
+WHERE s.order_id = ANY (%(order_ids)s::text[])
+  AND s.parcel_no = 1;
 
 -- name: push_dry_run_candidates
 SELECT order_id, status, tracking_pin, shipped_at IS NOT NULL AS shipped_before
 FROM shipments
 WHERE status IN ('label_created', 'tracking_sent')
   AND tracking_pin IS NOT NULL
+  AND parcel_no = 1
+  AND (parcel_count = 1 OR fulfil_every_parcel_labelled(order_id))
   AND (%(order_ids)s::text[] IS NULL OR order_id = ANY (%(order_ids)s::text[]))
 ORDER BY status = 'tracking_sent' DESC, label_created_at NULLS FIRST, shipment_id
 LIMIT %(limit)s;
@@ -688,15 +783,18 @@ LIMIT %(limit)s;
 SELECT r.order_id, o.status AS order_status, s.shipment_id, s.status, s.cp_mode, s.cp_shipment_id,
        s.tracking_pin, s.cp_self_url, s.label_pdf_path, s.last_error, s.lease_owner,
        coalesce(s.lease_expires_at > now(), false) AS leased, s.voided_at, s.refund_requested_at,
-       s.refund_ticket_id, s.refund_ticket_date, s.void_reason, s.void_from_status
+       s.refund_ticket_id, s.refund_ticket_date, s.void_reason, s.void_from_status, s.parcel_count
 FROM unnest(%(order_ids)s::text[]) WITH ORDINALITY AS r(order_id, position)
 LEFT JOIN orders o ON o.order_id = r.order_id
-LEFT JOIN shipments s ON s.order_id = r.order_id
+-- An order split into parcels (0020) is refused by its parcel 1 (fulfil/workflows/labels/void.py).
+LEFT JOIN shipments s ON s.order_id = r.order_id AND s.parcel_no = 1
 ORDER BY r.position;
 
 -- name: canceled_to_void
 -- `labels void --canceled`: the labels of orders canceled on Best Buy (a few; shipments_attention_idx).
-SELECT order_id FROM shipments WHERE status = 'order_canceled' ORDER BY shipment_id;
+-- A split order's parcels are voided by hand (labels void refuses them): never listed, so a cron
+-- run is not told so again each night.
+SELECT order_id FROM shipments WHERE status = 'order_canceled' AND parcel_count = 1 ORDER BY shipment_id;
 
 -- name: voids_left_unfinished
 -- Voids whose outcome is not recorded (a run killed mid-call, an answer not settled yet), oldest
@@ -782,6 +880,7 @@ WHERE related_id = %(order_id)s
   AND service = 'CanadaPost'
   AND endpoint IN ('VoidShipment', 'RefundShipment', 'RefundNCShipment')
   AND started_at >= %(since)s
+  AND (shipment_id IS NULL OR shipment_id = %(shipment_id)s)
 ORDER BY call_id;
 
 -- name: record_label_voided

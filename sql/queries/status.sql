@@ -61,15 +61,17 @@ ORDER BY found_at;
 SELECT order_id, status, tracking_pin, coalesce(label_created_at, updated_at) AS since
 FROM shipments
 WHERE status IN ('label_created', 'tracking_sent')
+  -- a split order's other parcels follow its first (0020): Best Buy hears of parcel 1 only
+  AND parcel_no = 1
   AND coalesce(label_created_at, updated_at) < now() - make_interval(hours => %(hours)s)
 ORDER BY since;
 
 -- name: past_shipping_deadline
 -- Orders Best Buy expects shipped by now (its shipping_deadline) that are not shipped here: a range
--- of orders_accepted_deadline_idx, and one probe of shipments_order_id_uidx per late order (a
+-- of orders_accepted_deadline_idx, and one probe of shipments_first_parcel_uidx per late order (a
 -- join could hash every shipment ever made).
 SELECT o.order_id, o.status, fulfil_try_timestamptz(o.raw_order_data ->> 'shipping_deadline') AS deadline,
-       (SELECT s.status FROM shipments s WHERE s.order_id = o.order_id) AS shipment_status
+       (SELECT s.status FROM shipments s WHERE s.order_id = o.order_id AND s.parcel_no = 1) AS shipment_status
 FROM orders o
 WHERE o.status = 'accepted'
   AND fulfil_try_timestamptz(o.raw_order_data ->> 'shipping_deadline') < now()

@@ -238,18 +238,21 @@ def test_a_conflict_within_one_rule_is_refused_when_the_file_is_read(
     assert api_calls(db, "CreateShipment") == []
 
 
-def test_an_order_that_needs_several_parcels_is_refused_naming_why_and_nothing_is_bought(
+def test_an_order_that_would_need_more_parcels_than_fulfil_buys_is_refused_and_nothing_is_bought(
     fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
 ) -> None:
+    # 21 televisions, each shipping alone: 21 labels for one order is a profile mistake far more
+    # often than a shipment (tests/labels/test_split_orders.py buys the orders that do split).
     import_profiles(fulfil_env, tmp_path, "TV-55,18.2,140,85,16,tv box,yes\nMUG-1,0.45,12,12,10,small,no\n")
-    insert_orders(db, [order("S-1", lines=[("TV-55", 1), ("MUG-1", 1)]), order("S-2", lines=[("MUG-1", 1)])])
+    insert_orders(db, [order("S-1", lines=[("TV-55", 21)]), order("S-2", lines=[("MUG-1", 1)])])
 
     result = run_fulfil("labels", "create", "--json", env=fulfil_env)
 
     assert result.returncode == 3
     records = {r["order_id"]: r for r in json_lines(result.stdout)}
     assert records["S-1"]["outcome"] == "failed"
-    assert "order S-1: order_lines: needs 2 parcels" in records["S-1"]["error"]
+    assert "order S-1: order_lines: needs 21 parcels" in records["S-1"]["error"]
+    assert "at most 20 labels" in records["S-1"]["error"]
     assert records["S-2"]["outcome"] == "bought"
     assert bought_per_order(sandbox) == {"S-2": 1}
 
@@ -322,7 +325,8 @@ def test_labels_quote_lists_every_service_for_every_parcel_and_marks_what_the_ru
     )  # no deadline: cheapest
     two = [r for r in rows if r["order_id"] == "Q-TWO"]
     assert {(r["parcel"], r["weight_kg"]) for r in two} == {(1, "0.450"), (2, "14.200")}
-    assert not any(r["chosen"] for r in two)  # several parcels: not bought by fulfil yet
+    # Each parcel is bought on its own: each has the service its own purchase would choose.
+    assert sorted(r["parcel"] for r in two if r["chosen"]) == [1, 2]
     assert all(r["outcome"] == "quoted" for r in rows)
     calls = api_calls(db, "GetRates")
     assert [call["related_id"] for call in calls] == ["Q-ONE", "Q-TWO", "Q-TWO"]

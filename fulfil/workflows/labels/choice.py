@@ -11,17 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from fulfil.audit.outcome import FailureClass, HttpOutcome
 from fulfil.canadapost.client import CanadaPostClient
 from fulfil.canadapost.destination import OrderDataError, destination_from_order
-from fulfil.canadapost.parcel import Parcel
+from fulfil.canadapost.parcel import Dimensions, Parcel
 from fulfil.canadapost.rates import PriceQuote, build_rates_request, parse_price_quotes
 from fulfil.canadapost.responses import ResponseFormatError
 from fulfil.canadapost.shipment_request import ShipmentRequest, build_shipment_request
 from fulfil.config import CanadaPostSettings
-from fulfil.parcels.choice import ParcelPlan, plan_parcels
+from fulfil.parcels.choice import ParcelPlan, PlannedParcel, plan_parcels
 from fulfil.parcels.profiles import ParcelProfile
 from fulfil.service_rules import (
     CHEAPEST_MEETING_DEADLINE,
@@ -53,34 +54,55 @@ class QuoteFailed(Exception):
         self.retry_later = retry_later
 
 
+# The most parcels fulfil buys for one order on its own; an order needing more is refused (with
+# its plan named) before anything is bought: so many labels for one order is a profile mistake
+# far more often than a real shipment, and each costs money.
+MAX_PARCELS_PER_ORDER = 20
+
+
 @dataclass(frozen=True)
 class LabelChoice:
-    plan: ParcelPlan  # one parcel: an order whose plan has several is refused before a choice
+    plan: ParcelPlan  # the order's parcels (a split order's: this parcel only, as fixed at the split)
     service_code: str
     service_rule: str | None  # the rule's name; None: the configured service
     service_reason: str
     options: tuple[LabelOption, ...]
     quotes: tuple[PriceQuote, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    # Which parcel of the order this label is for: 1 of 1 for an order in one parcel.
+    parcel_no: int = 1
+    parcel_count: int = 1
+
+    @property
+    def planned(self) -> PlannedParcel:
+        """This label's parcel: parcel 1 of a plan made now, or the one parcel fixed at the split."""
+        return self.plan.parcels[0]
 
     @property
     def parcel(self) -> Parcel:
-        return self.plan.parcels[0].parcel
+        return self.planned.parcel
+
+    @property
+    def parcel_reference(self) -> str | None:
+        """customer-ref-2 of a split order's label ("2/3"): how Canada Post's copy of each parcel
+        is told from its order's others (a non-contract label is found by its references)."""
+        return f"{self.parcel_no}/{self.parcel_count}" if self.parcel_count > 1 else None
+
+    def splits_order(self) -> bool:
+        """Parcel 1 of an order that needs several, decided now: its other parcels are made (and
+        the split fixed) before this label's request may go out."""
+        return self.parcel_count > 1 and len(self.plan.parcels) == self.parcel_count
+
+    def parcel_records(self) -> list[dict[str, Any]]:
+        """Every parcel of the plan as shipments.planned_parcel holds it (parcel 1 first)."""
+        return parcel_records(self.plan)
 
     def as_record(self) -> dict[str, Any]:
         """As stored in shipments.label_choice and shown by --dry-run --json."""
-        dimensions = self.parcel.dimensions
         return {
-            "parcel": {
-                "weight_kg": str(self.parcel.weight_kg),
-                "length_cm": str(dimensions.length_cm) if dimensions else None,
-                "width_cm": str(dimensions.width_cm) if dimensions else None,
-                "height_cm": str(dimensions.height_cm) if dimensions else None,
-                "box": self.plan.parcels[0].box,
-                "skus": list(self.plan.parcels[0].skus),
-                "source": self.plan.source,
-                "reason": self.plan.reason,
-            },
+            "parcel": _parcel_record(self.planned, self.plan),
+            "parcel_no": self.parcel_no,
+            "parcel_count": self.parcel_count,
             "service_code": self.service_code,
             "service_rule": self.service_rule,
             "service_reason": self.service_reason,
@@ -110,9 +132,10 @@ class LabelChoice:
             if dimensions
             else ""
         )
-        box = f", box {self.plan.parcels[0].box}" if self.plan.parcels[0].box else ""
+        box = f", box {self.planned.box}" if self.planned.box else ""
+        of = f" {self.parcel_no} of {self.parcel_count}" if self.parcel_count > 1 else ""
         lines = [
-            f"parcel: {self.parcel.weight_kg} kg{size}{box} ({self.plan.reason})",
+            f"parcel{of}: {self.parcel.weight_kg} kg{size}{box} ({self.plan.reason})",
             f"service: {self.service_code} ({self.service_reason})",
         ]
         if self.options:
@@ -121,6 +144,42 @@ class LabelChoice:
             expected = quote.expected_delivery_date.isoformat() if quote.expected_delivery_date else "?"
             lines.append(f"quote: {quote.service_code} {quote.due} CAD, expected {expected}")
         return lines
+
+
+def _parcel_record(planned: PlannedParcel, plan: ParcelPlan) -> dict[str, Any]:
+    dimensions = planned.parcel.dimensions
+    return {
+        "weight_kg": str(planned.parcel.weight_kg),
+        "length_cm": str(dimensions.length_cm) if dimensions else None,
+        "width_cm": str(dimensions.width_cm) if dimensions else None,
+        "height_cm": str(dimensions.height_cm) if dimensions else None,
+        "box": planned.box,
+        "skus": list(planned.skus),
+        "source": plan.source,
+        "reason": plan.reason,
+    }
+
+
+def parcel_records(plan: ParcelPlan) -> list[dict[str, Any]]:
+    return [_parcel_record(planned, plan) for planned in plan.parcels]
+
+
+def fixed_plan(record: Mapping[str, Any], *, parcel_no: int, parcel_count: int) -> ParcelPlan:
+    """The parcel a split order's row was given at the split (shipments.planned_parcel, written
+    by _parcel_record), as a plan of that one parcel."""
+    measures = [record.get(key) for key in ("length_cm", "width_cm", "height_cm")]
+    dimensions = (
+        Dimensions(*(Decimal(str(measure)) for measure in measures))
+        if all(measure is not None for measure in measures)
+        else None
+    )
+    planned = PlannedParcel(
+        Parcel(Decimal(str(record["weight_kg"])), dimensions),
+        tuple(str(sku) for sku in record.get("skus") or ()),
+        record.get("box"),
+    )
+    reason = f"parcel {parcel_no} of {parcel_count}: {record.get('reason')}"
+    return ParcelPlan((planned,), str(record.get("source") or "profile"), reason, ())
 
 
 def _line_skus(order: Mapping[str, Any]) -> list[str]:
@@ -184,19 +243,33 @@ class LabelChooser:
         return self._quotes(order_id, parcel, facts.postal_code, self.options(order_id, facts))
 
     def choose(
-        self, order_id: str, order: Mapping[str, Any], *, quotes: tuple[PriceQuote, ...] | None = None
+        self,
+        order_id: str,
+        order: Mapping[str, Any],
+        *,
+        quotes: tuple[PriceQuote, ...] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+        parcel_no: int = 1,
+        parcel_count: int = 1,
     ) -> LabelChoice:
         """Raises OrderDataError for an order that cannot make a label, QuoteFailed, and
         ConfigError for rules that cannot be applied (conflicting options). ``quotes``: the
-        parcel's quotes when the caller has them already (`labels quote`), so none is asked twice."""
-        plan = self.plan(order_id, order)
-        if len(plan.parcels) > 1:
-            raise OrderDataError(
-                order_id,
-                "order_lines",
-                f"needs {len(plan.parcels)} parcels ({plan.reason}); fulfil buys one parcel per order "
-                "for now: ship it by hand, or change the SKUs' profiles and `fulfil labels retry` it",
-            )
+        parcel's quotes when the caller has them already (`labels quote`), so none is asked twice.
+        ``fixed``: the parcel a split order's row was given (planned_parcel), ``parcel_no`` of
+        ``parcel_count``; without it the order is planned afresh, and the choice is its parcel 1's."""
+        if fixed is not None:
+            plan = fixed_plan(fixed, parcel_no=parcel_no, parcel_count=parcel_count)
+        else:
+            plan = self.plan(order_id, order)
+            parcel_no, parcel_count = 1, len(plan.parcels)
+            if parcel_count > MAX_PARCELS_PER_ORDER:
+                raise OrderDataError(
+                    order_id,
+                    "order_lines",
+                    f"needs {parcel_count} parcels ({plan.reason}); fulfil buys at most "
+                    f"{MAX_PARCELS_PER_ORDER} labels for one order: check the SKUs' profiles, or ship "
+                    "it by hand",
+                )
         parcel = plan.parcels[0].parcel
         facts = self.facts(order_id, order, parcel)
         now = self.now()
@@ -231,7 +304,24 @@ class LabelChooser:
             options=options,
             quotes=used or (),
             warnings=tuple(warnings),
+            parcel_no=parcel_no,
+            parcel_count=parcel_count,
         )
+
+    def choose_every_parcel(self, order_id: str, order: Mapping[str, Any]) -> list[LabelChoice]:
+        """The label of each parcel the order would ship in now (a dry run of an order not split
+        yet): parcel 1 as its purchase decides it, each other parcel as its own purchase would."""
+        first = self.choose(order_id, order)
+        if first.parcel_count == 1:
+            return [first]
+        records = first.parcel_records()
+        return [
+            first,
+            *(
+                self.choose(order_id, order, fixed=record, parcel_no=number, parcel_count=len(records))
+                for number, record in enumerate(records[1:], start=2)
+            ),
+        ]
 
     def _quotes(
         self, order_id: str, parcel: Parcel, postal_code: str, options: tuple[LabelOption, ...]
@@ -279,6 +369,7 @@ def shipment_request_for(
         group_id=group_id,
         service_code=choice.service_code,
         options=choice.options,
+        parcel_reference=choice.parcel_reference,
     )
 
 

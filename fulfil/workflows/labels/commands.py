@@ -60,7 +60,7 @@ def keep(ctx: LabelContext, order_id: str, cp_shipment_id: str) -> LabelResult:
     shipment holds it (its PDF fetched by the next download) and the others are closed."""
     store = ctx.store
     with store.transaction():
-        row = store.label_choice(order_id)
+        row = store.label_choice(order_id, cp_shipment_id)
         if row is None:
             raise UsageError(f"order {order_id} has no shipment")
         surplus = {item["cp_shipment_id"]: item for item in row["surplus"]}
@@ -115,31 +115,56 @@ class DryRunLabel:
 
 def dry_run(
     ctx: LabelContext, chooser: LabelChooser, order_ids: list[str] | None, limit: int | None
-) -> dict[str, DryRunLabel]:
+) -> dict[tuple[str, str | None], DryRunLabel]:
     """Decide and build each request a run would send: nothing is bought and nothing written,
-    though a rule that needs a quote asks Canada Post for one (a read, audited)."""
-    planned: dict[str, DryRunLabel] = {}
+    though a rule that needs a quote asks Canada Post for one (a read, audited). Keyed by order
+    and parcel ("2/3" for one parcel of an order split into several, else None)."""
+    planned: dict[tuple[str, str | None], DryRunLabel] = {}
     for row in ctx.store.dry_run_candidates(order_ids, limit):
         order_id = row["order_id"]
         order = row["raw_order_data"] or {}
         try:
-            choice = chooser.choose(order_id, order)
-            request = shipment_request_for(
-                ctx.settings,
-                order_id,
-                order,
-                choice,
-                # A given-up label's replacement is bought under a new request id (its claim's).
-                request_id=(row["cp_request_id"] if row["status"] == S.LABEL_PENDING else None)
-                or "F" + "0" * 32,
-                group_id=ctx.settings.group_id(None),
-            )
+            if row["planned_parcel"] is not None:
+                # A parcel of an order already split: bought as the parcel it was given.
+                choices = [
+                    chooser.choose(
+                        order_id,
+                        order,
+                        fixed=row["planned_parcel"],
+                        parcel_no=row["parcel_no"],
+                        parcel_count=row["parcel_count"],
+                    )
+                ]
+            else:
+                choices = chooser.choose_every_parcel(order_id, order)
+            requests = [
+                shipment_request_for(
+                    ctx.settings,
+                    order_id,
+                    order,
+                    choice,
+                    # A given-up label's replacement is bought under a new request id (its claim's).
+                    request_id=(
+                        row["cp_request_id"]
+                        if row["status"] == S.LABEL_PENDING and choice.parcel_no == 1
+                        else None
+                    )
+                    or "F" + "0" * 32,
+                    group_id=ctx.settings.group_id(None),
+                )
+                for choice in choices
+            ]
         except (OrderDataError, QuoteFailed) as exc:
             ctx.report(LabelResult(order_id, FAILED, row["status"], error=str(exc)))
             continue
-        planned[order_id] = DryRunLabel(request.xml, choice)
-        warnings = [*choice.warnings, *request.warnings]
-        ctx.report(LabelResult(order_id, WOULD_BUY, row["status"], warnings=warnings))
+        for choice, request in zip(choices, requests, strict=True):
+            planned[(order_id, choice.parcel_reference)] = DryRunLabel(request.xml, choice)
+            warnings = [*choice.warnings, *request.warnings]
+            ctx.report(
+                LabelResult(
+                    order_id, WOULD_BUY, row["status"], warnings=warnings, parcel=choice.parcel_reference
+                )
+            )
     return planned
 
 

@@ -74,7 +74,9 @@ class Downloads:
         error = label_problem(outcome)
         if not error:
             try:
-                saved = write_label(ctx.settings.labels_dir, order_id, outcome.body)
+                saved = write_label(
+                    ctx.settings.labels_dir, order_id, outcome.body, ctx.store.parcel_of(shipment_id)
+                )
             except OSError as exc:
                 # The label is bought and recorded; only its file is missing. The run goes on.
                 error = f"the PDF could not be written to {ctx.settings.labels_dir}: {exc.strerror or exc}"

@@ -78,7 +78,15 @@ class Purchases:
         )
         order = row["raw_order_data"] or {}
         try:
-            claim.choice = self.chooser.choose(claim.order_id, order)
+            # A parcel of an order already split keeps the parcel it was given (planned_parcel):
+            # the split never changes once any of its labels may have been bought.
+            claim.choice = self.chooser.choose(
+                claim.order_id,
+                order,
+                fixed=row["planned_parcel"],
+                parcel_no=row["parcel_no"],
+                parcel_count=row["parcel_count"],
+            )
             claim.request = shipment_request_for(
                 ctx.settings,
                 claim.order_id,
@@ -101,6 +109,19 @@ class Purchases:
                 claim.shipment_id, code="not-sent", error=f"order {claim.order_id}: not sent: {exc}"
             )
             raise
+        choice = claim.choice
+        if (
+            claim.result is None
+            and choice is not None
+            and choice.splits_order()
+            and not ctx.store.split_order(claim.shipment_id, choice.parcel_records())
+        ):
+            claim.result = LabelResult(
+                claim.order_id,
+                SKIPPED,
+                error=f"order {claim.order_id}: another fulfil run took this order over before it was "
+                "split into parcels; nothing was sent",
+            )
         return claim
 
     def _after_quote_failure(self, claim: Claim, failure: QuoteFailed) -> LabelResult:
@@ -120,6 +141,12 @@ class Purchases:
 
     def purchase(self, claim: Claim) -> LabelResult:
         """Send, then record what the answer proves."""
+        result = self._purchase(claim)
+        if claim.choice is not None and result.parcel is None:
+            result.parcel = claim.choice.parcel_reference
+        return result
+
+    def _purchase(self, claim: Claim) -> LabelResult:
         ctx = self.ctx
         assert claim.request is not None
         assert claim.choice is not None

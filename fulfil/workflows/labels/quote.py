@@ -12,7 +12,7 @@ from fulfil.canadapost.destination import OrderDataError
 from fulfil.canadapost.parcel import Parcel
 from fulfil.canadapost.rates import PriceQuote
 from fulfil.shipments.store import ShipmentStore
-from fulfil.workflows.labels.choice import LabelChooser, QuoteFailed
+from fulfil.workflows.labels.choice import LabelChooser, QuoteFailed, parcel_records
 
 QUOTED = "quoted"
 FAILED = "failed"
@@ -118,6 +118,7 @@ def quote_orders(
 def _quoted(chooser: LabelChooser, order_id: str, order: dict[str, Any]) -> Iterator[QuoteRow]:
     plan = chooser.plan(order_id, order)
     count = len(plan.parcels)
+    records = parcel_records(plan)
     for number, planned in enumerate(plan.parcels, start=1):
         facts = chooser.facts(order_id, order, planned.parcel)
         quotes = chooser.quote(order_id, planned.parcel, facts)
@@ -131,9 +132,9 @@ def _quoted(chooser: LabelChooser, order_id: str, order: dict[str, Any]) -> Iter
                 error=f"order {order_id}: Canada Post quoted no domestic service for parcel {number}",
             )
             continue
-        chosen_code, rule = (
-            _what_the_rules_buy(chooser, order_id, order, quotes) if count == 1 else (None, None)
-        )
+        # Each parcel of a split order is bought on its own, as its record says.
+        fixed = records[number - 1] if count > 1 else None
+        chosen_code, rule = _what_the_rules_buy(chooser, order_id, order, quotes, fixed, number, count)
         for quote in sorted(quotes, key=lambda q: (q.due, q.service_code)):
             yield QuoteRow(
                 order_id,
@@ -148,10 +149,18 @@ def _quoted(chooser: LabelChooser, order_id: str, order: dict[str, Any]) -> Iter
 
 
 def _what_the_rules_buy(
-    chooser: LabelChooser, order_id: str, order: dict[str, Any], quotes: tuple[PriceQuote, ...]
+    chooser: LabelChooser,
+    order_id: str,
+    order: dict[str, Any],
+    quotes: tuple[PriceQuote, ...],
+    fixed: dict[str, Any] | None,
+    number: int,
+    count: int,
 ) -> tuple[str | None, str | None]:
     try:
-        choice = chooser.choose(order_id, order, quotes=quotes)
+        choice = chooser.choose(
+            order_id, order, quotes=quotes, fixed=fixed, parcel_no=number, parcel_count=count
+        )
     except (OrderDataError, QuoteFailed):
         return None, None
     return choice.service_code, choice.service_rule or "the configured service"

@@ -48,12 +48,14 @@ class Reconciler:
             if row is None:
                 return
             seen.append(row["shipment_id"])
-            ctx.report(self.reconcile_one(row))
+            result = self.reconcile_one(row)
+            result.parcel = result.parcel or parcel_reference(row)
+            ctx.report(result)
 
     def reconcile_one(self, row: dict[str, Any]) -> LabelResult:
         ctx = self.ctx
         shipment_id, order_id = row["shipment_id"], row["order_id"]
-        calls = ctx.store.purchase_calls(order_id, row["purchase_started_at"])
+        calls = ctx.store.purchase_calls(shipment_id, order_id, row["purchase_started_at"])
         # The audit log first: an answer that arrived but was never recorded on the shipment.
         for call in calls:
             if call["is_success"] and call["response_body"]:
@@ -111,6 +113,7 @@ class Reconciler:
         if row is None:
             row = ctx.store.purchase_key(shipment_id)
         timing = ctx.store.purchase_settles_at(
+            shipment_id,
             order_id,
             row["purchase_started_at"],
             allowance=ctx.settings.settle_allowance,
@@ -129,12 +132,16 @@ class Reconciler:
             else:
                 # A listing proves absence only if read after the settle point; before it, it can
                 # still show a purchase (when read after the attempts started).
+                reference = parcel_reference(row)
                 found, listed_at = self._noncontract_index().find(
                     order_id,
                     row["purchase_started_at"],
                     listed_after=settles_at if settled else timing["last_started_at"],
+                    parcel_reference=reference,
                 )
-                key = f"customer-ref-1 {order_id}"
+                key = f"customer-ref-1 {order_id}" + (
+                    f", customer-ref-2 {reference}" if reference is not None else ""
+                )
         except CanadaPostUnavailable as exc:
             message = f"order {order_id}: {reason}; could not check Canada Post yet ({exc})"
             ctx.store.leave_unsettled(shipment_id, error=message)
@@ -186,6 +193,12 @@ class Reconciler:
         if self._noncontract is None:
             self._noncontract = NonContractIndex(self.ctx.client, self.ctx.store.database_now)
         return self._noncontract
+
+
+def parcel_reference(row: dict[str, Any]) -> str | None:
+    """customer-ref-2 of a split order's parcel (as shipment_request_for writes it), or None."""
+    count = row.get("parcel_count") or 1
+    return f"{row['parcel_no']}/{count}" if count > 1 else None
 
 
 def _distinct(found: list[ShipmentInfo]) -> list[ShipmentInfo]:

@@ -42,6 +42,8 @@ class LabelResult:
     label_pdf_path: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Which parcel of an order split into several the label is for ("2/3"), or None.
+    parcel: str | None = None
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class LabelResult:
             "label_pdf_path": self.label_pdf_path,
             "error": self.error,
             "warnings": self.warnings,
+            "parcel": self.parcel,
         }
 
 

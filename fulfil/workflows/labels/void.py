@@ -321,6 +321,15 @@ class _Voids:
                 row,
                 f"order {order_id} has no label to void (no shipment; the order is {row['order_status']})",
             )
+        if (row["parcel_count"] or 1) > 1:
+            # One void per order, its result and its replacement keyed by the order: an order
+            # split into parcels (0020) would have only its first parcel's label voided.
+            return _not_eligible(
+                row,
+                f"order {order_id} ships in {row['parcel_count']} parcels; `fulfil labels void` voids the "
+                "label of an order in one parcel only, for now: void its labels at Canada Post (their "
+                f"shipment ids are in `fulfil orders show {order_id}`)",
+            )
         if status in (S.LABEL_PENDING, S.LABEL_CREATION_INITIATED, S.LABEL_FAILED):
             why = f"has no label to void ({status}: {STATE_INFO[S(status)].meaning})"
             if status == S.LABEL_CREATION_INITIATED:
@@ -598,7 +607,7 @@ class _Void:
 
     def _settle_left_unfinished(self) -> str | VoidResult:
         """A void a run that is gone left label_voiding: its audit log first, then Canada Post."""
-        calls = self.store.void_calls(self.order, self.claim.started_at)
+        calls = self.store.void_calls(self.claim.shipment_id, self.order, self.claim.started_at)
         for call in reversed(calls):
             if not call["is_success"]:
                 continue

@@ -227,7 +227,7 @@ class LabelWorkflow:
 
     def dry_run(
         self, order_ids: list[str] | None, limit: int | None
-    ) -> tuple[LabelRun, dict[str, commands.DryRunLabel]]:
+    ) -> tuple[LabelRun, dict[tuple[str, str | None], commands.DryRunLabel]]:
         """Decide and build each request a run would send; nothing bought, nothing written (a
         quote a rule needs is asked for, when the run has a client)."""
         run = self._new_run()

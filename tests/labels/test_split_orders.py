@@ -1,0 +1,334 @@
+"""An order that needs several parcels (issue 14): one Canada Post shipment per parcel, each bought
+exactly once whatever happens in between (a kill, a lost answer, a refusal), the split fixed once
+made, every tracking number kept, and Best Buy told parcel 1's once every parcel has its label.
+The real CLI, a real PostgreSQL, the sandboxes over sockets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from fulfil.sandbox import Faults
+from tests.conftest import run_fulfil
+from tests.labels.helpers import api_calls, bought_per_order, insert_orders, json_lines, kill_when
+from tests.labels.test_label_choice import import_profiles, order
+
+# A television ships alone; mugs go together. S-1 (a TV and two mugs) is two parcels: the mugs
+# first (parcels come in the order of their first unit, by SKU), then the TV.
+PROFILES = "TV-55,18.2,140,85,16,tv box,yes\nMUG-1,0.45,12,12,10,small,no\n"
+
+
+def split_order(order_id: str = "S-1") -> dict[str, Any]:
+    return order(order_id, lines=[("TV-55", 1), ("MUG-1", 2)])
+
+
+def parcels(db: psycopg.Connection, order_id: str) -> list[dict[str, Any]]:
+    with db.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM shipments WHERE order_id = %s ORDER BY parcel_no", (order_id,)
+        ).fetchall()
+
+
+def create_requests(db: psycopg.Connection, endpoint: str = "CreateShipment") -> list[dict[str, Any]]:
+    return [call for call in api_calls(db, endpoint) if call["related_id"] == "S-1"]
+
+
+def best_buy_calls(sandbox: Any) -> dict[str, int]:
+    counts = sandbox.state()["requests"]["counts"]
+    return {name: count for name, count in counts.items() if name.startswith("bestbuy.")}
+
+
+def weights(rows: list[dict[str, Any]]) -> list[str]:
+    return [row["label_choice"]["parcel"]["weight_kg"] for row in rows]
+
+
+def test_an_order_needing_two_parcels_gets_one_label_for_each_bought_once(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    insert_orders(db, [split_order(), order("S-2", lines=[("MUG-1", 1)])])
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    records = json_lines(result.stdout)
+    bought = [(r["order_id"], r["parcel"]) for r in records if r["outcome"] == "bought"]
+    assert sorted(bought, key=str) == sorted([("S-1", "1/2"), ("S-1", "2/2"), ("S-2", None)], key=str)
+    assert bought_per_order(sandbox) == {"S-1": 2, "S-2": 1}
+    rows = parcels(db, "S-1")
+    assert [(r["parcel_no"], r["parcel_count"], r["status"]) for r in rows] == [
+        (1, 2, "label_created"),
+        (2, 2, "label_created"),
+    ]
+    assert weights(rows) == ["0.900", "18.200"]
+    assert [r["label_choice"]["parcel"]["skus"] for r in rows] == [["MUG-1", "MUG-1"], ["TV-55"]]
+    assert [r["planned_parcel"]["weight_kg"] for r in rows] == ["0.900", "18.200"]
+    assert len({r["tracking_pin"] for r in rows}) == 2
+    assert len({r["cp_request_id"] for r in rows}) == 2
+    # Each parcel's label in a file of its own, never one over the other.
+    names = [Path(r["label_pdf_path"]).name for r in rows]
+    assert names == ["S-1~parcel-1-of-2.pdf", "S-1~parcel-2-of-2.pdf"]
+    assert all(Path(r["label_pdf_path"]).read_bytes().startswith(b"%PDF-") for r in rows)
+    # Each request says which parcel it is, and its api_calls row which shipment it was for.
+    calls = create_requests(db)
+    assert [call["shipment_id"] for call in calls] == [r["shipment_id"] for r in rows]
+    for call, number in zip(calls, (1, 2), strict=True):
+        assert f"<customer-ref-2>{number}/2</customer-ref-2>" in json.dumps(call["request_payload"])
+    [single] = parcels(db, "S-2")
+    assert (single["parcel_no"], single["parcel_count"], single["planned_parcel"]) == (1, 1, None)
+    assert Path(single["label_pdf_path"]).name == "S-2.pdf"
+
+    again = run_fulfil("labels", "create", "--json", env=fulfil_env)
+    assert again.returncode == 0, again.stderr
+    assert bought_per_order(sandbox) == {"S-1": 2, "S-2": 1}
+
+    story = json.loads(run_fulfil("orders", "show", "S-1", "--json", env=fulfil_env).stdout)
+    assert story["shipment"]["parcel_no"] == 1
+    assert [(p["parcel_no"], p["tracking_pin"]) for p in story["parcels"]] == [
+        (1, rows[0]["tracking_pin"]),
+        (2, rows[1]["tracking_pin"]),
+    ]
+    shown = run_fulfil("orders", "show", "S-1", env=fulfil_env)
+    assert shown.returncode == 0, shown.stderr
+    assert "2 of 2" in shown.stdout
+
+
+def test_the_dry_run_shows_each_parcel_of_a_split_order_and_buys_nothing(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    insert_orders(db, [split_order()])
+
+    result = run_fulfil("labels", "create", "--dry-run", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    records = json_lines(result.stdout)
+    assert [(r["parcel"], r["choice"]["parcel"]["weight_kg"]) for r in records] == [
+        ("1/2", "0.900"),
+        ("2/2", "18.200"),
+    ]
+    assert all("<customer-ref-2>" in r["request"] for r in records)
+    assert parcels(db, "S-1") == []
+    assert bought_per_order(sandbox) == {}
+    text = run_fulfil("labels", "create", "--dry-run", env=fulfil_env)
+    assert "# order S-1 (parcel 2/2): would_buy" in text.stdout
+    assert "# parcel 2 of 2: 18.200 kg" in text.stdout
+
+
+def test_a_run_killed_after_parcel_1_was_sent_leaves_each_parcel_bought_exactly_once(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    insert_orders(db, [split_order()])
+    # Parcel 1's purchase is made at Canada Post and its answer held back: the run is killed then.
+    sandbox.set_faults("canadapost", Faults(late_answer_s=20.0))
+    sandbox.script_faults("canadapost", "CreateShipment", ["commit_then_late"])
+    kill_when(
+        ["labels", "create"],
+        fulfil_env,
+        lambda: bought_per_order(sandbox) == {"S-1": 1},
+        "parcel 1's purchase",
+    )
+    assert bought_per_order(sandbox) == {"S-1": 1}
+    rows = parcels(db, "S-1")
+    # The split was made before parcel 1's request could go out: parcel 2 waits, its parcel fixed.
+    assert [(r["parcel_no"], r["status"]) for r in rows] == [
+        (1, "label_creation_initiated"),
+        (2, "label_pending"),
+    ]
+    assert rows[1]["planned_parcel"]["weight_kg"] == "18.200"
+
+    sandbox.clear_script("canadapost", "CreateShipment")
+    again = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert again.returncode == 0, again.stderr
+    outcomes = sorted((r["parcel"], r["outcome"]) for r in json_lines(again.stdout) if r["parcel"])
+    assert outcomes == [("1/2", "adopted"), ("2/2", "bought")]
+    assert bought_per_order(sandbox) == {"S-1": 2}
+    rows = parcels(db, "S-1")
+    assert [r["status"] for r in rows] == ["label_created", "label_created"]
+    assert len(create_requests(db)) == 2
+
+
+def test_a_lost_non_contract_answer_for_parcel_2_is_found_by_its_parcel_reference(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    # Non-contract labels are found again only by their references: parcel 1's label, of the same
+    # order, is in the same listing, and must not be taken for parcel 2's.
+    fulfil_env.pop("FULFIL_CANADAPOST_CONTRACT_ID")
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    insert_orders(db, [split_order()])
+    sandbox.set_faults("canadapost", Faults(late_answer_s=20.0))
+    sandbox.script_faults("canadapost", "CreateNCShipment", ["none", "commit_then_late"])
+    kill_when(
+        ["labels", "create"],
+        fulfil_env,
+        lambda: bought_per_order(sandbox) == {"S-1": 2},
+        "parcel 2's purchase",
+    )
+    assert bought_per_order(sandbox) == {"S-1": 2}
+
+    sandbox.clear_script("canadapost", "CreateNCShipment")
+    again = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert again.returncode == 0, again.stderr
+    assert bought_per_order(sandbox) == {"S-1": 2}
+    rows = parcels(db, "S-1")
+    assert [r["status"] for r in rows] == ["label_created", "label_created"]
+    assert len({r["tracking_pin"] for r in rows}) == 2
+    assert weights(rows) == ["0.900", "18.200"]
+    assert len(create_requests(db, "CreateNCShipment")) == 2
+
+
+def test_the_split_is_fixed_once_made_whatever_the_profiles_say_later(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    insert_orders(db, [split_order()])
+    # One label this run: parcel 1's. Parcel 2 waits with the parcel the split gave it.
+    first = run_fulfil("labels", "create", "--limit", "1", "--json", env=fulfil_env)
+    assert first.returncode == 0, first.stderr
+    assert bought_per_order(sandbox) == {"S-1": 1}
+    assert [r["status"] for r in parcels(db, "S-1")] == ["label_created", "label_pending"]
+
+    # The mugs now ship alone: planned afresh, the order would be three parcels.
+    import_profiles(fulfil_env, tmp_path, "TV-55,18.2,140,85,16,tv box,yes\nMUG-1,0.45,12,12,10,small,yes\n")
+    again = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert again.returncode == 0, again.stderr
+    assert bought_per_order(sandbox) == {"S-1": 2}
+    rows = parcels(db, "S-1")
+    assert weights(rows) == ["0.900", "18.200"]
+    assert [r["parcel_count"] for r in rows] == [2, 2]
+
+
+def test_best_buy_gets_parcel_1s_number_once_every_parcel_has_a_label(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    made = split_order()
+    sandbox.add_orders([made])
+    insert_orders(db, [made])
+    # One label this run: parcel 1 has its label, parcel 2 waits.
+    assert run_fulfil("labels", "create", "--limit", "1", env=fulfil_env).returncode == 0
+    assert [r["status"] for r in parcels(db, "S-1")] == ["label_created", "label_pending"]
+
+    waiting = run_fulfil("tracking", "push", "--order", "S-1", "--json", env=fulfil_env)
+    [record] = json_lines(waiting.stdout)
+    assert record["outcome"] == "skipped"
+    assert "1 of its 2 parcels have no label yet" in record["error"]
+    assert best_buy_calls(sandbox) == {}
+
+    assert run_fulfil("labels", "create", env=fulfil_env).returncode == 0
+    pushed = run_fulfil("tracking", "push", "--json", env=fulfil_env)
+
+    assert pushed.returncode == 0, pushed.stderr
+    [record] = json_lines(pushed.stdout)
+    rows = parcels(db, "S-1")
+    assert record["outcome"] == "shipped"
+    assert record["tracking_pin"] == rows[0]["tracking_pin"]
+    assert "ships in 2 parcels" in record["error"]
+    assert rows[1]["tracking_pin"] in record["error"]
+    best_buy = sandbox.state()["bestbuy"]["orders"]["S-1"]
+    assert best_buy["tracking_number"] == rows[0]["tracking_pin"]
+    assert best_buy["shipped"] is True
+    assert best_buy_calls(sandbox) == {"bestbuy.OR23": 1, "bestbuy.OR24": 1}
+    # The other parcel followed the first: shipped with it, its label and PIN kept.
+    assert [r["status"] for r in rows] == ["tracking_updated", "tracking_updated"]
+    assert rows[1]["shipped_at"] is not None
+    [[status]] = db.execute("SELECT status FROM orders WHERE order_id = 'S-1'").fetchall()
+    assert status == "shipped"
+    moves = db.execute(
+        "SELECT move FROM shipment_events WHERE shipment_id = %s ORDER BY event_id", (rows[1]["shipment_id"],)
+    ).fetchall()
+    assert moves[-1] == ("ship_with_first_parcel",)
+
+    again = run_fulfil("tracking", "push", "--json", env=fulfil_env)
+    assert again.stdout == ""
+    assert best_buy_calls(sandbox) == {"bestbuy.OR23": 1, "bestbuy.OR24": 1}
+
+
+def test_the_database_refuses_a_second_first_parcel_and_a_split_without_its_parcels(
+    db: psycopg.Connection,
+) -> None:
+    import pytest
+
+    insert_orders(db, [order("D-1")])
+    db.execute("INSERT INTO shipments (order_id, status) VALUES ('D-1', 'label_pending')")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute("INSERT INTO shipments (order_id, status) VALUES ('D-1', 'label_pending')")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(
+            "INSERT INTO shipments (order_id, status, parcel_no, parcel_count) "
+            "VALUES ('D-1', 'label_pending', 2, 2)"
+        )
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(
+            "INSERT INTO shipments (order_id, status, parcel_no, parcel_count, planned_parcel) "
+            "VALUES ('D-1', 'label_pending', 3, 2, '{\"weight_kg\": \"1\"}')"
+        )
+    db.execute(
+        "INSERT INTO shipments (order_id, status, parcel_no, parcel_count, planned_parcel) "
+        "VALUES ('D-1', 'label_pending', 2, 2, '{\"weight_kg\": \"1\"}')"
+    )
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute(
+            "INSERT INTO shipments (order_id, status, parcel_no, parcel_count, planned_parcel) "
+            "VALUES ('D-1', 'label_pending', 2, 2, '{\"weight_kg\": \"1\"}')"
+        )
+
+
+def test_each_parcels_purchase_is_settled_from_its_own_attempts_only(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    from psycopg.types.json import Jsonb
+
+    from tests.labels.helpers import buy_directly
+
+    # Two runs, both gone, bought S-1's parcels side by side: parcel 1's request went out and its
+    # answer was never logged; parcel 2's, sent after it, was answered and logged. Both attempts
+    # share the order id: parcel 1 must not be settled by parcel 2's answer.
+    made = split_order()
+    insert_orders(db, [made])
+    ids = []
+    for number, request_id, ago in ((1, "F" + "1" * 32, 20), (2, "F" + "2" * 32, 10)):
+        [[shipment_id]] = db.execute(
+            """
+            INSERT INTO shipments (order_id, status, cp_mode, cp_request_id, purchase_started_at, attempts,
+                                   lease_owner, lease_expires_at, parcel_no, parcel_count, planned_parcel)
+            VALUES ('S-1', 'label_creation_initiated', 'contract', %s, now() - make_interval(secs => %s), 1,
+                    'elsewhere/1/1/gone', now() - interval '1 second', %s, 2, %s)
+            RETURNING shipment_id
+            """,
+            (request_id, ago, number, Jsonb({"weight_kg": "1.000", "skus": [], "source": "profile"})),
+        ).fetchall()
+        ids.append(shipment_id)
+    answer = buy_directly(fulfil_env, made, "F" + "2" * 32)
+    db.execute(
+        "INSERT INTO api_calls (service, endpoint, related_id, method, url, request_payload, started_at, "
+        "shipment_id) VALUES ('CanadaPost', 'CreateShipment', 'S-1', 'POST', "
+        "'http://sandbox/rs/x/x/shipment', '\"<shipment/>\"', now() - interval '19 seconds', %s)",
+        (ids[0],),
+    )
+    db.execute(
+        "INSERT INTO api_calls (service, endpoint, related_id, method, url, request_payload, started_at, "
+        "status_code, is_success, response_body, finished_at, shipment_id) VALUES ('CanadaPost', "
+        "'CreateShipment', 'S-1', 'POST', 'http://sandbox/rs/x/x/shipment', '\"<shipment/>\"', "
+        "now() - interval '9 seconds', 200, true, %s, now(), %s)",
+        (answer["body"], ids[1]),
+    )
+
+    run_fulfil("labels", "reconcile", "--json", env=fulfil_env)
+
+    rows = parcels(db, "S-1")
+    # Parcel 2 has the label its own answer proves; parcel 1 is settled on its own evidence:
+    # Canada Post has nothing under its request id, its settle window is over, so it was not bought.
+    assert (rows[1]["status"], rows[1]["tracking_pin"]) == ("label_created", answer["tracking_pin"])
+    assert rows[0]["tracking_pin"] is None
+    assert rows[0]["status"] == "label_pending"
+    assert "Canada Post has no label for request id" in rows[0]["last_error"]
+    assert bought_per_order(sandbox) == {"S-1": 1}
