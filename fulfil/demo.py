@@ -34,14 +34,14 @@ from fulfil.canadapost.tracking import CarrierStatus
 from fulfil.carrier_tracking.schedule import RefreshPolicy
 from fulfil.config import Settings, load_settings
 from fulfil.db import connect, query
-from fulfil.demo_catalogue import RULES_FILE, write_demo_inputs
+from fulfil.demo_catalogue import RULES_FILE, SPLIT_ORDER_SKU, write_demo_inputs
 from fulfil.embedded_db import start_server
 from fulfil.manifest_settings import MANIFEST_ENV, ManifestMode
 from fulfil.migrations import migrate
 from fulfil.output import Output
 from fulfil.sandbox import Faults, Sandbox, SandboxConfig
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS, DEFAULT_TIME_SCALE
-from fulfil.sandbox.orders import generate_orders
+from fulfil.sandbox.orders import generate_orders, with_extra_line
 from fulfil.sandbox.throttle import GroupLimits
 from fulfil.services import label_workflow, open_session, tracking_refresher, tracking_workflow
 
@@ -201,7 +201,13 @@ def run_demo(
     with Sandbox(config, host="127.0.0.1", port=0, clock=clock) as sandbox:
         # Orders placed over the last hours, so their shipping deadlines lie ahead as in real life.
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8)
-        sandbox.add_orders(generate_orders(orders, seed=seed, problems=problems, start=start))
+        sample = generate_orders(orders, seed=seed, problems=problems, start=start)
+        if len(sample) >= 10:
+            # One customer buys a monitor too: it ships alone (the demo's profiles), so that order
+            # is two parcels, two labels, and Best Buy gets the first one's tracking number.
+            middle = len(sample) // 2
+            sample[middle] = with_extra_line(sample[middle], SPLIT_ORDER_SKU)
+        sandbox.add_orders(sample)
         if faults:
             _misbehave(sandbox)
         settings = demo_settings(sandbox.base_url, labels_dir, manifest)
@@ -310,6 +316,10 @@ def _labels(url: str, settings: Settings, output: Output, total: int | None) -> 
     output.info(f"  labels create:  {_describe(counts)}")
     with connect(url, application_name="fulfil-demo") as conn:
         services = conn.execute(query("demo", "services_bought")).fetchall()
+        split = conn.execute(query("demo", "split_orders")).fetchone()
+    if split and split[0]:
+        orders_split = "1 order" if split[0] == 1 else f"{split[0]} orders"
+        output.info(f"  parcels:        {orders_split} in several parcels, {split[1]} labels for them")
     if services:
         bought_as = ", ".join(
             f"{n} {code}" + (f" (rule {rule!r})" if rule else "") for code, rule, n in services

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# One unit of each catalogue product as packed (kg, cm). No product ships alone: every demo order
-# is one parcel, the one thing fulfil buys per order today.
+# One unit of each catalogue product as packed (kg, cm). A monitor ships alone, in its own box: an
+# order with one and anything else (or two monitors) is several parcels, one label each.
 PROFILES_CSV = """\
 sku,weight_kg,length_cm,width_cm,height_cm,box,ships_alone
 P52-32-512-FP,2.9,45,33,8,laptop box,no
 HP450G7-16-256,2.3,44,31,7,laptop box,no
 WH1000XM4-BLK,0.6,27,22,10,small box,no
-U2723QE-REF,9.8,78,52,18,monitor box,no
+U2723QE-REF,9.8,78,52,18,monitor box,yes
 MXM3S-GRAPH,0.3,16,12,7,padded mailer,no
 KIN-NV2-1TB,0.1,14,10,2,padded mailer,no
 AX3000-RTR,1.1,32,24,10,small box,no
@@ -42,6 +42,9 @@ name = "signature over $500"
 min_order_value = 500
 options = ["SO"]
 """
+
+# The product the demo adds to one order to show an order split into parcels (it ships alone).
+SPLIT_ORDER_SKU = "U2723QE-REF"
 
 PROFILES_FILE = "parcel-profiles.csv"
 RULES_FILE = "rules.toml"

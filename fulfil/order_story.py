@@ -166,6 +166,7 @@ def order_story(conn: psycopg.Connection[Any], order_id: str, tracking: Row | No
                 "move": event["move"],
                 "reason": event["reason"],
                 "run_id": event["run_id"],
+                "parcel_no": event["parcel_no"],
             }
             for event in events
         ],

@@ -91,6 +91,9 @@ def test_status_after_a_demo_with_faults_shows_failures_with_reasons_and_fixes(
     assert failed  # the unshippable addresses
     assert all("customer.shipping_address." in o["last_error"] for o in failed)
     assert sum(o["shipment_status"] == "order_canceled" for o in orders) == 1
+    # One customer bought a monitor too (it ships alone): two parcels, each with its label.
+    [split] = [o for o in orders if o["parcels"] > 1]
+    assert (split["parcels"], split["shipment_status"]) == (2, "tracking_updated")
     assert summary["phases"]["labels create"].get("adopted") == 1  # the lost answer, found not re-bought
     assert summary["shipped"] == 15 - len(failed) - 1
 

@@ -139,6 +139,9 @@ def _show_report(out: Any, report: Any, *, serving: bool) -> None:
     for row, shown in zip(report.rows, table_rows, strict=True):
         if row["label_pdf_path"]:
             shown[-1] = row["label_pdf_path"].rsplit("/", 1)[-1]
+            if row["parcels"] > 1:
+                more = row["parcels"] - 1
+                shown[-1] += f" (and {more} more parcel{'s' if more > 1 else ''})"
     out.table("Demo orders", COLUMNS, table_rows)
     problems = [row for row in report.rows if row["last_error"]]
     for row in problems:

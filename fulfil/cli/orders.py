@@ -250,7 +250,23 @@ def _show_story(out: Any, story: dict[str, Any]) -> None:
                 for p in story["parcels"]
             ],
         )
-    if story["history"]:
+    if story["history"] and story.get("parcels"):
+        out.table(
+            "History",
+            ["at", "parcel", "from", "to", "move", "reason"],
+            [
+                [
+                    _when(e["at"]),
+                    e["parcel_no"],
+                    e["from"] or "-",
+                    e["to"],
+                    e["move"] or "-",
+                    e["reason"] or "",
+                ]
+                for e in story["history"]
+            ],
+        )
+    elif story["history"]:
         out.table(
             "History",
             ["at", "from", "to", "move", "reason"],

@@ -550,6 +550,46 @@ def _build(
     return GeneratedOrder(order=order, shipping_address=shipping, billing_address=billing, problem=problem)
 
 
+def with_extra_line(order: dict[str, Any], offer_sku: str, quantity: int = 1) -> dict[str, Any]:
+    """``order`` with one more line of a catalogue product (``offer_sku``), its totals to match: a
+    copy, made without drawing on any order generator's randomness, so every other order of a
+    generated set stays as it was (the demo makes one order a monitor and what came with it)."""
+    import copy
+
+    product = next(item for item in CATALOGUE if item.offer_sku == offer_sku)
+    made = copy.deepcopy(order)
+    first = made["order_lines"][0]
+    price = _money(product.price * quantity)
+    commission = _money(price * 0.08)
+    commission_vat = _money(commission * 0.13)
+    line = {
+        **copy.deepcopy(first),
+        "category_code": product.category_code,
+        "category_label": product.category_label,
+        "commission_fee": commission,
+        "commission_taxes": [{"amount": commission_vat, "code": "ON_HST", "rate": 13.0}],
+        "commission_vat": commission_vat,
+        "offer_id": 198_000_000 + int(product.product_sku) % 1_000_000,
+        "offer_sku": product.offer_sku,
+        "order_line_id": str(max(int(item["order_line_id"]) for item in made["order_lines"]) + 1),
+        "order_line_index": len(made["order_lines"]) + 1,
+        "price": price,
+        "price_amount_breakdown": _parts(price, commissionable=True),
+        "price_unit": _money(product.price),
+        "product_shop_sku": product.offer_sku,
+        "product_sku": product.product_sku,
+        "product_title": product.title,
+        "quantity": quantity,
+        "total_commission": _money(commission + commission_vat),
+        "total_price": price,
+    }
+    made["order_lines"].append(line)
+    total = _money(sum(item["price"] for item in made["order_lines"]))
+    made["price"] = made["total_price"] = total
+    made["total_commission"] = _money(sum(item["total_commission"] for item in made["order_lines"]))
+    return made
+
+
 def address_fits_canada_post(address: dict[str, Any]) -> bool:
     """True when the address can go into a Canada Post request unchanged."""
     street_1 = address.get("street_1") or ""

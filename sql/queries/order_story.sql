@@ -18,10 +18,12 @@ WHERE order_id = %(order_id)s
 ORDER BY parcel_no;
 
 -- name: events_of_order
-SELECT from_status, to_status, move, reason, run_id, at
-FROM shipment_events
-WHERE order_id = %(order_id)s
-ORDER BY event_id;
+-- With the parcel each event is of (0020: an order may be several shipments, one per parcel).
+SELECT e.from_status, e.to_status, e.move, e.reason, e.run_id, e.at,
+       (SELECT s.parcel_no FROM shipments s WHERE s.shipment_id = e.shipment_id) AS parcel_no
+FROM shipment_events e
+WHERE e.order_id = %(order_id)s
+ORDER BY e.event_id;
 
 -- name: calls_of_order
 SELECT call_id, service, endpoint, method, status_code, is_success, failure_class, error,
