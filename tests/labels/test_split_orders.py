@@ -332,3 +332,41 @@ def test_each_parcels_purchase_is_settled_from_its_own_attempts_only(
     assert rows[0]["status"] == "label_pending"
     assert "Canada Post has no label for request id" in rows[0]["last_error"]
     assert bought_per_order(sandbox) == {"S-1": 1}
+
+
+def test_labels_void_refuses_an_order_in_several_parcels_and_sends_nothing(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    insert_orders(db, [split_order()])
+    assert run_fulfil("labels", "create", env=fulfil_env).returncode == 0
+
+    result = run_fulfil("labels", "void", "S-1", "--json", env=fulfil_env)
+
+    assert result.returncode == 3
+    [record] = json_lines(result.stdout)
+    assert record["outcome"] == "not_eligible"
+    assert "order S-1 ships in 2 parcels" in record["reason"]
+    assert api_calls(db, "VoidShipment") == []
+    assert [r["status"] for r in parcels(db, "S-1")] == ["label_created", "label_created"]
+
+
+def test_an_order_canceled_on_best_buy_takes_every_parcel_with_it(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    made = split_order()
+    sandbox.add_orders([made])
+    insert_orders(db, [made])
+    assert run_fulfil("labels", "create", env=fulfil_env).returncode == 0
+    sandbox.set_order_state("S-1", "CANCELED")
+
+    result = run_fulfil("tracking", "push", "--json", env=fulfil_env)
+
+    [record] = json_lines(result.stdout)
+    assert record["outcome"] == "order_canceled"
+    rows = parcels(db, "S-1")
+    # Both labels need voiding now: neither is left waiting for a push that will never come.
+    assert [r["status"] for r in rows] == ["order_canceled", "order_canceled"]
+    assert rows[1]["last_error"].startswith("parcel 2 of 2: ")
+    assert best_buy_calls(sandbox).get("bestbuy.OR24") is None
