@@ -370,3 +370,20 @@ def test_an_order_canceled_on_best_buy_takes_every_parcel_with_it(
     assert [r["status"] for r in rows] == ["order_canceled", "order_canceled"]
     assert rows[1]["last_error"].startswith("parcel 2 of 2: ")
     assert best_buy_calls(sandbox).get("bestbuy.OR24") is None
+
+
+def test_an_order_over_30_kg_is_split_by_weight_and_each_parcel_bought_once(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    # Four 9 kg units: 36 kg is over Canada Post's 30 kg, so 27 kg + 9 kg (first-fit decreasing).
+    import_profiles(fulfil_env, tmp_path, "DUMBBELL-9,9,40,20,20,,no\n")
+    insert_orders(db, [order("S-1", lines=[("DUMBBELL-9", 4)])])
+
+    result = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert result.returncode == 0, result.stderr
+    assert bought_per_order(sandbox) == {"S-1": 2}
+    rows = parcels(db, "S-1")
+    assert weights(rows) == ["27.000", "9.000"]
+    assert [r["status"] for r in rows] == ["label_created", "label_created"]
+    assert len(create_requests(db)) == 2
