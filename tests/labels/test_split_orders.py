@@ -387,3 +387,32 @@ def test_an_order_over_30_kg_is_split_by_weight_and_each_parcel_bought_once(
     assert weights(rows) == ["27.000", "9.000"]
     assert [r["status"] for r in rows] == ["label_created", "label_created"]
     assert len(create_requests(db)) == 2
+
+
+def test_a_parcel_whose_order_data_went_bad_fails_on_its_own_and_is_bought_once_fixed(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    from psycopg.types.json import Jsonb
+
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    made = split_order()
+    insert_orders(db, [made])
+    assert run_fulfil("labels", "create", "--limit", "1", env=fulfil_env).returncode == 0
+    broken = json.loads(json.dumps(made))
+    broken["customer"]["shipping_address"]["zip_code"] = "N8X3P"
+    db.execute("UPDATE orders SET raw_order_data = %s WHERE order_id = 'S-1'", (Jsonb(broken),))
+
+    failed = run_fulfil("labels", "create", "--json", env=fulfil_env)
+
+    assert failed.returncode == 3
+    [record] = json_lines(failed.stdout)
+    assert (record["outcome"], record["parcel"]) == ("failed", "2/2")
+    assert "order S-1: customer.shipping_address.zip_code" in record["error"]
+    assert [r["status"] for r in parcels(db, "S-1")] == ["label_created", "label_failed"]
+
+    # Fixed: the change itself puts parcel 2 back in line, bought as the parcel it was given.
+    db.execute("UPDATE orders SET raw_order_data = %s WHERE order_id = 'S-1'", (Jsonb(made),))
+    again = run_fulfil("labels", "create", "--json", env=fulfil_env)
+    assert again.returncode == 0, again.stderr
+    assert bought_per_order(sandbox) == {"S-1": 2}
+    assert weights(parcels(db, "S-1")) == ["0.900", "18.200"]

@@ -122,6 +122,8 @@ class Purchases:
                 error=f"order {claim.order_id}: another fulfil run took this order over before it was "
                 "split into parcels; nothing was sent",
             )
+        if claim.result is not None and row["parcel_count"] > 1:
+            claim.result.parcel = f"{row['parcel_no']}/{row['parcel_count']}"
         return claim
 
     def _after_quote_failure(self, claim: Claim, failure: QuoteFailed) -> LabelResult:
