@@ -40,6 +40,13 @@ class MigrationError(DatabaseError):
     """A migration cannot be applied, or an applied migration file has changed since."""
 
 
+class NothingToDo(FulfilError):
+    """The command was asked for nothing (`--order -` and nothing on stdin): done, exit 0. A
+    pipeline whose first step found nothing to pass on is not a failure of its second."""
+
+    exit_code = EXIT_OK
+
+
 class LockedError(FulfilError):
     """Another run holds a lock this command needs."""
 

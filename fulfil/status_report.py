@@ -69,7 +69,11 @@ _FIXES = {
         "check Canada Post for labels of this order (void extras); if none was bought: "
         "`fulfil labels retry --not-bought {order}`"
     ),
-    S.TRACKING_FAILED: "see the error, then `fulfil tracking push --order {order}`",
+    # A refused push is not taken again by `tracking push` until `tracking retry` puts it back.
+    S.TRACKING_FAILED: (
+        "see the error; once fixed, `fulfil tracking retry {order}` then "
+        "`fulfil tracking push --order {order}`"
+    ),
     S.ORDER_CANCELED: (
         "the order was canceled on Best Buy: `fulfil labels void {order}` voids or refunds its label "
         "(every such order: `fulfil labels void --canceled`)"
@@ -273,8 +277,10 @@ def _owner_is_dead(owner: str | None) -> bool:
 
 def _ship_now(order_id: str, shipment_status: str | None) -> str:
     """The next step for a late order, from where its shipment stands."""
-    if shipment_status in (S.LABEL_CREATED, S.TRACKING_SENT, S.TRACKING_FAILED):
+    if shipment_status in (S.LABEL_CREATED, S.TRACKING_SENT):
         return f"`fulfil tracking push --order {order_id}`"
+    if shipment_status == S.TRACKING_FAILED:
+        return f"`fulfil tracking retry {order_id}` then `fulfil tracking push --order {order_id}`"
     if shipment_status in (S.LABEL_FAILED, S.NEEDS_REVIEW):
         return f"resolve its {shipment_status} first (above), then `fulfil labels create --order {order_id}`"
     return f"`fulfil labels create --order {order_id}` then `fulfil tracking push --order {order_id}`"

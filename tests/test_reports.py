@@ -37,9 +37,11 @@ def test_status_lists_every_kind_of_problem_with_its_fix(
                 'otherhost/1/1/x', now() - interval '1 minute', NULL),
                (%(d)s, 'label_created', NULL, '7000000000000001', NULL, NULL, NULL, NULL, NULL, now()),
                (%(e)s, 'label_created', NULL, '7000000000000002', NULL, NULL, NULL, NULL, NULL,
-                now() - interval '30 hours')
+                now() - interval '30 hours'),
+               (%(g)s, 'tracking_failed', 'order g: OR23: the carrier code is unknown', '7000000000000003',
+                NULL, NULL, NULL, NULL, NULL, now())
         """,
-        {"a": ids[0], "b": ids[1], "c": ids[2], "d": ids[3], "e": ids[4]},
+        {"a": ids[0], "b": ids[1], "c": ids[2], "d": ids[3], "e": ids[4], "g": ids[6]},
     )
     db.execute(
         "UPDATE shipments SET label_pdf_path = '/x.pdf', label_pdf_sha256 = 'ab' WHERE order_id = %s",
@@ -62,12 +64,17 @@ def test_status_lists_every_kind_of_problem_with_its_fix(
     assert "--not-bought" in found[("needs_review", ids[1])]["fix"]
     assert found[("label_without_pdf", ids[3])]["fix"] == f"`fulfil labels download --order {ids[3]}`"
     assert "fulfil tracking push" in found[("tracking_not_pushed", ids[4])]["fix"]
+    # A refused push is taken again only after `tracking retry`: `tracking push --order` alone refuses it.
+    assert found[("tracking_failed", ids[6])]["fix"].startswith(
+        "see the error; once fixed, `fulfil tracking retry "
+    )
     assert "2020-01-01" in found[("past_shipping_deadline", ids[5])]["reason"]
     interrupted = found[("interrupted_purchase", ids[2])]
     assert interrupted["fix"] == "`fulfil labels reconcile`"
     assert "could not check Canada Post" in interrupted["reason"]  # the reconcile above could not reach it
     counts = {r["status"]: r["count"] for r in records if r["type"] == "shipments"}
     assert counts["label_created"] == 2
+    assert counts["tracking_failed"] == 1
     runs = {r["command"]: r for r in records if r["type"] == "run"}
     assert runs["labels reconcile"]["exit_code"] == 3
 

@@ -585,10 +585,15 @@ def labels_void(
 
         fulfil labels void --canceled --json
     """
-    from fulfil.errors import UsageError
+    from fulfil.errors import NothingToDo, UsageError
 
     state = state_of(ctx, json_mode)
-    order_ids = order_ids_from(orders)
+    try:
+        order_ids = order_ids_from(orders)
+    except NothingToDo:
+        if not canceled:
+            raise
+        order_ids = None  # nothing named on stdin: the canceled orders' labels still are
     if not order_ids and not canceled:
         raise UsageError("name the orders whose labels to void (or - to read them from stdin), or --canceled")
     settings = state.settings

@@ -15,7 +15,7 @@ import typer
 
 from fulfil.cli import version_text
 from fulfil.cli.deferred_rich import defer_unused_rich
-from fulfil.errors import EXIT_UNEXPECTED, EXIT_USAGE, FulfilError
+from fulfil.errors import EXIT_LOCKED, EXIT_UNEXPECTED, EXIT_USAGE, FulfilError, NothingToDo
 
 if TYPE_CHECKING:
     from fulfil.config import Settings
@@ -196,8 +196,12 @@ def order_ids_from(values: list[str] | None) -> list[str] | None:
         elif value.strip():
             ids.append(value.strip())
     if not ids:
-        from fulfil.errors import UsageError
+        from fulfil.errors import NothingToDo, UsageError
 
+        if all(value == "-" for value in values):
+            # `fulfil labels create --json | jq … | fulfil tracking push --order -` on a run that
+            # bought nothing: nothing to do, never "every order" and never an error.
+            raise NothingToDo("no order id on stdin (--order -): nothing to do")
         raise UsageError("--order was given but no order id was read")
     return list(dict.fromkeys(ids))
 
@@ -257,6 +261,10 @@ def render_results(
                 out.line("\t".join("" if record.get(c) is None else str(record.get(c)) for c in columns))
 
 
+def _orders(n: int) -> str:
+    return "1 order" if n == 1 else f"{n} orders"
+
+
 def run_order_workflow(
     state: AppState,
     *,
@@ -297,7 +305,7 @@ def run_order_workflow(
             # The workflow released this run's leases on its way out; say so and record the run.
             session.run.finish(url, interrupted.exit_code, {"interrupted": interrupted.signal_name})
             out.warn(
-                f"fulfil: {interrupted.signal_name} again: stopped at once after {len(results)} orders; "
+                f"fulfil: {interrupted.signal_name} again: stopped at once after {_orders(len(results))}; "
                 "this run's claims were released, and anything left in flight is settled by "
                 "`fulfil labels reconcile` (never bought twice)"
             )
@@ -312,7 +320,7 @@ def run_order_workflow(
     results.close()
     if stop.exit_code is not None:
         out.warn(
-            f"fulfil: stopped by {stop.signal_name} after {len(results)} orders; this run's claims "
+            f"fulfil: stopped by {stop.signal_name} after {_orders(len(results))}; this run's claims "
             "were released, the rest waits for the next run"
         )
         raise typer.Exit(stop.exit_code)
@@ -327,7 +335,7 @@ def run_order_workflow(
         out.info("Nothing to do.")
     elif out.stdout_is_terminal and not out.json_mode:
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(run.counts().items()))
-        out.info(f"{len(results)} orders: {counts}")
+        out.info(f"{_orders(len(results))}: {counts}")
     if attention:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -369,11 +377,19 @@ def _exit_code_of(application: typer.Typer, args: list[str]) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("fulfil: SIGINT: stopped\n")
         return 130
+    except NothingToDo as exc:
+        # Said to a person; a pipe or cron gets nothing on success.
+        if sys.stderr.isatty():
+            sys.stderr.write(f"fulfil: {exc}\n")
+        return exc.exit_code
     except FulfilError as exc:
         scrub = _scrubber()
         if verbose:
             sys.stderr.write(scrub(traceback.format_exc()))
-        sys.stderr.write(scrub(f"fulfil: error: {exc}\n"))
+        # Exit 75 (EX_TEMPFAIL: another run holds the work, or a poll would come too soon) is not a
+        # failure: try again later.
+        level = "warning" if exc.exit_code == EXIT_LOCKED else "error"
+        sys.stderr.write(scrub(f"fulfil: {level}: {exc}\n"))
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
         show = getattr(exc, "show", None)

@@ -475,11 +475,19 @@ def _push_dry_run(
         if out.json_mode:
             out.record(result.as_record())
             continue
+        if result.planned is None:
+            # A named order the run would leave alone, and why.
+            out.line(f"# order {result.order_id}: {result.outcome}: {result.error or result.status}")
+            continue
         out.line(f"# order {result.order_id}: {result.status}, PIN {result.tracking_pin}")
         for call in result.planned or []:
             out.line(call)
     if not run.results:
         out.info("Nothing to do: no shipment is waiting for its tracking number to reach Best Buy.")
+    if run.needs_attention:
+        from fulfil.errors import EXIT_SOME_FAILED
+
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @tracking_app.command("retry")

@@ -274,8 +274,15 @@ class TrackingWorkflow:
         if not rest:
             return
         states = store.push_states(rest)
+        unknown = {
+            row["order_id"] for row in store.requested_order_states(rest) if row["order_status"] is None
+        }
         for order_id in rest:
             row = states.get(order_id)
+            if order_id in unknown:
+                why = "is not in the orders table (`fulfil orders pull` or `fulfil orders import` it)"
+                self._report(run, TrackingResult(order_id, NOT_PUSHABLE, error=f"order {order_id} {why}"))
+                continue
             if row is None:
                 self._report(
                     run,
@@ -353,8 +360,17 @@ class TrackingWorkflow:
     def dry_run(self, order_ids: list[str] | None, limit: int | None) -> TrackingRun:
         """The calls a run would make, shipment by shipment; no HTTP, no writes."""
         run = TrackingRun()
+        if order_ids:
+            run.track_orders()
         with self._store() as store:
             rows = store.push_dry_run_candidates(order_ids, limit)
+            self._dry_run_rows(run, rows)
+            if order_ids:
+                # An order named but not in the plan is said, never left silent (an unknown id too).
+                self._report_untouched(store, run, order_ids)
+        return run
+
+    def _dry_run_rows(self, run: TrackingRun, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             order_id, pin = row["order_id"], row["tracking_pin"]
             planned: list[str] = []
@@ -366,7 +382,6 @@ class TrackingWorkflow:
             else:
                 planned.append(f"OR24 PUT /api/orders/{order_id}/ship")
             self._report(run, TrackingResult(order_id, WOULD_PUSH, row["status"], pin, planned=planned))
-        return run
 
     # ==========================================================================================
 

@@ -320,7 +320,7 @@ def test_order_option_limit_and_stdin(
     records = {r["order_id"]: r for r in json_lines(named.stdout)}
     assert records[ids[0]]["outcome"] == "skipped"
     assert records["999999999-A"]["outcome"] == "not_pushable"
-    assert "no label was bought" in records["999999999-A"]["error"]
+    assert "order 999999999-A is not in the orders table" in records["999999999-A"]["error"]
     assert shipments(db)[ids[1]]["status"] == "label_created"
 
 

@@ -178,6 +178,28 @@ def report_untouched(ctx: LabelContext, order_ids: list[str] | None) -> None:
             ctx.report(untouched_result(row))
 
 
+def report_named_left_alone(ctx: LabelContext, order_ids: list[str] | None) -> None:
+    """`labels reconcile` and `labels download` with --order: an order they had nothing to do for
+    is said (skipped, where it stands), and an order fulfil does not have is an error, as in every
+    command that takes --order; never a silent exit 0."""
+    if not order_ids:
+        return
+    missing = [order_id for order_id in order_ids if not ctx.run.reported(order_id)]
+    for row in ctx.store.requested_order_states(missing) if missing else []:
+        if row["order_status"] is None:
+            ctx.report(untouched_result(row))
+        else:
+            ctx.report(
+                LabelResult(
+                    row["order_id"],
+                    SKIPPED,
+                    row["shipment_status"],
+                    row["tracking_pin"],
+                    row["label_pdf_path"],
+                )
+            )
+
+
 def untouched_result(row: dict[str, Any]) -> LabelResult:
     order_id, shipment = row["order_id"], row["shipment_status"]
     if row["order_status"] is None:

@@ -183,6 +183,8 @@ class LabelWorkflow:
 
     def reconcile(self, order_ids: list[str] | None = None) -> LabelRun:
         run = self._new_run()
+        if order_ids:
+            run.track_orders()
         with self.phases(run) as phases:
             try:
                 phases.reconciler.reconcile_all(order_ids)
@@ -190,11 +192,15 @@ class LabelWorkflow:
                 run.stopped = str(stop)
             except ConfigError as exc:
                 run.fatal = exc
+            if run.stopped is None and run.fatal is None:
+                commands.report_named_left_alone(phases.ctx, order_ids)
         return run
 
     def download(self, order_ids: list[str] | None = None, verify: bool = True) -> LabelRun:
         """Fetch missing labels and (verify) re-fetch files that are gone or changed on disk."""
         run = self._new_run()
+        if order_ids:
+            run.track_orders()
         check_labels_dir(self.settings.labels_dir)
         with self.phases(run) as phases:
             try:
@@ -203,6 +209,8 @@ class LabelWorkflow:
                     phases.downloads.verify_files(order_ids)
             except StopRun as stop:
                 run.stopped = str(stop)
+            if run.stopped is None:
+                commands.report_named_left_alone(phases.ctx, order_ids)
         return run
 
     # --- the seller's commands ----------------------------------------------------------------
