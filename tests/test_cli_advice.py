@@ -88,3 +88,17 @@ def test_an_order_with_nothing_to_do_is_said_skipped_and_exits_0(
         "skipped",
         "label_created",
     )
+
+
+def test_root_options_work_after_the_command_too(fulfil_env: dict[str, str], tmp_path: Any) -> None:
+    metrics = tmp_path / "fulfil.prom"
+
+    after = run_fulfil("status", "-v", "--metrics-file", str(metrics), env=fulfil_env)
+    before = run_fulfil("-v", "status", env=fulfil_env)
+
+    assert after.returncode == before.returncode == 0, after.stderr
+    assert "No such option" not in after.stderr
+    assert after.stdout == before.stdout
+    assert 'fulfil_command_runs_total{command="status",exit_code="0"} 1' in metrics.read_text()
+    # After a "--", a "-v" is an argument, not the option.
+    assert run_fulfil("orders", "show", "--", "-v", env=fulfil_env).returncode == 3

@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:
         _print_version()
-    from fulfil.cli.lean_command import with_only_the_command
+    from fulfil.cli.lean_command import hoist_root_options, with_only_the_command
     from fulfil.cli.shared import run_command_line
 
+    args = hoist_root_options(args)
     run_command_line(with_only_the_command(application(), args), args)
 
 

@@ -152,6 +152,41 @@ def with_only_the_command(application: typer.Typer, args: list[str]) -> typer.Ty
 _ROOT_OPTIONS_WITH_A_VALUE = ("--metrics-file",)
 
 
+def _is_verbose_flag(arg: str) -> bool:
+    return arg == "--verbose" or (len(arg) > 1 and arg[0] == "-" and set(arg[1:]) == {"v"})
+
+
+def hoist_root_options(args: list[str]) -> list[str]:
+    """The root options (-v, --verbose, --metrics-file PATH) given after the command moved before
+    it, so `fulfil status -v` means `fulfil -v status` (--json is every command's own option
+    too). Nothing after a ``--`` is touched."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    words = iter(args)
+    for arg in words:
+        if arg == "--":
+            rest.append(arg)
+            rest.extend(words)
+            break
+        if not seen_command:
+            if not arg.startswith("-"):
+                seen_command = True
+            elif arg in _ROOT_OPTIONS_WITH_A_VALUE:
+                rest.append(arg)
+                rest.append(next(words, ""))
+                continue
+            rest.append(arg)
+            continue
+        if _is_verbose_flag(arg) or arg.startswith(tuple(f"{o}=" for o in _ROOT_OPTIONS_WITH_A_VALUE)):
+            hoisted.append(arg)
+        elif arg in _ROOT_OPTIONS_WITH_A_VALUE:
+            hoisted.extend((arg, next(words, "")))
+        else:
+            rest.append(arg)
+    return hoisted + rest
+
+
 def _command_word(args: list[str]) -> str | None:
     """The first argument, when only root flags (and ``--metrics-file PATH``) come before it."""
     words = iter(args)
