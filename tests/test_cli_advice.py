@@ -102,3 +102,23 @@ def test_root_options_work_after_the_command_too(fulfil_env: dict[str, str], tmp
     assert 'fulfil_command_runs_total{command="status",exit_code="0"} 1' in metrics.read_text()
     # After a "--", a "-v" is an argument, not the option.
     assert run_fulfil("orders", "show", "--", "-v", env=fulfil_env).returncode == 3
+
+
+def test_calls_by_a_contract_endpoint_name_find_its_non_contract_twin(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    from tests.labels.helpers import seed_orders
+
+    fulfil_env.pop("FULFIL_CANADAPOST_CONTRACT_ID")
+    seed_orders(db, 1)
+    assert run_fulfil("labels", "create", env=fulfil_env).returncode == 0
+
+    def endpoints(name: str) -> list[str]:
+        result = run_fulfil("calls", "--endpoint", name, "--json", env=fulfil_env)
+        assert result.returncode == 0, result.stderr
+        return [call["endpoint"] for call in json_lines(result.stdout)]
+
+    assert endpoints("CreateShipment") == ["CreateNCShipment"]
+    assert endpoints("createncshipment") == ["CreateNCShipment"]
+    assert endpoints("GetArtifact") == ["GetArtifact"]
+    assert endpoints("Shipment") == []

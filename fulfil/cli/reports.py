@@ -130,7 +130,14 @@ def calls(
     ctx: typer.Context,
     service: Annotated[str | None, typer.Option("--service", help="canadapost or bestbuy.")] = None,
     order: Annotated[str | None, typer.Option("--order", help="Calls about this order id.")] = None,
-    endpoint: Annotated[str | None, typer.Option("--endpoint", help="e.g. CreateShipment, OR24.")] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            metavar="NAME",
+            help="e.g. CreateShipment (its non-contract twin CreateNCShipment too), OR24.",
+        ),
+    ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only calls that did not succeed.")] = False,
     since: Annotated[str | None, typer.Option("--since", help="30m, 2h, 7d or an ISO date/time.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most N calls.")] = 50,
