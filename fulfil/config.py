@@ -633,9 +633,20 @@ class Settings:
         return value
 
     def _require_all(self, what: str, envs: list[str]) -> None:
-        missing = [self.get(env).name for env in envs if self.value(env) is None]
-        if missing:
-            raise ConfigError(f"{what} is not configured: set {', '.join(missing)}")
+        missing = [self.get(env) for env in envs if self.value(env) is None]
+        if not missing:
+            return
+        keys = [setting.spec.file_key or "" for setting in missing]
+        sections = {key.rpartition(".")[0] for key in keys}
+        if len(missing) > 1 and all(keys) and len(sections) == 1 and "" not in sections:
+            # Each missing key named once: the variables, then where they go in the file.
+            [section] = sections
+            names = ", ".join(setting.spec.env for setting in missing)
+            file_keys = ", ".join(key.rpartition(".")[2] for key in keys)
+            raise ConfigError(
+                f"{what} is not configured: set {names} (or {file_keys} under [{section}] in the config file)"
+            )
+        raise ConfigError(f"{what} is not configured: set {', '.join(setting.name for setting in missing)}")
 
     def _digits(self, env: str, max_len: int) -> str:
         value = self._required(env)

@@ -122,3 +122,17 @@ def test_calls_by_a_contract_endpoint_name_find_its_non_contract_twin(
     assert endpoints("createncshipment") == ["CreateNCShipment"]
     assert endpoints("GetArtifact") == ["GetArtifact"]
     assert endpoints("Shipment") == []
+
+
+def test_a_missing_sender_names_each_missing_key_once(fulfil_env: dict[str, str]) -> None:
+    env = {key: value for key, value in fulfil_env.items() if not key.startswith("FULFIL_SENDER_")}
+    env["FULFIL_SENDER_NAME"] = "Shipping Desk"
+
+    result = run_fulfil("labels", "create", env=env)
+
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("fulfil: error: the sender address is not configured: set FULFIL_SENDER_COMPANY, ")
+    assert line.count("in the config file") == 1
+    assert line.count("[sender]") == 1
+    assert "postal_code under [sender]" in line

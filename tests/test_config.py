@@ -102,8 +102,13 @@ def test_sender_lists_every_missing_key(tmp_path: Path) -> None:
     write(tmp_path, '[sender]\ncompany = "Example Co"\n')
     with pytest.raises(ConfigError) as error:
         load_settings({}, tmp_path).sender()
-    assert "[sender] phone" in str(error.value)
-    assert "[sender] company" not in str(error.value)
+    message = str(error.value)
+    assert "FULFIL_SENDER_PHONE" in message
+    assert (
+        "(or phone, address_line_1, city, province, postal_code under [sender] in the config file)" in message
+    )
+    assert "COMPANY" not in message
+    assert "company" not in message
 
 
 def test_a_secret_in_the_file_is_refused_not_used(tmp_path: Path) -> None:
