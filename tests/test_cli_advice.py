@@ -136,3 +136,21 @@ def test_a_missing_sender_names_each_missing_key_once(fulfil_env: dict[str, str]
     assert line.count("in the config file") == 1
     assert line.count("[sender]") == 1
     assert "postal_code under [sender]" in line
+
+
+def test_under_cron_a_run_with_a_failure_mails_one_line_for_it_and_nothing_else(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    from fulfil.sandbox.orders import generate_orders
+    from tests.labels.helpers import insert_orders
+
+    orders = generate_orders(3, seed=5)
+    orders[2]["customer"]["shipping_address"]["zip_code"] = "N8X3P"  # not a Canadian postal code
+    ids = insert_orders(db, orders)
+
+    result = run_fulfil("labels", "create", env=fulfil_env)
+
+    assert result.returncode == 3
+    assert result.stdout == ""  # the two labels bought are not mail
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"fulfil: error: order {ids[2]}: ")

@@ -67,7 +67,7 @@ def test_a_person_gets_tables_in_colour_unless_no_color(
     bought = run_at_a_terminal("labels", "create", env=fulfil_env)
     assert order_id.encode() in bought
     assert b"labels create" in bought  # the table's title
-    assert b"1 orders: 1 bought" in bought
+    assert b"1 order: 1 bought" in bought
 
     call = run_fulfil("calls", "--json", "--limit", "1", "--endpoint", "CreateShipment", env=fulfil_env)
     call_id = call.stdout.split('"call_id":')[1].split(",")[0]

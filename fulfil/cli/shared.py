@@ -227,8 +227,12 @@ def render_results(
     *,
     attention: bool,
     display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    needs_person: frozenset[str] = frozenset(),
 ) -> None:
-    """After a run: a table for a person; for cron, nothing on success and the problems on stderr."""
+    """After a run: a table for a person; for cron, nothing on success and one `fulfil: error: …`
+    line on stderr per result that needs a person (an outcome in ``needs_person``; a note on a
+    result that does not, such as a re-tracked label, only with -v). Nothing on stdout without
+    -v: cron mails what needs a person, and only that."""
     out = state.output
     if out.json_mode:
         return  # already streamed, one line per result
@@ -253,9 +257,13 @@ def render_results(
                 out.info(f"({total - len(shown)} more results not shown; --json lists every one)")
         return
     for record in results:
-        if record.get("error"):
-            out.warn(str(record["error"]))
-    if attention or out.verbose:
+        if not record.get("error"):
+            continue
+        if record.get("outcome") in needs_person or not needs_person:
+            out.warn(f"fulfil: error: {record['error']}")
+        elif out.verbose:
+            out.warn(f"fulfil: note: {record['error']}")
+    if out.verbose:
         for record in results:
             if not record.get("error"):
                 out.line("\t".join("" if record.get(c) is None else str(record.get(c)) for c in columns))
@@ -316,7 +324,15 @@ def run_order_workflow(
             exit_code = stop.exit_code
         session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
         state.metrics.order_results(command, run.counts())
-    render_results(state, command, results, columns, attention=attention, display=display)
+    render_results(
+        state,
+        command,
+        results,
+        columns,
+        attention=attention,
+        display=display,
+        needs_person=frozenset(getattr(run, "attention", ())),
+    )
     results.close()
     if stop.exit_code is not None:
         out.warn(
