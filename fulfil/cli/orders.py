@@ -392,15 +392,16 @@ def _summarise(state: AppState, verb: str, run: "OrderRun") -> None:
     for result in run.results:
         if result.outcome in ("rejected", "not_found"):
             where = f"{result.position}: " if result.position else ""
-            out.warn(f"fulfil: {result.outcome}: {where}{result.reason}")
+            out.warn(f"fulfil: error: {result.outcome}: {where}{result.reason}")
     if out.json_mode:
         return
     counts = run.counts()
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
     if out.stdout_is_terminal:
         out.table(f"orders {verb}", ["outcome", "orders"], [[o, n] for o, n in counts.items()])
-    elif out.verbose or run.needs_attention:
-        out.line(f"{verb}: {summary}")
+    elif out.verbose:
+        # Talk, not data: on stderr, and only when asked for (cron mails the problems above).
+        out.warn(f"fulfil: note: {verb}: {summary}")
     else:
         out.info(f"{verb}: {summary}")
 

@@ -151,11 +151,11 @@ def test_json_lines_with_malformed_objects_import_the_rest(
         ("line 7", "new", good_2["order_id"]),
     ]
     assert result.stderr.splitlines() == [
-        "fulfil: rejected: line 2: not valid JSON (Expecting value)",
-        "fulfil: rejected: line 3: no order_id",
-        "fulfil: rejected: line 4: not an order object (a JSON array)",
-        f"fulfil: rejected: line 6: order {unknown['order_id']}: order_state 'WAITING_REFUND' is not one "
-        "fulfil knows; not imported",
+        "fulfil: error: rejected: line 2: not valid JSON (Expecting value)",
+        "fulfil: error: rejected: line 3: no order_id",
+        "fulfil: error: rejected: line 4: not an order object (a JSON array)",
+        f"fulfil: error: rejected: line 6: order {unknown['order_id']}: order_state 'WAITING_REFUND' "
+        "is not one fulfil knows; not imported",
     ]
     assert set(orders_table(db)) == {good_1["order_id"], good_2["order_id"]}
 
@@ -172,13 +172,19 @@ def test_a_json_array_with_a_malformed_object_imports_the_rest(
     path = tmp_path / "orders.json"
     path.write_text(json.dumps(orders, indent=2), encoding="utf-8")
 
-    result = run_fulfil("-v", "orders", "import", str(path), env=env)
+    result = run_fulfil("orders", "import", str(path), env=env)
 
     assert result.returncode == 3
+    # Under cron: the one problem on stderr, and no counts line on stdout (it is talk, not data).
     assert (
-        result.stderr.strip() == "fulfil: rejected: item 2: order_id is a JSON number, not Mirakl's text id"
+        result.stderr.strip()
+        == "fulfil: error: rejected: item 2: order_id is a JSON number, not Mirakl's text id"
     )
-    assert result.stdout == "imported: 2 new, 0 updated, 0 unchanged, 1 rejected\n"
+    assert result.stdout == ""
+    verbose = run_fulfil("-v", "orders", "import", str(path), env=env)
+    assert (
+        verbose.stderr.splitlines()[-1] == "fulfil: note: imported: 0 new, 0 updated, 2 unchanged, 1 rejected"
+    )
     assert set(orders_table(db)) == {orders[0]["order_id"], orders[2]["order_id"]}
 
 
@@ -187,7 +193,8 @@ def test_quiet_on_success_when_not_on_a_terminal(env: dict[str, str], db: psycop
     result = run_fulfil("orders", "import", path, env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     verbose = run_fulfil("-v", "orders", "import", path, env=env)
-    assert verbose.stdout == "imported: 0 new, 0 updated, 4 unchanged, 0 rejected\n"
+    assert verbose.stdout == ""
+    assert verbose.stderr == "fulfil: note: imported: 0 new, 0 updated, 4 unchanged, 0 rejected\n"
 
 
 def test_input_that_is_no_order_document_is_refused_whole(
@@ -226,9 +233,9 @@ def test_an_order_id_that_appears_again_is_reported_and_only_the_first_copy_is_u
     ]
     order_id = first["order_id"]
     assert result.stderr.splitlines() == [
-        f"fulfil: rejected: line 3: order {order_id}: appears again (first at line 1, identical); "
+        f"fulfil: error: rejected: line 3: order {order_id}: appears again (first at line 1, identical); "
         "only the first copy is used",
-        f"fulfil: rejected: line 4: order {order_id}: appears again (first at line 1, with different "
+        f"fulfil: error: rejected: line 4: order {order_id}: appears again (first at line 1, with different "
         "content); only the first copy is used",
     ]
     assert orders_table(db)[order_id]["raw_order_data"] == first
@@ -246,7 +253,7 @@ def test_a_repeat_across_the_pages_of_an_or11_dump_is_reported(
 
     assert result.returncode == 3
     assert result.stderr == (
-        f"fulfil: rejected: line 2, orders[0]: order {second['order_id']}: appears again (first at line 1, "
-        "orders[1], identical); only the first copy is used\n"
+        f"fulfil: error: rejected: line 2, orders[0]: order {second['order_id']}: appears again "
+        "(first at line 1, orders[1], identical); only the first copy is used\n"
     )
     assert set(orders_table(db)) == {first["order_id"], second["order_id"], third["order_id"]}

@@ -184,7 +184,7 @@ def test_an_accepted_order_best_buy_does_not_know_is_flagged(
     records = {r["order_id"]: r for r in json_lines(result.stdout)}
     assert records["999000111-A"]["outcome"] == "not_found"
     assert "FULFIL_BESTBUY_SHOP_ID" in records["999000111-A"]["reason"]
-    assert "fulfil: not_found: OR11 order_ids: order 999000111-A is accepted here" in result.stderr
+    assert "fulfil: error: not_found: OR11 order_ids: order 999000111-A is accepted here" in result.stderr
     assert orders_table(db)["999000111-A"]["status"] == "accepted"
 
 

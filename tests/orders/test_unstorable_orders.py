@@ -67,7 +67,9 @@ def test_each_unstorable_order_of_a_file_is_rejected_alone(
         orders, position
     )
     assert result.stderr.splitlines() == [
-        f"fulfil: rejected: {position(index)}: {o.problem}" for index, o in enumerate(orders) if o.problem
+        f"fulfil: error: rejected: {position(index)}: {o.problem}"
+        for index, o in enumerate(orders)
+        if o.problem
     ]
     good = {o.order_id: json.loads(o.text) for o in orders if o.problem is None}
     assert {order_id: row["raw_order_data"] for order_id, row in orders_table(db).items()} == good
@@ -92,9 +94,9 @@ def test_unstorable_orders_on_stdin_are_rejected_alone(env: dict[str, str], db: 
 
     assert result.returncode == 3, result.stderr
     assert result.stderr.splitlines() == [
-        'fulfil: rejected: line 1: order 900000011-A: customer has a key ("nick\\u0000name") that '
+        'fulfil: error: rejected: line 1: order 900000011-A: customer has a key ("nick\\u0000name") that '
         "contains a NUL character",
-        'fulfil: rejected: line 3: order 900000012-A: order_lines[0] has a key ("\\ud800") that '
+        'fulfil: error: rejected: line 3: order 900000012-A: order_lines[0] has a key ("\\ud800") that '
         "contains a lone surrogate (U+D800)",
     ]
     assert set(orders_table(db)) == {good["order_id"]}
