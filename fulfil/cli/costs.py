@@ -88,7 +88,7 @@ def report_costs(
             [[line[name] for name in COST_COLUMNS] for line in [*lines, total]],
         )
     if unpriced.labels:
-        out.warn(f"fulfil: {_unpriced_text(unpriced)}")
+        out.warn(f"fulfil: warning: {_unpriced_text(unpriced)}")
 
 
 def _unpriced_text(unpriced: "Unpriced") -> str:

@@ -299,7 +299,7 @@ def labels_print(
         )
     for order_id, why in run.missing.items():
         fix = f"`fulfil labels download --order {order_id}`"
-        out.warn(f"fulfil: order {order_id}: label not printed: {why} ({fix})")
+        out.warn(f"fulfil: error: order {order_id}: label not printed: {why} ({fix})")
     if out.json_mode:
         out.record(
             {
@@ -331,7 +331,7 @@ def _download_again(ctx: typer.Context, state: AppState, order_ids: list[str]) -
         state.settings.canadapost()
         state.settings.http()
     except ConfigError as exc:
-        state.output.warn(f"fulfil: cannot download missing labels again: {exc}")
+        state.output.warn(f"fulfil: error: cannot download missing labels again: {exc}")
         return
     url = schema_ready_url(state)
     with open_session(url, state.settings, "labels download") as session:
@@ -407,7 +407,7 @@ def labels_retry(
             if result.outcome == "retryable":
                 out.line(f"{result.order_id}\tretryable")
             else:
-                out.warn(str(result.error))
+                out.warn(f"fulfil: error: {result.error}")
     if any(r.outcome != "retryable" for r in run.results):
         raise typer.Exit(EXIT_SOME_FAILED)
 

@@ -132,7 +132,7 @@ def _render_transmits(state: Any, records: list[dict[str, Any]]) -> None:
         ]
         where = f"fulfil: {record['date']} ({record['group_id']}): {record['outcome']}"
         for problem in problems:
-            out.warn(f"{where}: {problem}")
+            out.warn(f"fulfil: error: {where.removeprefix('fulfil: ')}: {problem}")
         if record["message"]:
             out.info(f"{where}: {record['message']}")
         for entry in record["excluded"]:
@@ -225,7 +225,8 @@ def manifest_show(
         stories = manifest_story(ManifestStore(conn, owner="manifest show", run_id=None), key.strip())
     if not stories:
         out.warn(
-            f"fulfil: no manifest {key!r} (neither a Canada Post manifest id nor a PO number fulfil has)"
+            f"fulfil: error: no manifest {key!r} (neither a Canada Post manifest id nor a PO number "
+            "fulfil has)"
         )
         raise typer.Exit(EXIT_SOME_FAILED)
     for story in stories:

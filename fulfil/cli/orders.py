@@ -135,7 +135,7 @@ def orders_pull(
         session.run.finish(url, exit_code, {"counts": run.counts(), "stopped": run.stopped})
     _summarise(state, "pulled", run)
     if run.stopped:
-        state.output.warn(f"fulfil: stopped early: {run.stopped}")
+        state.output.warn(f"fulfil: warning: stopped early: {run.stopped}")
     if run.fatal:
         raise run.fatal
     if run.needs_attention:
@@ -176,7 +176,9 @@ def orders_show(
     with connect(url, application_name="fulfil-orders-show") as conn:
         story = order_story(conn, order_id, tracking)
     if story is None:
-        out.warn(f"fulfil: {order_id}: no such order (`fulfil orders pull` brings Best Buy's orders in)")
+        out.warn(
+            f"fulfil: error: {order_id}: no such order (`fulfil orders pull` brings Best Buy's orders in)"
+        )
         raise typer.Exit(EXIT_SOME_FAILED)
     if out.json_mode:
         out.record(story)

@@ -167,7 +167,7 @@ def parcels_check(ctx: typer.Context, json_mode: JsonOption = False) -> None:
         )
     many = len(records) != 1
     out.warn(
-        f"fulfil: {len(records)} SKU{'s' if many else ''} of orders still to label "
+        f"fulfil: error: {len(records)} SKU{'s' if many else ''} of orders still to label "
         f"{'have' if many else 'has'} no parcel profile: their labels would use the default parcel "
         "(`fulfil parcels import` adds profiles)"
     )

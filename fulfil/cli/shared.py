@@ -341,7 +341,7 @@ def run_order_workflow(
         )
         raise typer.Exit(stop.exit_code)
     if run.stopped:
-        out.warn(f"fulfil: stopped early: {run.stopped}")
+        out.warn(f"fulfil: warning: stopped early: {run.stopped}")
     if run.fatal:
         raise run.fatal
     if summary is not None:

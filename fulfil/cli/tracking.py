@@ -232,7 +232,7 @@ def tracking_watch(
         if out.json_mode:
             out.record(result.as_record())
         elif result.outcome == FAILED:
-            out.warn(f"fulfil: {result.error}")
+            out.warn(f"fulfil: error: {result.error}")
 
     with stop_on_signals(out.warn) as stop:
 
@@ -371,7 +371,7 @@ def tracking_show(
         if not record["auto_refresh"]:
             out.line(f"auto-refresh is off: {record['auto_refresh_stopped_reason']}")
     for key in lookup.missing:
-        out.warn(f"fulfil: {key}: no tracked label for this order or PIN")
+        out.warn(f"fulfil: error: {key}: no tracked label for this order or PIN")
     if lookup.config_error is not None:
         # The cached answers are shown; what kept them from being refreshed ends the command.
         raise lookup.config_error
@@ -451,7 +451,7 @@ def _pause_or_resume(
         for order_id in order_ids:
             shipment_id = found.get(order_id)
             if shipment_id is None:
-                out.warn(f"fulfil: {order_id}: no tracked label for this order")
+                out.warn(f"fulfil: error: {order_id}: no tracked label for this order")
                 continue
             store.set_auto_refresh(
                 shipment_id, not pausing, f"paused by hand: {reason.strip()}" if reason else None
@@ -518,6 +518,6 @@ def tracking_retry(
         elif result.outcome == "retryable":
             out.line(f"{result.order_id}\t{result.status}")
         else:
-            out.warn(str(result.error))
+            out.warn(f"fulfil: error: {result.error}")
     if any(r.outcome != "retryable" for r in run.results):
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -111,8 +111,8 @@ def test_a_listing_that_never_ends_stops_with_what_it_stored(
     assert result.returncode == 3, result.stderr
     assert listing_calls(best_buy) == offsets
     assert result.stderr.splitlines() == [
-        f"fulfil: stopped early: Best Buy's order listing does not end: {what}, with the {stored} orders "
-        "read stored (the next pull starts again from the first page)"
+        f"fulfil: warning: stopped early: Best Buy's order listing does not end: {what}, with the "
+        f"{stored} orders read stored (the next pull starts again from the first page)"
     ]
     assert len(orders_table(db)) == stored
     assert len({r["order_id"] for r in json_lines(result.stdout)}) == stored

@@ -219,7 +219,7 @@ def test_a_failing_best_buy_stops_the_pull_and_keeps_the_pages_already_read(
 
     assert result.returncode == 3
     assert len(json_lines(result.stdout)) == 100
-    assert "fulfil: stopped early: could not read orders (OR11): Best Buy HTTP 429" in result.stderr
+    assert "fulfil: warning: stopped early: could not read orders (OR11): Best Buy HTTP 429" in result.stderr
     assert len(orders_table(db)) == 100
 
 

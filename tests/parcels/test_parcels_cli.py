@@ -207,7 +207,7 @@ def test_check_lists_the_skus_still_to_label_without_a_profile(
         ["SPOOK", "1", "2-A", "Spook box"],
     ]
     assert result.stderr.splitlines() == [
-        "fulfil: 3 SKUs of orders still to label have no parcel profile: their labels would use the "
+        "fulfil: error: 3 SKUs of orders still to label have no parcel profile: their labels would use the "
         "default parcel (`fulfil parcels import` adds profiles)"
     ]
 

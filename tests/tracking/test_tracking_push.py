@@ -222,7 +222,7 @@ def test_throttled_for_longer_than_a_run_should_wait_stops_with_exit_3(
         "label_created",
     )
     assert result.stderr == (
-        "fulfil: stopped early: Best Buy is throttling this API key (it asks to wait 900 s); "
+        "fulfil: warning: stopped early: Best Buy is throttling this API key (it asks to wait 900 s); "
         "the remaining shipments wait\n"
     )
     assert [c["status_code"] for c in api_calls(db)] == [429]
