@@ -39,6 +39,10 @@ THROTTLE = "Throttling"
 TRACKING = "Tracking"
 # Repeated here, not imported: the scenarios live in sandbox.tracking, which pulls in lxml.
 SCENARIO_NAMES = "delivered, attempted, exception, returned, never_scanned"
+# The orders seed of a run given --seed but no --orders-seed: the one `serve` always used, so an
+# explicit --seed still repeats a run exactly as it did before seeds became random by default.
+ORDERS_SEED_WITH_SEED = 1
+SEED_LIMIT = 2**31
 
 
 @sandbox_app.command(
@@ -59,10 +63,23 @@ def serve(
         int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)
     ] = 8765,
     seed: Annotated[
-        int, typer.Option(help="Seed for ids and faults: same seed + same calls = same run.")
-    ] = 0,
+        int | None,
+        typer.Option(
+            help=(
+                "Seed for ids and faults: same seed + same calls = same run. "
+                "Default: a fresh random one, printed at start."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     orders: Annotated[int, typer.Option(help="Best Buy orders to generate at start.", min=0)] = 0,
-    orders_seed: Annotated[int, typer.Option(help="Seed of the generated orders.")] = 1,
+    orders_seed: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Seed of the generated orders. Default: {ORDERS_SEED_WITH_SEED} with --seed, else random.",
+            show_default=False,
+        ),
+    ] = None,
     orders_state: Annotated[
         str, typer.Option(help="State of generated orders: WAITING_ACCEPTANCE, SHIPPING or SHIPPED.")
     ] = "SHIPPING",
@@ -259,6 +276,7 @@ def serve(
             truncate_rate=bb_truncate_rate,
             garbage_rate=bb_garbage_rate,
         )
+        seed, orders_seed = choose_seeds(seed, orders_seed)
         overrides: dict[str, object] = {
             "seed": seed,
             "time_scale": time_scale,
@@ -328,6 +346,7 @@ def serve(
                 f"# Best Buy {endpoint}: at most {endpoint_limit.calls} per {endpoint_limit.window_s:g} s, "
                 "then 429 with Retry-After"
             )
+        typer.echo(f"# {_seed_banner(config.seed, config.orders_seed if config.generated_orders else None)}")
         typer.echo(f"# state: curl {url}/_sandbox/state    stop: Ctrl-C")
         while not stop.wait(0.2):
             pass
@@ -336,6 +355,38 @@ def serve(
             signal.signal(number, handler)
         sandbox.stop()
     typer.echo("fulfil sandbox stopped")
+
+
+def choose_seeds(seed: int | None, orders_seed: int | None) -> tuple[int, int]:
+    """The (seed, orders seed) of a run: those given; without --seed a fresh random seed, and
+    without --orders-seed a fresh random one too unless --seed was given (then 1, as always).
+
+    Every run started without --seed hands out its own PINs and shipment ids (and other orders), so
+    two runs one after the other against one fulfil database do not collide; the seeds are printed,
+    and passing them back repeats the run.
+    """
+    given = seed is not None
+    if seed is None:
+        seed = _random_seed()
+    if orders_seed is None:
+        orders_seed = ORDERS_SEED_WITH_SEED if given else _random_seed()
+    return seed, orders_seed
+
+
+def _random_seed() -> int:
+    import secrets  # here, not at the top: `fulfil --help` imports this module
+
+    return secrets.randbelow(SEED_LIMIT)
+
+
+def _seed_banner(seed: int, orders_seed: int | None) -> str:
+    """Which seeds the run uses and how to repeat it; the orders seed only when orders were made."""
+    if orders_seed is None:
+        return f"seed {seed} (pass --seed {seed} to repeat this run)"
+    return (
+        f"seed {seed}, orders seed {orders_seed} "
+        f"(pass --seed {seed} --orders-seed {orders_seed} to repeat this run)"
+    )
 
 
 def _scenario_choices(texts: Iterable[str]) -> dict[str, str]:
