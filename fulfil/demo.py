@@ -310,7 +310,7 @@ def _labels(url: str, settings: Settings, output: Output, total: int | None) -> 
     with open_session(url, settings, "labels create") as session:
         count = label_workflow(url, settings, session).count_eligible(None)
         with output.progress(count, "Buying labels") as tick:
-            run = label_workflow(url, settings, session, lambda result: tick()).create()
+            run = label_workflow(url, settings, session, lambda result: tick(item=result.order_id)).create()
         counts = run.counts()
         session.run.finish(url, 3 if run.needs_attention else 0, {"counts": counts, "stopped": run.stopped})
     output.info(f"  labels create:  {_describe(counts)}")
@@ -345,7 +345,7 @@ def _tracking(url: str, settings: Settings, output: Output) -> dict[str, int]:
     with open_session(url, settings, "tracking push") as session:
         count = tracking_workflow(url, settings, session).count_pushable(None)
         with output.progress(count, "Pushing tracking") as tick:
-            run = tracking_workflow(url, settings, session, lambda result: tick()).push()
+            run = tracking_workflow(url, settings, session, lambda result: tick(item=result.order_id)).push()
         counts = run.counts()
         session.run.finish(url, 3 if run.needs_attention else 0, {"counts": counts, "stopped": run.stopped})
     output.info(f"  tracking push:  {_describe(counts)}")

@@ -20,7 +20,33 @@ from typing import IO, Any, Protocol
 
 
 class ProgressTick(Protocol):
-    def __call__(self, advance: int = 1) -> None: ...
+    def __call__(self, advance: int = 1, item: str | None = None) -> None: ...
+
+
+# Columns of free text (messages, reasons, titles): wrapped at word boundaries on a narrow terminal.
+# Every other column holds an identifier (an order id, a PIN, a path, a code, a number), which is
+# never broken across lines: on a narrow terminal it is shortened with an ellipsis instead
+# (`--json`, or a pipe, always has it whole).
+TEXT_COLUMNS = frozenset(
+    {
+        "error",
+        "reason",
+        "message",
+        "product",
+        "meaning",
+        "next",
+        "value",
+        "fix",
+        "description",
+        "last event",
+        "event",
+        "last error",
+        "summary",
+        "service_name",
+        "where",
+        "note",
+    }
+)
 
 
 def _default(value: Any) -> Any:
@@ -82,12 +108,23 @@ class Output:
         from rich.console import Console
         from rich.table import Table
 
+        console = Console(file=self.stdout, no_color=not self.color, highlight=False)
+        cells = [["" if v is None else str(v) for v in row] for row in rows]
+        widths = fit_widths(
+            [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)],
+            # each column's padding and border (3), and the table's last border
+            console.width - 3 * len(columns) - 1,
+            [column in TEXT_COLUMNS for column in columns],
+        )
         table = Table(title=title, show_lines=False, header_style="bold")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        Console(file=self.stdout, no_color=not self.color, highlight=False).print(table)
+        for column, width in zip(columns, widths, strict=True):
+            if column in TEXT_COLUMNS:
+                table.add_column(column, width=width, overflow="fold")
+            else:
+                table.add_column(column, width=width, no_wrap=True, overflow="ellipsis")
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
 
     # --- talk (stderr) ---------------------------------------------------------------------
 
@@ -107,29 +144,76 @@ class Output:
         """A progress bar on a terminal; nothing at all elsewhere."""
         if not self.stderr_is_terminal or total <= 1:
 
-            def nothing(advance: int = 1) -> None:
+            def nothing(advance: int = 1, item: str | None = None) -> None:
                 return None
 
             yield nothing
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         console = Console(file=self.stderr, no_color=not self.color)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[item]}"),
             console=console,
             transient=True,
         ) as bar:
-            task = bar.add_task(description, total=total)
+            task = bar.add_task(description, total=total, rate="", item="")
 
-            def tick(advance: int = 1) -> None:
+            def tick(advance: int = 1, item: str | None = None) -> None:
                 bar.advance(task, advance)
+                speed = next(t.speed for t in bar.tasks if t.id == task)
+                bar.update(
+                    task,
+                    rate=f"{speed:.1f}/s" if speed else "",
+                    # The order just done: a person sees the run move, and where it is.
+                    item=f"{item[:24]}" if item else "",
+                )
 
             yield tick
+
+
+# A column is never narrowed below this (or its own width, when less) to fit the terminal; a text
+# column keeps this much while any identifier column can still give way.
+MIN_COLUMN_WIDTH = 10
+TEXT_COLUMN_ROOM = 24
+
+
+def fit_widths(natural: list[int], available: int, text: list[bool]) -> list[int]:
+    """Column widths that fit ``available`` characters, narrowing in this order: free text (it
+    wraps) down to TEXT_COLUMN_ROOM; then the identifier columns other than the first (the row's
+    key, an order id), widest first, down to MIN_COLUMN_WIDTH (shown with an ellipsis); then the
+    text down to MIN_COLUMN_WIDTH; the first column last. Below that the terminal is too narrow
+    and rich squeezes what is left."""
+    widths = list(natural)
+    count = len(widths)
+    phases = [
+        ([i for i in range(count) if text[i]], TEXT_COLUMN_ROOM),
+        ([i for i in range(1, count) if not text[i]], MIN_COLUMN_WIDTH),
+        ([i for i in range(count) if text[i]], MIN_COLUMN_WIDTH),
+        ([0] if count and not text[0] else [], MIN_COLUMN_WIDTH),
+    ]
+    for columns, floor in phases:
+        while sum(widths) > available:
+            room = [i for i in columns if widths[i] > min(natural[i], floor)]
+            if not room:
+                break
+            widths[max(room, key=lambda i: widths[i])] -= 1
+    return widths
 
 
 def _isatty(stream: IO[str]) -> bool:

@@ -32,14 +32,14 @@ def colours(output: bytes) -> set[str]:
     return found
 
 
-def run_at_a_terminal(*args: str, env: dict[str, str], timeout: float = 60) -> bytes:
+def run_at_a_terminal(*args: str, env: dict[str, str], timeout: float = 60, columns: int = 160) -> bytes:
     main, secondary = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "fulfil", *args],
         stdin=secondary,
         stdout=secondary,
         stderr=secondary,
-        env={**env, "COLUMNS": "160", "TERM": "xterm-256color"},
+        env={**env, "COLUMNS": str(columns), "TERM": "xterm-256color"},
     )
     os.close(secondary)
     output = b""
@@ -83,3 +83,26 @@ def test_a_person_gets_tables_in_colour_unless_no_color(
     piped = run_fulfil("status", env=fulfil_env)
     assert piped.stdout.splitlines()[0] == "status\tcount"
     assert "\x1b[" not in piped.stdout
+
+
+def test_at_80_columns_identifiers_are_shortened_never_broken_and_the_progress_bar_says_where_it_is(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
+) -> None:
+    ids = seed_orders(db, 3)
+
+    shown = run_at_a_terminal("labels", "create", env={**fulfil_env, "NO_COLOR": "1"}, columns=80)
+
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", shown).decode("utf-8", "replace")
+    pins = [row[0] for row in db.execute("SELECT tracking_pin FROM shipments ORDER BY shipment_id")]
+    table = text[text.index("labels create") :]
+    for order_id, pin in zip(ids, pins, strict=True):
+        [row] = [line for line in table.splitlines() if line.startswith(f"│ {order_id} ")]
+        # The PIN whole on the order's own line, or cut short with an ellipsis; never folded onto
+        # the next line, where it could not be copied.
+        assert pin in row or "…" in row, row
+        assert not any(pin[8:] in line and pin not in line for line in table.splitlines())
+    assert all(len(line) <= 80 for line in table.splitlines())
+    # The progress bar (on the same terminal, before the table): rate, ETA and the order just done.
+    progress = text[: text.index("labels create")]
+    assert "ETA" in progress
+    assert any(order_id in progress for order_id in ids)

@@ -306,7 +306,7 @@ def run_order_workflow(
                     results.append(record)
                     if out.json_mode:
                         out.record(record)
-                    tick()
+                    tick(item=record.get("order_id"))
 
                 run = work(session, on_result, stop)
         except RunInterrupted as interrupted:
