@@ -1,5 +1,6 @@
-"""`fulfil config check`: every setting, where it came from, what each command still lacks, and
-(online) whether Canada Post and Best Buy accept the credentials."""
+"""`fulfil config check`: every setting, where it came from, what each command still lacks, a
+warning for a setting that has no effect, and (online) whether Canada Post and Best Buy accept the
+credentials."""
 
 from __future__ import annotations
 
@@ -48,9 +49,25 @@ class CheckResult:
     check: str
     ok: bool
     message: str
+    # Fine to run with, but the reader should know (a setting that has no effect): shown, never a
+    # failure of the check.
+    warning: bool = False
 
     def as_record(self) -> dict[str, Any]:
-        return {"type": "check", "check": self.check, "ok": self.ok, "message": self.message}
+        return {
+            "type": "check",
+            "check": self.check,
+            "ok": self.ok,
+            "warning": self.warning,
+            "message": self.message,
+        }
+
+    @property
+    def shown_ok(self) -> str:
+        """The table's ok column."""
+        if not self.ok:
+            return "NO"
+        return "warning" if self.warning else "yes"
 
 
 def setting_records(settings: Settings) -> list[dict[str, Any]]:
@@ -96,7 +113,34 @@ def offline_checks(settings: Settings) -> list[CheckResult]:
             results.append(CheckResult("database URL", False, str(exc)))
     if settings.config_file:
         results.append(CheckResult("config file", True, f"read {settings.config_file}"))
+    label_format = label_format_warning(settings)
+    if label_format is not None:
+        results.append(label_format)
     return results
+
+
+def label_format_warning(settings: Settings) -> CheckResult | None:
+    """A label format other than the default, set without a contract id: a non-contract shipment
+    (ncshipment-v4) has no print-preferences, so the label Canada Post sells cannot be asked for in
+    another format and the setting is silently ignored by the purchase. A value that is not a
+    label format at all is the labels check's error, not this warning."""
+    from fulfil.canadapost.shipment_request import LABEL_FORMATS
+
+    setting = settings.get("FULFIL_CANADAPOST_LABEL_FORMAT")
+    if settings.value("FULFIL_CANADAPOST_CONTRACT_ID") is not None:
+        return None  # contract shipping: output-format is sent as set
+    if setting.value in (None, setting.spec.default) or setting.value not in LABEL_FORMATS:
+        return None
+    where = f"in {settings.config_file}" if setting.source == "file" else f"in the {setting.source}"
+    return CheckResult(
+        "label format",
+        True,
+        f"{setting.name} is {setting.value!r} ({where}), ignored without "
+        "FULFIL_CANADAPOST_CONTRACT_ID: a non-contract shipment has no print preferences, so its "
+        f"label is always Canada Post's default {setting.spec.default} format; the setting applies "
+        "only with a contract id (it still sets `fulfil labels print`'s default --layout)",
+        warning=True,
+    )
 
 
 def online_checks(settings: Settings, database_url: str) -> list[CheckResult]:

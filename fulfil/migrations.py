@@ -142,9 +142,13 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
 
 def ensure_current(url: str) -> None:
     """Refuse to work on a database whose schema is behind (or ahead of) this fulfil."""
-    problems = [s for s in status(url) if s.state != "applied"]
+    states = status(url)
+    problems = [s for s in states if s.state != "applied"]
     if not problems:
         return
+    if all(s.state == "pending" for s in states):
+        # Never migrated: said plainly, not as a list of every migration there is.
+        raise MigrationError("the database has no fulfil tables yet: run `fulfil db migrate` to create them")
     pending = [f"{s.version:04d}_{s.name}" for s in problems if s.state == "pending"]
     if pending and len(pending) == len(problems):
         raise MigrationError(
