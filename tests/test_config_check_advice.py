@@ -145,3 +145,17 @@ def test_no_label_format_warning_when_the_format_is_honoured(
     rows = table_checks(table.stdout)
     assert "label format" not in rows
     assert {ok for ok, _ in rows.values()} == {"yes"}
+
+
+@pytest.mark.parametrize("args", [["status"], ["labels", "create"], ["tracking", "push"]])
+def test_every_database_command_says_a_never_migrated_database_plainly(
+    args: list[str], empty_database_url: str, cli_env: dict[str, str], sandbox: Any
+) -> None:
+    env = {**configured_env(cli_env, sandbox.base_url), "FULFIL_DATABASE_URL": empty_database_url}
+
+    result = run_fulfil(*args, env=env)
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "fulfil: error: the database has no fulfil tables yet: run `fulfil db migrate` to create them\n"
+    )
