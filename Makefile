@@ -24,7 +24,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# pdftotext (poppler-utils) and qpdf are optional: without them two PDF rendering checks skip
+# (the PDF's structure is still checked in Python). Said before the run, not left to the summary.
 test: lint
+	@command -v pdftotext >/dev/null 2>&1 && command -v qpdf >/dev/null 2>&1 || echo "note: pdftotext or qpdf is not installed: the 2 PDF rendering checks will skip (Debian/Ubuntu: sudo apt-get install poppler-utils qpdf)"
 	$(BIN)/pytest -n auto
 
 # The pure tests alone (no database, no server, no child process): seconds.
