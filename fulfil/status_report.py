@@ -182,6 +182,17 @@ def report_from(
                 _ship_now(order_id, row["shipment_status"]),
             )
         )
+    for row in conn.execute(query("status", "missing_at_best_buy")):
+        order_id = row["order_id"]
+        report.attention.append(
+            AttentionItem(
+                "not_at_best_buy",
+                order_id,
+                f"accepted here, but Best Buy has not returned it since {row['since']:%Y-%m-%d %H:%M} UTC "
+                "(an order of another shop?)",
+                f"check the order on Best Buy and FULFIL_BESTBUY_SHOP_ID; `fulfil orders show {order_id}`",
+            )
+        )
     for row in conn.execute(query("status", "parcels_needing_attention"), {"no_scan_hours": no_scan_hours}):
         report.attention.append(_parcel_item(row, no_scan_hours))
     for row in conn.execute(query("status", "last_runs")):

@@ -56,6 +56,8 @@ UPDATED = "updated"
 UNCHANGED = "unchanged"
 REJECTED = "rejected"
 NOT_FOUND = "not_found"
+# Missed by an earlier pull too: known, listed by `fulfil status`, not reported again.
+STILL_NOT_FOUND = "still_not_found"
 
 ATTENTION = frozenset({REJECTED, NOT_FOUND})
 CHUNK = 200  # orders decided per transaction
@@ -352,6 +354,7 @@ class OrderPull:
             row["order_id"]
             for row in conn.execute(query("orders", "accepted_orders_not_in"), {"seen": seen}).fetchall()
         ]
+        conn.execute(query("orders", "clear_missing_at_best_buy"), {"order_ids": seen})
         conn.commit()
         if not missing:
             return
@@ -360,21 +363,28 @@ class OrderPull:
             checked_candidate("OR11 order_ids", found[order_id]) for order_id in missing if order_id in found
         ]
         self.store.store(conn, candidates, run)
-        for order_id in missing:
-            if order_id not in found:
-                self.store.report(
-                    run,
-                    OrderResult(
-                        order_id,
-                        NOT_FOUND,
-                        ACCEPTED,
-                        position="OR11 order_ids",
-                        reason=(
-                            f"order {order_id} is accepted here but Best Buy does not return it "
-                            "(an order of another shop? check FULFIL_BESTBUY_SHOP_ID)"
-                        ),
+        conn.execute(query("orders", "clear_missing_at_best_buy"), {"order_ids": list(found)})
+        unknown = [order_id for order_id in missing if order_id not in found]
+        newly = {
+            row["order_id"]: row["newly"]
+            for row in conn.execute(query("orders", "mark_missing_at_best_buy"), {"order_ids": unknown})
+        }
+        conn.commit()
+        for order_id in unknown:
+            # Reported (and failing the pull) the first time only: `fulfil status` keeps it after.
+            self.store.report(
+                run,
+                OrderResult(
+                    order_id,
+                    NOT_FOUND if newly.get(order_id, True) else STILL_NOT_FOUND,
+                    ACCEPTED,
+                    position="OR11 order_ids",
+                    reason=(
+                        f"order {order_id} is accepted here but Best Buy does not return it "
+                        "(an order of another shop? check FULFIL_BESTBUY_SHOP_ID)"
                     ),
-                )
+                ),
+            )
 
 
 def _endless_listing(what: str, pages: int, run: OrderRun) -> BestBuyUnavailable:

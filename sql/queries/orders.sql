@@ -45,3 +45,19 @@ WHERE a.service = 'BestBuy'
   AND r.run_id <> %(run_id)s
 ORDER BY a.call_id DESC
 LIMIT 1;
+
+-- name: mark_missing_at_best_buy
+-- Accepted orders Best Buy's answer by id did not return (0021): each marked when first missed;
+-- `newly` is true for those this pull is the first to miss (reported), false for those missed
+-- before (kept quiet: `fulfil status` lists them).
+UPDATE orders
+SET missing_at_best_buy_since = coalesce(missing_at_best_buy_since, now())
+WHERE order_id = ANY (%(order_ids)s::text[])
+RETURNING order_id, missing_at_best_buy_since = now() AS newly;
+
+-- name: clear_missing_at_best_buy
+-- Orders Best Buy returned again (in its listing or by id): no longer missing.
+UPDATE orders
+SET missing_at_best_buy_since = NULL
+WHERE order_id = ANY (%(order_ids)s::text[])
+  AND missing_at_best_buy_since IS NOT NULL;

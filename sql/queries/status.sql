@@ -120,3 +120,11 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) AS latest
 ORDER BY latest.command;
+
+-- name: missing_at_best_buy
+-- Accepted orders Best Buy no longer returns (0021: `orders pull` reported each once): a walk of
+-- orders_missing_at_best_buy_idx.
+SELECT order_id, missing_at_best_buy_since AS since
+FROM orders
+WHERE missing_at_best_buy_since IS NOT NULL AND status = 'accepted'
+ORDER BY missing_at_best_buy_since, order_id;

@@ -187,6 +187,33 @@ def test_an_accepted_order_best_buy_does_not_know_is_flagged(
     assert "fulfil: error: not_found: OR11 order_ids: order 999000111-A is accepted here" in result.stderr
     assert orders_table(db)["999000111-A"]["status"] == "accepted"
 
+    # Reported once: the next pulls stay quiet (cron mails it once), and `fulfil status` keeps it.
+    again = run_fulfil("orders", "pull", "--force", env=fulfil_env)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+    as_json = run_fulfil("orders", "pull", "--force", "--json", env=fulfil_env)
+    assert {r["order_id"]: r["outcome"] for r in json_lines(as_json.stdout)}[
+        "999000111-A"
+    ] == "still_not_found"
+    status = run_fulfil("status", "--json", env=fulfil_env)
+    assert status.returncode == 3
+    [item] = [r for r in json_lines(status.stdout) if r.get("problem") == "not_at_best_buy"]
+    assert item["order_id"] == "999000111-A"
+    assert "FULFIL_BESTBUY_SHOP_ID" in item["fix"]
+
+    # Best Buy returns it again (its shop id was fixed): no longer missing.
+    [known] = sandbox.generate_orders(1, seed=50)
+    db.execute("UPDATE orders SET order_id = %s WHERE order_id = '999000111-A'", (known["order_id"],))
+    db.execute(
+        "UPDATE orders SET raw_order_data = jsonb_set(raw_order_data, '{order_id}', to_jsonb(order_id)) "
+        "WHERE order_id = %s",
+        (known["order_id"],),
+    )
+    assert run_fulfil("orders", "pull", "--force", env=fulfil_env).returncode == 0
+    [[still]] = db.execute(
+        "SELECT missing_at_best_buy_since FROM orders WHERE order_id = %s", (known["order_id"],)
+    ).fetchall()
+    assert still is None
+
 
 def test_a_refused_key_is_one_call_and_one_message(
     fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any
