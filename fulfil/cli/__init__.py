@@ -62,10 +62,12 @@ def _print_version() -> NoReturn:
 def application() -> typer.Typer:
     """The `fulfil` typer application with every command group registered, the sandbox's last."""
     from fulfil.cli import costs, db, demo, labels, manifest, orders, parcels, reports, tracking  # noqa: F401  each registers itself
+    from fulfil.cli.help_text import use_fulfil_help
     from fulfil.cli.shared import app as root
     from fulfil.sandbox.cli import sandbox_app
 
     root.add_typer(sandbox_app, name="sandbox")
+    use_fulfil_help(root)  # help for 80 columns, commands in the order of the day's work
     return root
 
 

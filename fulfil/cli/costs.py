@@ -9,7 +9,14 @@ from fulfil.cli.shared import JsonOption, app, schema_ready_url, state_of
 if TYPE_CHECKING:
     from fulfil.label_costs import Unpriced
 
-report_app = typer.Typer(help="Reports: what the labels cost.", no_args_is_help=True)
+report_app = typer.Typer(
+    help=(
+        "Reports: what the labels cost.\n\nExamples:\n\n"
+        "    fulfil report costs --since 7d\n"
+        "    fulfil report costs --by service --csv > costs.csv"
+    ),
+    no_args_is_help=True,
+)
 app.add_typer(report_app, name="report")
 
 COST_COLUMNS = [
@@ -31,10 +38,14 @@ def report_costs(
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="Only labels bought since then: 30m, 2h, 7d or an ISO date (default: all)."
+            "--since",
+            help="Only labels bought since then: 30m, 2h, 7d or an ISO date (default: all).",
+            metavar="WHEN",
         ),
     ] = None,
-    by: Annotated[str, typer.Option("--by", help="day (Eastern time), service or province.")] = "day",
+    by: Annotated[
+        str, typer.Option("--by", help="day (Eastern time), service or province.", metavar="GROUPING")
+    ] = "day",
     csv_mode: Annotated[
         bool, typer.Option("--csv", help="Comma-separated values on stdout, a header first.")
     ] = False,

@@ -5,7 +5,12 @@ import typer
 from fulfil.cli.shared import JsonOption, app, database_url, state_of
 
 db_app = typer.Typer(
-    help="The database: migrations, schema status, the embedded server.", no_args_is_help=True
+    help=(
+        "The database: migrations, schema status, the embedded server.\n\nExamples:\n\n"
+        "    fulfil db migrate\n"
+        "    fulfil db status"
+    ),
+    no_args_is_help=True,
 )
 app.add_typer(db_app, name="db")
 

@@ -10,7 +10,9 @@ from fulfil.cli.shared import JsonOption, app, state_of
 @app.command("demo")
 def demo(
     ctx: typer.Context,
-    orders: Annotated[int, typer.Option("--orders", min=0, max=1000, help="How many sample orders.")] = 25,
+    orders: Annotated[
+        int, typer.Option("--orders", min=0, max=1000, help="How many sample orders.", metavar="N")
+    ] = 25,
     faults: Annotated[
         bool,
         typer.Option(
@@ -34,6 +36,7 @@ def demo(
             min=1,
             help="With --serve: simulated seconds of the parcels' lives per real second (600: ten "
             "hours a minute).",
+            metavar="FACTOR",
         ),
     ] = 600.0,
     manifest: Annotated[

@@ -27,7 +27,13 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------------------------
 
 labels_app = typer.Typer(
-    help="Canada Post labels: buy them (exactly once), download the PDFs, reconcile, retry, price.",
+    help=(
+        "Canada Post labels: buy them (exactly once), download the PDFs, reconcile, retry, price.\n\n"
+        "Examples:\n\n"
+        "    fulfil labels create\n"
+        "    fulfil labels print\n"
+        "    fulfil labels create --order 261250893-A --dry-run"
+    ),
     no_args_is_help=True,
 )
 app.add_typer(labels_app, name="labels")
@@ -118,7 +124,7 @@ def labels_create(
 
         fulfil labels create --concurrency 8
 
-        psql -Atc "select order_id from orders where ..." | fulfil labels create --order -
+        psql -Atc "$QUERY" | fulfil labels create --order -
     """
     order_ids = order_ids_from(order)
     if dry_run:
@@ -221,13 +227,18 @@ def labels_print(
     order: OrderOption = None,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Only labels bought since then: 30m, 2h, 7d or an ISO date."),
+        typer.Option(
+            "--since", help="Only labels bought since then: 30m, 2h, 7d or an ISO date.", metavar="WHEN"
+        ),
     ] = None,
     reprint: Annotated[
         bool, typer.Option("--reprint", help="Include labels printed before (default: only new ones).")
     ] = False,
     sort: Annotated[
-        str, typer.Option("--sort", help="order (order id), sku (first line's SKU) or postal (destination).")
+        str,
+        typer.Option(
+            "--sort", help="order (order id), sku (first line's SKU) or postal (destination).", metavar="KEY"
+        ),
     ] = "order",
     layout: Annotated[
         str | None,
@@ -236,11 +247,14 @@ def labels_print(
             help="4x6 (one label a page, thermal printers) or 8.5x11 (two a letter page); "
             "default: FULFIL_CANADAPOST_LABEL_FORMAT.",
             show_default=False,
+            metavar="LAYOUT",
         ),
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option("--output", help="Write the PDF here (default: <labels dir>/prints/labels-….pdf)."),
+        typer.Option(
+            "--output", help="Write the PDF here (default: <labels dir>/prints/labels-….pdf).", metavar="PATH"
+        ),
     ] = None,
     json_mode: JsonOption = False,
 ) -> None:
@@ -343,8 +357,10 @@ def _download_again(ctx: typer.Context, state: AppState, order_ids: list[str]) -
 @labels_app.command("keep")
 def labels_keep(
     ctx: typer.Context,
-    order: Annotated[str, typer.Argument(help="The order id.")],
-    shipment_id: Annotated[str, typer.Argument(help="The Canada Post shipment id of the label kept.")],
+    order: Annotated[str, typer.Argument(help="The order id.", metavar="ORDER_ID")],
+    shipment_id: Annotated[
+        str, typer.Argument(help="The Canada Post shipment id of the label kept.", metavar="SHIPMENT_ID")
+    ],
     json_mode: JsonOption = False,
 ) -> None:
     """Record which label an order keeps, when Canada Post sold it more than one.
@@ -355,7 +371,8 @@ def labels_keep(
 
     Example:
 
-        fulfil labels keep 261250893-A 340531309186521749 && fulfil labels download --order 261250893-A
+        fulfil labels keep 261250893-A 340531309186521749 &&
+            fulfil labels download --order 261250893-A
     """
     state = state_of(ctx, json_mode)
     out = state.output
@@ -370,7 +387,9 @@ def labels_keep(
 @labels_app.command("retry")
 def labels_retry(
     ctx: typer.Context,
-    orders: Annotated[list[str], typer.Argument(help="Order ids (or - to read them from stdin).")],
+    orders: Annotated[
+        list[str], typer.Argument(help="Order ids (or - to read them from stdin).", metavar="ORDER_ID")
+    ],
     not_bought: Annotated[
         bool,
         typer.Option(
@@ -441,7 +460,8 @@ def labels_quote(ctx: typer.Context, order: OrderOption = None, json_mode: JsonO
 
         fulfil labels quote --order 261250893-A
 
-        fulfil labels quote --order 261250893-A --json | jq -r '[.service_code, .due] | @tsv'
+        fulfil labels quote --order 261250893-A --json |
+            jq -r '[.service_code, .due] | @tsv'
     """
     from fulfil.errors import UsageError
     from fulfil.services import label_workflow
@@ -496,7 +516,8 @@ def labels_prices(
 
         fulfil labels prices --order 261250893-A --dry-run
 
-        fulfil labels prices --json | jq -r 'select(.outcome == "failed") | .error'
+        fulfil labels prices --json |
+            jq -r 'select(.outcome == "failed") | .error'
     """
     order_ids = order_ids_from(order)
     state = state_of(ctx, json_mode)
@@ -549,7 +570,9 @@ def labels_void(
     ctx: typer.Context,
     orders: Annotated[
         list[str] | None,
-        typer.Argument(help="Order ids (or - to read them from stdin).", show_default=False),
+        typer.Argument(
+            help="Order ids (or - to read them from stdin).", show_default=False, metavar="ORDER_ID"
+        ),
     ] = None,
     canceled: Annotated[
         bool,

@@ -8,7 +8,9 @@ from fulfil.cli.shared import JsonOption, app, schema_ready_url, state_of
 
 manifest_app = typer.Typer(
     help="End-of-day manifests (FULFIL_CANADAPOST_MANIFEST=end_of_day): transmit the day's "
-    "labels to Canada Post exactly once, and keep each manifest's PO number and PDF.",
+    "labels to Canada Post exactly once, and keep each manifest's PO number and PDF.\n\nExamples:\n\n"
+    "    fulfil manifest transmit\n"
+    "    fulfil manifest list --since 7d",
     no_args_is_help=True,
 )
 app.add_typer(manifest_app, name="manifest")
@@ -147,7 +149,11 @@ def manifest_list(
     ctx: typer.Context,
     since: Annotated[
         str,
-        typer.Option("--since", help="Transmits of the days since then: 7d, 2h or a date (default: 7d)."),
+        typer.Option(
+            "--since",
+            help="Transmits of the days since then: 7d, 2h or a date (default: 7d).",
+            metavar="WHEN",
+        ),
     ] = "7d",
     json_mode: JsonOption = False,
 ) -> None:
@@ -209,7 +215,8 @@ def manifest_show(
 
         fulfil manifest show P123456789
 
-        fulfil manifest show 732071711235567991 --json | jq '.shipments[].order_id'
+        fulfil manifest show 732071711235567991 --json |
+            jq '.shipments[].order_id'
     """
     from psycopg.rows import dict_row
 

@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from fulfil.workflows.order_import import OrderResult, OrderRun
 
 orders_app = typer.Typer(
-    help="Orders: import Best Buy order objects from a file, or pull them from Best Buy (OR11).",
+    help=(
+        "Orders: import Best Buy order objects from a file, or pull them from Best Buy (OR11).\n\n"
+        "Examples:\n\n"
+        "    fulfil orders pull\n"
+        "    fulfil orders import orders.json\n"
+        "    fulfil orders show 261250893-A"
+    ),
     no_args_is_help=True,
 )
 app.add_typer(orders_app, name="orders")
@@ -50,7 +56,8 @@ def orders_import(
 
         fulfil orders import orders.json
 
-        curl -s -H "Authorization: $KEY" "$URL/api/orders?order_state_codes=SHIPPING" | fulfil orders import -
+        OR11="$URL/api/orders?order_state_codes=SHIPPING"
+        curl -s -H "Authorization: $KEY" "$OR11" | fulfil orders import -
     """
     from fulfil.bestbuy.order_documents import read_order_documents
     from fulfil.errors import EXIT_SOME_FAILED
@@ -79,6 +86,7 @@ def orders_pull(
             "--state",
             help="Best Buy order states to pull (repeatable or comma-separated). Default: SHIPPING.",
             show_default=False,
+            metavar="STATE",
         ),
     ] = None,
     force: Annotated[
@@ -145,7 +153,9 @@ def orders_pull(
 @orders_app.command("show")
 def orders_show(
     ctx: typer.Context,
-    order_id: Annotated[str, typer.Argument(help="The Best Buy order id.", show_default=False)],
+    order_id: Annotated[
+        str, typer.Argument(help="The Best Buy order id.", show_default=False, metavar="ORDER_ID")
+    ],
     json_mode: JsonOption = False,
 ) -> None:
     """Everything about one order: the order (buyer, address, lines, Best Buy state, shipping

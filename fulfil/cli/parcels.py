@@ -11,7 +11,11 @@ from fulfil.cli.shared import AppState, JsonOption, app, schema_ready_url, state
 
 parcels_app = typer.Typer(
     help="Parcel profiles: what one unit of each SKU weighs and measures, packed, so each label "
-    "is bought for the parcel that ships (the FULFIL_PARCEL_* settings are the default for a SKU with none).",
+    "is bought for the parcel that ships (the FULFIL_PARCEL_* settings are the default for a SKU "
+    "with none).\n\n"
+    "Examples:\n\n"
+    "    fulfil parcels import parcels.csv\n"
+    "    fulfil parcels check",
     no_args_is_help=True,
 )
 app.add_typer(parcels_app, name="parcels")

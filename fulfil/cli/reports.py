@@ -17,7 +17,12 @@ def status(
     ctx: typer.Context,
     stale_hours: Annotated[
         int,
-        typer.Option("--stale-hours", min=1, help="Flag labels whose tracking Best Buy lacks after N hours."),
+        typer.Option(
+            "--stale-hours",
+            min=1,
+            help="Flag labels whose tracking Best Buy lacks after N hours.",
+            metavar="HOURS",
+        ),
     ] = 24,
     json_mode: JsonOption = False,
 ) -> None:
@@ -128,8 +133,12 @@ app.add_typer(calls_app, name="calls")
 @calls_app.callback()
 def calls(
     ctx: typer.Context,
-    service: Annotated[str | None, typer.Option("--service", help="canadapost or bestbuy.")] = None,
-    order: Annotated[str | None, typer.Option("--order", help="Calls about this order id.")] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="canadapost or bestbuy.", metavar="SERVICE")
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option("--order", help="Calls about this order id.", metavar="ORDER_ID")
+    ] = None,
     endpoint: Annotated[
         str | None,
         typer.Option(
@@ -139,8 +148,10 @@ def calls(
         ),
     ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only calls that did not succeed.")] = False,
-    since: Annotated[str | None, typer.Option("--since", help="30m, 2h, 7d or an ISO date/time.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N calls.")] = 50,
+    since: Annotated[
+        str | None, typer.Option("--since", help="30m, 2h, 7d or an ISO date/time.", metavar="WHEN")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most N calls.", metavar="N")] = 50,
     json_mode: JsonOption = False,
 ) -> None:
     """The audit log of every request to Canada Post and Best Buy: list it (newest first), or
@@ -199,7 +210,7 @@ def calls(
 @calls_app.command("show")
 def calls_show(
     ctx: typer.Context,
-    call_id: Annotated[int, typer.Argument(help="The call_id from `fulfil calls`.")],
+    call_id: Annotated[int, typer.Argument(help="The call_id from `fulfil calls`.", metavar="CALL_ID")],
     json_mode: JsonOption = False,
 ) -> None:
     """Print one call: method, URL, status, duration, request and response, readably.
@@ -265,7 +276,12 @@ def _section(out: Any, title: str, text: str, language: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 config_app = typer.Typer(
-    help="Configuration: what is set, where from, and whether it works.", no_args_is_help=True
+    help=(
+        "Configuration: what is set, where from, and whether it works.\n\nExamples:\n\n"
+        "    fulfil config check\n"
+        "    fulfil config check --online"
+    ),
+    no_args_is_help=True,
 )
 app.add_typer(config_app, name="config")
 

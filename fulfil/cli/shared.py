@@ -36,7 +36,10 @@ app = typer.Typer(
     name="fulfil",
     help=(
         "Buy Canada Post labels for accepted Best Buy orders, push the tracking numbers back, "
-        "and keep an audit of every call.\n\n" + ENVIRONMENT_HELP
+        "and keep an audit of every call.\n\n"
+        "The day's work, then what needs attention:\n\n"
+        "    fulfil orders pull && fulfil labels create && fulfil tracking push\n"
+        "    fulfil status\n\n" + ENVIRONMENT_HELP
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -168,9 +171,12 @@ OrderOption = Annotated[
         "--order",
         help="Only this order id (repeatable). `--order -` reads ids from stdin, one per line.",
         show_default=False,
+        metavar="ORDER_ID",
     ),
 ]
-LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Work on at most N orders.")]
+LimitOption = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Work on at most N orders.", metavar="N")
+]
 ConcurrencyOption = Annotated[
     int | None,
     typer.Option(
@@ -178,6 +184,7 @@ ConcurrencyOption = Annotated[
         "-j",
         help="Workers in this run, each claiming one order at a time (default FULFIL_CONCURRENCY, 4).",
         show_default=False,
+        metavar="N",
     ),
 ]
 DryRunOption = Annotated[

@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from fulfil.workflows.tracking import TrackingResult, TrackingWorkflow
 
 tracking_app = typer.Typer(
-    help="Best Buy tracking: send each label's tracking number, then confirm the order shipped.",
+    help=(
+        "Best Buy tracking: send each label's tracking number, then confirm the order shipped.\n\n"
+        "Examples:\n\n"
+        "    fulfil tracking push\n"
+        "    fulfil tracking watch --interval 60\n"
+        "    fulfil tracking show 261250893-A"
+    ),
     no_args_is_help=True,
 )
 app.add_typer(tracking_app, name="tracking")
@@ -76,7 +82,8 @@ def tracking_push(
 
         fulfil tracking push --order 261250893-A --dry-run
 
-        fulfil labels create --json | jq -r .order_id | fulfil tracking push --order -
+        fulfil labels create --json | jq -r .order_id |
+            fulfil tracking push --order -
     """
     order_ids = order_ids_from(order)
     if dry_run:
@@ -182,15 +189,20 @@ def tracking_refresh(
 def tracking_watch(
     ctx: typer.Context,
     interval: Annotated[
-        float, typer.Option("--interval", min=1, help="Seconds from the start of one cycle to the next.")
+        float,
+        typer.Option(
+            "--interval", min=1, help="Seconds from the start of one cycle to the next.", metavar="SECONDS"
+        ),
     ] = 60.0,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Refresh at most N parcels per cycle.")
+        int | None, typer.Option("--limit", min=1, help="Refresh at most N parcels per cycle.", metavar="N")
     ] = None,
     concurrency: ConcurrencyOption = None,
     cycles: Annotated[
         int | None,
-        typer.Option("--cycles", min=1, help="Stop after N cycles (default: run until stopped)."),
+        typer.Option(
+            "--cycles", min=1, help="Stop after N cycles (default: run until stopped).", metavar="N"
+        ),
     ] = None,
     json_mode: JsonOption = False,
 ) -> None:
@@ -209,7 +221,7 @@ def tracking_watch(
 
         fulfil tracking watch
 
-        fulfil --metrics-file /var/lib/node_exporter/textfile/fulfil.prom tracking watch --interval 60
+        fulfil --metrics-file "$TEXTFILE/fulfil.prom" tracking watch --interval 60
     """
     from fulfil.carrier_tracking.refresh import FAILED, cycle_summary
     from fulfil.carrier_tracking.watch import watch
@@ -279,7 +291,10 @@ def tracking_watch(
 def tracking_show(
     ctx: typer.Context,
     keys: Annotated[
-        list[str], typer.Argument(help="Order ids or tracking PINs (or - to read them from stdin).")
+        list[str],
+        typer.Argument(
+            help="Order ids or tracking PINs (or - to read them from stdin).", metavar="ORDER_OR_PIN"
+        ),
     ],
     cached: Annotated[
         bool, typer.Option("--cached", help="Never call Canada Post: show what the database has.")
@@ -388,6 +403,7 @@ def tracking_pause(
         typer.Option(
             "--reason",
             help="Why: said by `tracking refresh`; with --order, shown by `status` and `tracking show`.",
+            metavar="TEXT",
         ),
     ] = "paused by hand",
     json_mode: JsonOption = False,
@@ -399,7 +415,7 @@ def tracking_pause(
 
         fulfil tracking pause --reason "Canada Post maintenance tonight"
 
-        fulfil tracking pause --order 261250893-A --reason "customer picked it up"
+        fulfil tracking pause --order 261250893-A --reason "picked up in store"
     """
     _pause_or_resume(ctx, json_mode, order_ids_from(order), reason)
 
@@ -493,7 +509,9 @@ def _push_dry_run(
 @tracking_app.command("retry")
 def tracking_retry(
     ctx: typer.Context,
-    orders: Annotated[list[str], typer.Argument(help="Order ids (or - to read them from stdin).")],
+    orders: Annotated[
+        list[str], typer.Argument(help="Order ids (or - to read them from stdin).", metavar="ORDER_ID")
+    ],
     json_mode: JsonOption = False,
 ) -> None:
     """Make refused pushes (tracking_failed) eligible again, once the cause is fixed.
@@ -503,7 +521,8 @@ def tracking_retry(
 
     Example:
 
-        fulfil tracking retry 261250893-A && fulfil tracking push --order 261250893-A
+        fulfil tracking retry 261250893-A &&
+            fulfil tracking push --order 261250893-A
     """
     from fulfil.errors import EXIT_SOME_FAILED
 

@@ -16,8 +16,9 @@ import typer
 sandbox_app = typer.Typer(
     help=(
         "A local Canada Post + Best Buy (Mirakl) server that speaks the real wire formats, with "
-        "fault injection, for tests and demos that must never touch production.\n\n"
-        "Example: fulfil sandbox serve --port 8765 --orders 5"
+        "fault injection, for tests and demos that must never touch production.\n\nExamples:\n\n"
+        "    fulfil sandbox serve --port 8765 --orders 5\n"
+        "    fulfil sandbox serve --port 0 --cp-error-rate 0.1 --seed 7"
     ),
     no_args_is_help=True,
 )
@@ -27,7 +28,9 @@ sandbox_app = typer.Typer(
 def sandbox_group() -> None:
     """A local Canada Post + Best Buy (Mirakl) server for tests and demos.
 
-    Example: fulfil sandbox serve --port 8765 --orders 5
+    Example:
+
+        fulfil sandbox serve --port 8765 --orders 5
     """
     # A callback keeps `sandbox` a group, so `serve` is a subcommand even while it is the only one.
 
@@ -52,15 +55,17 @@ SEED_LIMIT = 2**31
         "base URL (FULFIL_CANADAPOST_BASE_URL and FULFIL_BESTBUY_BASE_URL). Credentials are fulfil's own "
         "FULFIL_CANADAPOST_USERNAME / _PASSWORD / _CUSTOMER_NUMBER and FULFIL_BESTBUY_API_KEY when set, "
         "fake printed defaults otherwise. GET /_sandbox/state shows what happened; POST /_sandbox/reset "
-        "starts over.\n\n"
-        "Example: fulfil sandbox serve --port 8765 --orders 5 --problem-orders 1 "
-        "--cp-drop-rate 0.2 --bb-rate-limit-rate 0.1 --seed 7 --tracking-scenario 261250893-A=returned"
+        "starts over.\n\nExamples:\n\n"
+        "    fulfil sandbox serve --port 8765 --orders 5\n"
+        "    fulfil sandbox serve --port 8765 --orders 5 --problem-orders 1 --seed 7 \\\n"
+        "        --cp-drop-rate 0.2 --bb-rate-limit-rate 0.1 \\\n"
+        "        --tracking-scenario 261250893-A=returned"
     ),
 )
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on.", metavar="ADDRESS")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)
+        int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535, metavar="PORT")
     ] = 8765,
     seed: Annotated[
         int | None,
@@ -70,35 +75,51 @@ def serve(
                 "Default: a fresh random one, printed at start."
             ),
             show_default=False,
+            metavar="SEED",
         ),
     ] = None,
-    orders: Annotated[int, typer.Option(help="Best Buy orders to generate at start.", min=0)] = 0,
+    orders: Annotated[
+        int, typer.Option(help="Best Buy orders to generate at start.", min=0, metavar="N")
+    ] = 0,
     orders_seed: Annotated[
         int | None,
         typer.Option(
             help=f"Seed of the generated orders. Default: {ORDERS_SEED_WITH_SEED} with --seed, else random.",
             show_default=False,
+            metavar="SEED",
         ),
     ] = None,
     orders_state: Annotated[
-        str, typer.Option(help="State of generated orders: WAITING_ACCEPTANCE, SHIPPING or SHIPPED.")
+        str,
+        typer.Option(
+            help="State of generated orders: WAITING_ACCEPTANCE, SHIPPING or SHIPPED.", metavar="STATE"
+        ),
     ] = "SHIPPING",
     problem_orders: Annotated[
         int,
-        typer.Option(help="How many generated orders carry an address Canada Post refuses.", min=0),
+        typer.Option(
+            help="How many generated orders carry an address Canada Post refuses.", min=0, metavar="N"
+        ),
     ] = 0,
     xsd_dir: Annotated[
         Path | None,
         typer.Option(
             envvar="FULFIL_SANDBOX_XSD_DIR",
             help="Directory of Canada Post's XSDs: requests and answers are also checked against them.",
+            metavar="DIR",
         ),
     ] = None,
     time_scale: Annotated[
-        float, typer.Option(help="Simulated tracking seconds per real second (3600: an hour a second).")
+        float,
+        typer.Option(
+            help="Simulated tracking seconds per real second (3600: an hour a second).", metavar="FACTOR"
+        ),
     ] = 3600.0,
     debit_delay: Annotated[
-        float, typer.Option(help="Seconds an accepted order waits for its debit before SHIPPING.", min=0)
+        float,
+        typer.Option(
+            help="Seconds an accepted order waits for its debit before SHIPPING.", min=0, metavar="SECONDS"
+        ),
     ] = 0.0,
     tracking_scenario: Annotated[
         list[str] | None,
@@ -128,75 +149,94 @@ def serve(
             help="Simulated hours after a label during which tracking answers 004 (No Pin History).",
             min=0,
             rich_help_panel=TRACKING,
+            metavar="HOURS",
         ),
     ] = 1.0,
-    cp_latency_ms: Annotated[float, typer.Option(help="Added latency, ms.", rich_help_panel=CP)] = 0.0,
+    cp_latency_ms: Annotated[
+        float, typer.Option(help="Added latency, ms.", rich_help_panel=CP, metavar="MS")
+    ] = 0.0,
     cp_jitter_ms: Annotated[
-        float, typer.Option(help="Random extra latency up to, ms.", rich_help_panel=CP)
+        float, typer.Option(help="Random extra latency up to, ms.", rich_help_panel=CP, metavar="MS")
     ] = 0.0,
     cp_error_rate: Annotated[
-        float, typer.Option(help=f"500/502/503 answers. {RATE}", rich_help_panel=CP)
+        float, typer.Option(help=f"500/502/503 answers. {RATE}", rich_help_panel=CP, metavar="P")
     ] = 0.0,
     cp_gateway_rate: Annotated[
-        float, typer.Option(help=f"HTML 502/504 gateway pages. {RATE}", rich_help_panel=CP)
+        float, typer.Option(help=f"HTML 502/504 gateway pages. {RATE}", rich_help_panel=CP, metavar="P")
     ] = 0.0,
     cp_rate_limit_rate: Annotated[
-        float, typer.Option(help=f'"Rejected by SLM Monitor" (HTTP 503). {RATE}', rich_help_panel=CP)
+        float,
+        typer.Option(help=f'"Rejected by SLM Monitor" (HTTP 503). {RATE}', rich_help_panel=CP, metavar="P"),
     ] = 0.0,
     cp_drop_rate: Annotated[
-        float, typer.Option(help=f"Perform the call, then lose the answer. {RATE}", rich_help_panel=CP)
+        float,
+        typer.Option(help=f"Perform the call, then lose the answer. {RATE}", rich_help_panel=CP, metavar="P"),
     ] = 0.0,
     cp_drop_mode: Annotated[
         str,
         typer.Option(
-            help="close: drop the connection; late: answer after --cp-late-answer-s.", rich_help_panel=CP
+            help="close: drop the connection; late: answer after --cp-late-answer-s.",
+            rich_help_panel=CP,
+            metavar="MODE",
         ),
     ] = "close",
     cp_late_answer_s: Annotated[
-        float, typer.Option(help="Delay of a late answer, s.", rich_help_panel=CP)
+        float, typer.Option(help="Delay of a late answer, s.", rich_help_panel=CP, metavar="SECONDS")
     ] = 65.0,
     cp_truncate_rate: Annotated[
-        float, typer.Option(help=f"Bodies cut short. {RATE}", rich_help_panel=CP)
+        float, typer.Option(help=f"Bodies cut short. {RATE}", rich_help_panel=CP, metavar="P")
     ] = 0.0,
-    cp_garbage_rate: Annotated[float, typer.Option(help=f"Garbage bodies. {RATE}", rich_help_panel=CP)] = 0.0,
+    cp_garbage_rate: Annotated[
+        float, typer.Option(help=f"Garbage bodies. {RATE}", rich_help_panel=CP, metavar="P")
+    ] = 0.0,
     cp_label_not_ready: Annotated[
         int,
         typer.Option(
-            help="First K fetches of every label answer 202 (not ready).", min=0, rich_help_panel=CP
+            help="First K fetches of every label answer 202 (not ready).",
+            min=0,
+            rich_help_panel=CP,
+            metavar="K",
         ),
     ] = 0,
-    bb_latency_ms: Annotated[float, typer.Option(help="Added latency, ms.", rich_help_panel=BB)] = 0.0,
+    bb_latency_ms: Annotated[
+        float, typer.Option(help="Added latency, ms.", rich_help_panel=BB, metavar="MS")
+    ] = 0.0,
     bb_jitter_ms: Annotated[
-        float, typer.Option(help="Random extra latency up to, ms.", rich_help_panel=BB)
+        float, typer.Option(help="Random extra latency up to, ms.", rich_help_panel=BB, metavar="MS")
     ] = 0.0,
     bb_error_rate: Annotated[
-        float, typer.Option(help=f"500/502/503 answers. {RATE}", rich_help_panel=BB)
+        float, typer.Option(help=f"500/502/503 answers. {RATE}", rich_help_panel=BB, metavar="P")
     ] = 0.0,
     bb_gateway_rate: Annotated[
-        float, typer.Option(help=f"HTML 502/504 gateway pages. {RATE}", rich_help_panel=BB)
+        float, typer.Option(help=f"HTML 502/504 gateway pages. {RATE}", rich_help_panel=BB, metavar="P")
     ] = 0.0,
     bb_rate_limit_rate: Annotated[
-        float, typer.Option(help=f"429 with Retry-After. {RATE}", rich_help_panel=BB)
+        float, typer.Option(help=f"429 with Retry-After. {RATE}", rich_help_panel=BB, metavar="P")
     ] = 0.0,
     bb_retry_after: Annotated[
-        int, typer.Option(help="Retry-After seconds of a 429.", min=0, rich_help_panel=BB)
+        int, typer.Option(help="Retry-After seconds of a 429.", min=0, rich_help_panel=BB, metavar="SECONDS")
     ] = 2,
     bb_drop_rate: Annotated[
-        float, typer.Option(help=f"Perform the call, then lose the answer. {RATE}", rich_help_panel=BB)
+        float,
+        typer.Option(help=f"Perform the call, then lose the answer. {RATE}", rich_help_panel=BB, metavar="P"),
     ] = 0.0,
     bb_drop_mode: Annotated[
         str,
         typer.Option(
-            help="close: drop the connection; late: answer after --bb-late-answer-s.", rich_help_panel=BB
+            help="close: drop the connection; late: answer after --bb-late-answer-s.",
+            rich_help_panel=BB,
+            metavar="MODE",
         ),
     ] = "close",
     bb_late_answer_s: Annotated[
-        float, typer.Option(help="Delay of a late answer, s.", rich_help_panel=BB)
+        float, typer.Option(help="Delay of a late answer, s.", rich_help_panel=BB, metavar="SECONDS")
     ] = 65.0,
     bb_truncate_rate: Annotated[
-        float, typer.Option(help=f"Bodies cut short. {RATE}", rich_help_panel=BB)
+        float, typer.Option(help=f"Bodies cut short. {RATE}", rich_help_panel=BB, metavar="P")
     ] = 0.0,
-    bb_garbage_rate: Annotated[float, typer.Option(help=f"Garbage bodies. {RATE}", rich_help_panel=BB)] = 0.0,
+    bb_garbage_rate: Annotated[
+        float, typer.Option(help=f"Garbage bodies. {RATE}", rich_help_panel=BB, metavar="P")
+    ] = 0.0,
     cp_throttle: Annotated[
         bool,
         typer.Option(
@@ -221,11 +261,16 @@ def serve(
     cp_throttle_scale: Annotated[
         float,
         typer.Option(
-            help="Multiply Canada Post's default limits (rounded down, at least 1).", rich_help_panel=THROTTLE
+            help="Multiply Canada Post's default limits (rounded down, at least 1).",
+            rich_help_panel=THROTTLE,
+            metavar="FACTOR",
         ),
     ] = 1.0,
     cp_throttle_window_s: Annotated[
-        float, typer.Option(help="Canada Post's rolling window and block, s.", rich_help_panel=THROTTLE)
+        float,
+        typer.Option(
+            help="Canada Post's rolling window and block, s.", rich_help_panel=THROTTLE, metavar="SECONDS"
+        ),
     ] = 60.0,
     bb_throttle_limit: Annotated[
         list[str] | None,
