@@ -1,12 +1,15 @@
 """How commands talk: data on stdout, talk on stderr.
 
-``--json`` makes stdout one JSON object per line. On a terminal, tables and progress bars (rich);
-elsewhere (cron, pipes) plain text and no progress, and talk only when something is wrong or -v
-was given, so cron mails only failures. NO_COLOR is honoured.
+``--json`` (or ``--format json``) makes stdout one JSON object per line. On a terminal, tables and
+progress bars (rich); elsewhere (cron, pipes) tab-separated text and no progress, and talk only when
+something is wrong or -v was given, so cron mails only failures. ``--format table|csv|tsv`` picks
+the tables' form whatever stdout is, and ``--no-headers`` leaves out their header row (sqlite-utils'
+shared output options are the model). NO_COLOR is honoured.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -30,6 +33,7 @@ class ProgressTick(Protocol):
 TEXT_COLUMNS = frozenset(
     {
         "error",
+        "warnings",
         "reason",
         "message",
         "product",
@@ -63,12 +67,20 @@ def to_json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, default=_default, ensure_ascii=False, separators=(",", ":"))
 
 
+# What `--format` takes. "json" is `--json`; the others are how a table is written.
+OUTPUT_FORMATS = ("table", "json", "csv", "tsv")
+
+
 @dataclass
 class Output:
     json_mode: bool = False
     verbose: int = 0
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    # `--format table|csv|tsv`: tables in that form wherever stdout goes. None: a rich table on a
+    # terminal, tab-separated text elsewhere.
+    table_format: str | None = None
+    headers: bool = True  # False with --no-headers
 
     @property
     def stdout_is_terminal(self) -> bool:
@@ -98,25 +110,42 @@ class Output:
         self.stdout.write(text + "\n")
         self.stdout.flush()
 
+    @property
+    def format_chosen(self) -> bool:
+        """The reader asked for data in a form (--json or --format): a workflow that says nothing
+        on a pipe by default writes its results then."""
+        return self.json_mode or self.table_format is not None
+
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        if not self.stdout_is_terminal:
-            # Plain, tab-separated, header first: easy for cut/awk, stable for tests.
-            self.line("\t".join(columns))
-            for row in rows:
-                self.line("\t".join("" if v is None else str(v) for v in row))
+        form = self.table_format or ("table" if self.stdout_is_terminal else "tsv")
+        cells = [["" if v is None else str(v) for v in row] for row in rows]
+        if form == "csv":
+            writer = csv.writer(self.stdout, lineterminator="\n")
+            if self.headers:
+                writer.writerow(columns)
+            writer.writerows(cells)
+            self.stdout.flush()
+            return
+        if form == "tsv":
+            # Header first (unless --no-headers): easy for cut/awk, stable for tests. A tab or a
+            # line break inside a value is escaped as PostgreSQL's COPY text format does, so every
+            # row stays one line of as many fields as there are columns.
+            if self.headers:
+                self.line("\t".join(columns))
+            for row in cells:
+                self.line("\t".join(_tsv_field(value) for value in row))
             return
         from rich.console import Console
         from rich.table import Table
 
         console = Console(file=self.stdout, no_color=not self.color, highlight=False)
-        cells = [["" if v is None else str(v) for v in row] for row in rows]
         widths = fit_widths(
             [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)],
             # each column's padding and border (3), and the table's last border
             console.width - 3 * len(columns) - 1,
             [column in TEXT_COLUMNS for column in columns],
         )
-        table = Table(title=title, show_lines=False, header_style="bold")
+        table = Table(title=title, show_lines=False, header_style="bold", show_header=self.headers)
         for column, width in zip(columns, widths, strict=True):
             if column in TEXT_COLUMNS:
                 table.add_column(column, width=width, overflow="fold")
@@ -214,6 +243,13 @@ def fit_widths(natural: list[int], available: int, text: list[bool]) -> list[int
                 break
             widths[max(room, key=lambda i: widths[i])] -= 1
     return widths
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _tsv_field(value: str) -> str:
+    return value.translate(_TSV_ESCAPES)
 
 
 def _isatty(stream: IO[str]) -> bool:

@@ -86,9 +86,9 @@ def test_embedded_database_is_started_on_first_use_and_reused(
 ) -> None:
     data_dir = Path(cli_env["FULFIL_DATA_DIR"])
     try:
-        first = run_fulfil("db", "migrate", env=cli_env)
+        first = run_fulfil("db", "migrate", "--format", "tsv", "--no-headers", env=cli_env)
         assert first.returncode == 0, first.stderr
-        assert first.stdout.splitlines() == [f"applied {m.filename}" for m in discover()]
+        assert first.stdout.splitlines() == [f"{m.filename}\t{m.version}" for m in discover()]
         pid = server_pid(data_dir)
         assert pid is not None
         assert (pgdata_dir(data_dir) / "PG_VERSION").is_file()

@@ -41,9 +41,12 @@ def test_cli_migrate_lists_what_it_applied_then_nothing(
     empty_database_url: str, cli_env: dict[str, str]
 ) -> None:
     cli_env["FULFIL_DATABASE_URL"] = empty_database_url
-    first = run_fulfil("db", "migrate", env=cli_env)
+    first = run_fulfil("db", "migrate", "--format", "csv", env=cli_env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.splitlines() == [f"applied {name}" for name in ALL_FILES]
+    assert first.stdout.splitlines() == [
+        "applied,version",
+        *(f"{name},{int(name[:4])}" for name in ALL_FILES),
+    ]
 
     second = run_fulfil("db", "migrate", "--json", env=cli_env)
     assert second.returncode == 0, second.stderr
@@ -125,7 +128,7 @@ def test_two_concurrent_cli_processes_leave_one_correct_schema(
     cli_env["FULFIL_DATABASE_URL"] = empty_database_url
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "fulfil", "db", "migrate"],
+            [sys.executable, "-m", "fulfil", "db", "migrate", "--json"],
             env=cli_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -135,7 +138,7 @@ def test_two_concurrent_cli_processes_leave_one_correct_schema(
     ]
     outputs = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
-    applied_lines = sorted(out.count("applied ") for out, _ in outputs)
+    applied_lines = sorted(out.count('"applied":') for out, _ in outputs)
     assert applied_lines == [0, len(ALL_FILES)]
     assert {s.state for s in status(empty_database_url)} == {"applied"}
 

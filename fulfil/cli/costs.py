@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fulfil.cli.shared import JsonOption, app, schema_ready_url, state_of
+from fulfil.cli.shared import FormatOption, JsonOption, NoHeadersOption, app, schema_ready_url, state_of
 
 if TYPE_CHECKING:
     from fulfil.label_costs import Unpriced
@@ -47,9 +47,11 @@ def report_costs(
         str, typer.Option("--by", help="day (Eastern time), service or province.", metavar="GROUPING")
     ] = "day",
     csv_mode: Annotated[
-        bool, typer.Option("--csv", help="Comma-separated values on stdout, a header first.")
+        bool, typer.Option("--csv", help="The same as --format csv: comma-separated values, a header first.")
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """What the labels cost, as Canada Post priced each one when it was bought (base, options and
     surcharges, taxes, due), grouped by day, service or destination province, with a total.
@@ -63,9 +65,6 @@ def report_costs(
 
         fulfil report costs --by service --csv > costs.csv
     """
-    import csv
-    import sys
-
     from fulfil.audit.reader import parse_since
     from fulfil.db import connect
     from fulfil.errors import UsageError
@@ -79,16 +78,15 @@ def report_costs(
         raise UsageError(f"--since: {exc}") from None
     state = state_of(ctx, json_mode)
     out = state.output
+    if csv_mode:  # kept from before --format: its short form
+        if out.json_mode or out.table_format not in (None, "csv"):
+            raise UsageError("--csv is --format csv: give one form")
+        out.table_format = "csv"
     url = schema_ready_url(state)
     with connect(url, autocommit=True, application_name="fulfil-report-costs") as conn:
         rows, total, unpriced = costs_report(conn, by=by, since=since_at)
     lines = [{name: row[name] for name in COST_COLUMNS} for row in rows]
-    if csv_mode:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(COST_COLUMNS)
-        for line in [*lines, total]:
-            writer.writerow([line[name] for name in COST_COLUMNS])
-    elif out.json_mode:
+    if out.json_mode:
         for line in lines:
             out.record({"type": by, **_amounts_as_text(line)})
         out.record({"type": "total", "unpriced_labels": unpriced.labels, **_amounts_as_text(total)})

@@ -2,7 +2,15 @@
 
 import typer
 
-from fulfil.cli.shared import JsonOption, app, database_url, state_of
+from fulfil.cli.shared import (
+    FormatOption,
+    JsonOption,
+    NoHeadersOption,
+    app,
+    database_url,
+    render_done,
+    state_of,
+)
 
 db_app = typer.Typer(
     help=(
@@ -21,7 +29,12 @@ app.add_typer(db_app, name="db")
 
 
 @db_app.command("migrate")
-def db_migrate(ctx: typer.Context, json_mode: JsonOption = False) -> None:
+def db_migrate(
+    ctx: typer.Context,
+    json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """Apply pending migrations (sql/NNNN_*.sql) in order; safe to run twice or concurrently.
 
     Example:
@@ -33,17 +46,21 @@ def db_migrate(ctx: typer.Context, json_mode: JsonOption = False) -> None:
     state = state_of(ctx, json_mode)
     out = state.output
     applied = migrate(database_url(state))
-    for migration in applied:
-        if out.json_mode:
+    if out.json_mode:
+        for migration in applied:
             out.record({"applied": migration.filename, "version": migration.version})
-        else:
-            out.line(f"applied {migration.filename}")
+    render_done(state, "Applied", ["applied", "version"], [[m.filename, m.version] for m in applied])
     if not applied:
         out.info("Nothing to apply: the database schema is up to date.")
 
 
 @db_app.command("status")
-def db_status(ctx: typer.Context, json_mode: JsonOption = False) -> None:
+def db_status(
+    ctx: typer.Context,
+    json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """Show applied and pending migrations. Exit 3 when some are pending.
 
     Example:
@@ -78,18 +95,25 @@ def db_status(ctx: typer.Context, json_mode: JsonOption = False) -> None:
 
 
 @db_app.command("stop")
-def db_stop(ctx: typer.Context) -> None:
-    """Stop the embedded PostgreSQL server (the next command starts it again).
+def db_stop(ctx: typer.Context, json_mode: JsonOption = False) -> None:
+    """Stop the embedded PostgreSQL server (the next command starts it again). With --json, one
+    object: whether it was running and is now stopped, and where its data is.
 
-    Example:
+    Examples:
 
         fulfil db stop
+        fulfil db stop --json
     """
     from fulfil.embedded_db import pgdata_dir, stop_server
 
-    state = state_of(ctx)
+    state = state_of(ctx, json_mode)
+    out = state.output
     data_dir = state.settings.data_dir
-    if stop_server(data_dir):
-        state.output.info(f"Stopped the embedded PostgreSQL in {pgdata_dir(data_dir)}.")
+    stopped = stop_server(data_dir)
+    if out.json_mode:
+        # data_dir: fulfil's (FULFIL_DATA_DIR); pgdata: the server's own, in it.
+        out.record({"stopped": stopped, "data_dir": data_dir, "pgdata": pgdata_dir(data_dir)})
+    elif stopped:
+        out.info(f"Stopped the embedded PostgreSQL in {pgdata_dir(data_dir)}.")
     else:
-        state.output.info(f"The embedded PostgreSQL in {pgdata_dir(data_dir)} is not running.")
+        out.info(f"The embedded PostgreSQL in {pgdata_dir(data_dir)} is not running.")

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fulfil.cli.shared import JsonOption, app, state_of
+from fulfil.cli.shared import FormatOption, JsonOption, NoHeadersOption, app, state_of
 
 
 @app.command("demo")
@@ -50,6 +50,8 @@ def demo(
         ),
     ] = "auto",
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Run the whole pipeline on sample orders: pull them from a local Best Buy, buy labels from a
     local Canada Post, push the tracking back, then follow the parcels for three days of the

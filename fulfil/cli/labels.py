@@ -8,11 +8,14 @@ from fulfil.cli.shared import (
     AppState,
     ConcurrencyOption,
     DryRunOption,
+    FormatOption,
     JsonOption,
     LimitOption,
+    NoHeadersOption,
     OrderOption,
     app,
     order_ids_from,
+    render_done,
     run_order_workflow,
     schema_ready_url,
     state_of,
@@ -38,7 +41,7 @@ labels_app = typer.Typer(
 )
 app.add_typer(labels_app, name="labels")
 
-LABEL_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "label_pdf_path", "error"]
+LABEL_COLUMNS = ["order_id", "outcome", "status", "tracking_pin", "label_pdf_path", "error", "warnings"]
 
 
 def _label_workflow(
@@ -92,11 +95,12 @@ def _run_label_command(
         columns=LABEL_COLUMNS,
         count=count,
         work=work,
-        # A person reads the table: show the warnings (a shortened name, a moved line) too.
+        # A person reads the table: the warnings too (a shortened name, a moved line), in a column
+        # of their own: a label bought with a warning is bought, not an error.
         display=lambda r: {
             **r,
             "order_id": r["order_id"] + (f" (parcel {r['parcel']})" if r.get("parcel") else ""),
-            "error": r["error"] or "; ".join(r["warnings"]) or None,
+            "warnings": "; ".join(r.get("warnings") or ()) or None,
         },
     )
 
@@ -109,6 +113,8 @@ def labels_create(
     concurrency: ConcurrencyOption = None,
     dry_run: DryRunOption = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Buy a Canada Post label for every accepted order that has none, and download the PDFs.
 
@@ -186,7 +192,13 @@ def _labels_dry_run(
 
 
 @labels_app.command("reconcile")
-def labels_reconcile(ctx: typer.Context, order: OrderOption = None, json_mode: JsonOption = False) -> None:
+def labels_reconcile(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """Settle purchases whose outcome is unknown (a crash, a timeout): adopt, re-queue or flag.
 
     Looks at purchases left in label_creation_initiated by a run that is gone (its lease expired,
@@ -208,6 +220,8 @@ def labels_download(
     order: OrderOption = None,
     concurrency: ConcurrencyOption = None,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Fetch label PDFs that are missing, deleted, or changed on disk (checked by sha256).
 
@@ -362,6 +376,8 @@ def labels_keep(
         str, typer.Argument(help="The Canada Post shipment id of the label kept.", metavar="SHIPMENT_ID")
     ],
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Record which label an order keeps, when Canada Post sold it more than one.
 
@@ -380,8 +396,12 @@ def labels_keep(
     result = _label_workflow(state, None, url).keep(order, shipment_id)
     if out.json_mode:
         out.record(result.as_record())
-    else:
-        out.line(f"{result.order_id}\tkept\t{shipment_id}\t{result.status}\t{result.tracking_pin}")
+    render_done(
+        state,
+        "Kept",
+        ["order_id", "kept", "status", "tracking_pin"],
+        [[result.order_id, shipment_id, result.status, result.tracking_pin]],
+    )
 
 
 @labels_app.command("retry")
@@ -398,6 +418,8 @@ def labels_retry(
         ),
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Make failed orders eligible again, after their data was fixed.
 
@@ -423,10 +445,10 @@ def labels_retry(
             out.record(record)
     else:
         for result in run.results:
-            if result.outcome == "retryable":
-                out.line(f"{result.order_id}\tretryable")
-            else:
+            if result.outcome != "retryable":
                 out.warn(f"fulfil: error: {result.error}")
+    retried = [r for r in run.results if r.outcome == "retryable"]
+    render_done(state, "Retryable", ["order_id", "outcome"], [[r.order_id, r.outcome] for r in retried])
     if any(r.outcome != "retryable" for r in run.results):
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -446,7 +468,13 @@ QUOTE_COLUMNS = [
 
 
 @labels_app.command("quote")
-def labels_quote(ctx: typer.Context, order: OrderOption = None, json_mode: JsonOption = False) -> None:
+def labels_quote(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """Ask Canada Post what each service would cost for an order's parcel, and when it would arrive.
 
     Every parcel of the order's plan (its SKUs' profiles, see `fulfil parcels`) is quoted with
@@ -483,6 +511,7 @@ def labels_quote(ctx: typer.Context, order: OrderOption = None, json_mode: JsonO
         ).quote(order_ids, on_result),
         display=lambda r: {**r, "chosen": "← " + (r["rule"] or "") if r["chosen"] else None},
         summary=lambda run: run.summary(),
+        listing=True,  # a quote is a question: its answer is the data, on a pipe too
     )
 
 
@@ -498,6 +527,8 @@ def labels_prices(
         typer.Option("--dry-run", help="List the labels whose price would be fetched; no HTTP, no writes."),
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Fetch what Canada Post charged for every label that has no price on record.
 
@@ -587,6 +618,8 @@ def labels_void(
         typer.Option("--dry-run", help="Say what would be done for each order, and why; no HTTP, no writes."),
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Void the Canada Post labels of these orders, or request their refund, exactly once.
 

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fulfil.cli.shared import JsonOption, app, schema_ready_url, state_of
+from fulfil.cli.shared import FormatOption, JsonOption, NoHeadersOption, app, schema_ready_url, state_of
 
 manifest_app = typer.Typer(
     help="End-of-day manifests (FULFIL_CANADAPOST_MANIFEST=end_of_day): transmit the day's "
@@ -31,6 +31,8 @@ def manifest_transmit(
         ),
     ] = None,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Transmit the day's group of contract labels (fulfil-YYYYMMDD) to Canada Post, once, then
     fetch each manifest: its PO number, its links, the shipments on it (marked transmitted) and its
@@ -156,6 +158,8 @@ def manifest_list(
         ),
     ] = "7d",
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Every transmit of the days since (newest first), each with its manifests: the day, the
     group, the transmit's status, each manifest's Canada Post id, PO number, shipments and PDF, and
@@ -204,6 +208,8 @@ def manifest_show(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="ID|PO", help="Canada Post's manifest id or its PO number.")],
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """One manifest: its PO number, day and group, when it was transmitted, its links, its PDF,
     the shipments on it (order, PIN, state) and what its transmit left out and why. From the

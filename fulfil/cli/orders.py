@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fulfil.bestbuy.order_states import KNOWN_STATES
-from fulfil.cli.shared import AppState, JsonOption, app, schema_ready_url, state_of
+from fulfil.cli.shared import (
+    AppState,
+    FormatOption,
+    JsonOption,
+    NoHeadersOption,
+    app,
+    schema_ready_url,
+    state_of,
+)
 
 if TYPE_CHECKING:
     from fulfil.workflows.order_import import OrderResult, OrderRun
@@ -39,6 +47,8 @@ def orders_import(
         ),
     ],
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Store Best Buy order objects in the orders table (upsert by order_id); safe to repeat.
 
@@ -96,6 +106,8 @@ def orders_pull(
         ),
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Pull orders from Best Buy (OR11, 100 a page) and store them exactly as `orders import` does.
 
@@ -157,6 +169,8 @@ def orders_show(
         str, typer.Argument(help="The Best Buy order id.", show_default=False, metavar="ORDER_ID")
     ],
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Everything about one order: the order (buyer, address, lines, Best Buy state, shipping
     deadline), its shipment and every move with its time and reason, its label, where the parcel

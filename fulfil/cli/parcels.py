@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from fulfil.cli.shared import AppState, JsonOption, app, schema_ready_url, state_of
+from fulfil.cli.shared import (
+    AppState,
+    FormatOption,
+    JsonOption,
+    NoHeadersOption,
+    app,
+    schema_ready_url,
+    state_of,
+)
 
 parcels_app = typer.Typer(
     help="Parcel profiles: what one unit of each SKU weighs and measures, packed, so each label "
@@ -41,6 +49,8 @@ def parcels_import(
         bool, typer.Option("--dry-run", help="Check the file only: no database, nothing written.")
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Insert or update one parcel profile per CSV row (by SKU), all in one transaction; safe to
     repeat (a profile already as given is left unchanged).
@@ -103,7 +113,12 @@ def parcels_import(
 
 
 @parcels_app.command("list")
-def parcels_list(ctx: typer.Context, json_mode: JsonOption = False) -> None:
+def parcels_list(
+    ctx: typer.Context,
+    json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """Every parcel profile, in SKU order: weight, dimensions, box, whether it ships alone, and when
     it last changed. From the database.
 
@@ -133,7 +148,12 @@ def parcels_list(ctx: typer.Context, json_mode: JsonOption = False) -> None:
 
 
 @parcels_app.command("check")
-def parcels_check(ctx: typer.Context, json_mode: JsonOption = False) -> None:
+def parcels_check(
+    ctx: typer.Context,
+    json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """The SKUs of accepted orders still to label (no label bought yet) that have no parcel
     profile, with how many orders each, one of them, and a product title: their labels would be
     bought for the default parcel (FULFIL_PARCEL_*). Lines canceled, refused or closed are left

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fulfil.cli.shared import JsonOption, app, schema_ready_url, state_of
+from fulfil.cli.shared import FormatOption, JsonOption, NoHeadersOption, app, schema_ready_url, state_of
 from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
 
 # --------------------------------------------------------------------------------------------
@@ -25,6 +25,8 @@ def status(
         ),
     ] = 24,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Orders and shipments per state, what needs attention (with the command that fixes it), and
     when each command last ran. Exit 0 when nothing needs attention, 3 when something does.
@@ -153,6 +155,8 @@ def calls(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most N calls.", metavar="N")] = 50,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """The audit log of every request to Canada Post and Best Buy: list it (newest first), or
     show one call with `fulfil calls show ID`.
@@ -293,6 +297,8 @@ def config_check(
         bool, typer.Option("--online", help="Also make one cheap authenticated call to each service.")
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Every setting, where it came from (environment, file, default), secrets masked; what each
     command still lacks; a warning for a setting that has no effect; with --online, whether Canada

@@ -85,13 +85,68 @@ class AppState:
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 
 
-def state_of(ctx: typer.Context, json_mode: bool = False) -> AppState:
+def _app_state(ctx: typer.Context) -> AppState:
     state = ctx.find_object(AppState)
     if state is None:  # pragma: no cover - the root callback always sets it
         state = AppState()
         ctx.obj = state
+    return state
+
+
+def _choose_format(ctx: typer.Context, value: str | None) -> None:
+    # Parsed after the root callback made the AppState, before the command runs: the choice goes
+    # straight to its Output, so no command has to hand it down to the helpers that write.
+    from fulfil.output import OUTPUT_FORMATS
+
+    if value is None:
+        return
+    if value not in OUTPUT_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    output = _app_state(ctx).output
+    if value == "json":
+        output.json_mode = True
+    else:
+        output.table_format = value
+
+
+def _choose_no_headers(ctx: typer.Context, value: bool) -> None:
+    if value:
+        _app_state(ctx).output.headers = False
+
+
+# The shared output options of every command that lists things (sqlite-utils' are the model).
+# Their callbacks set the command's Output; the parameters themselves are never read.
+FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="table, json (as --json), csv or tsv. Default: a table on a terminal, tab-separated "
+        "text on a pipe.",
+        metavar="FORMAT",
+        callback=_choose_format,
+        expose_value=False,
+        show_default=False,
+    ),
+]
+NoHeadersOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-headers",
+        help="Leave out the header row of tables.",
+        callback=_choose_no_headers,
+        expose_value=False,
+    ),
+]
+
+
+def state_of(ctx: typer.Context, json_mode: bool = False) -> AppState:
+    from fulfil.errors import UsageError
+
+    state = _app_state(ctx)
     if json_mode:
         state.output.json_mode = True
+    if state.output.json_mode and state.output.table_format is not None:
+        raise UsageError(f"--json and --format {state.output.table_format} ask for two forms: give one")
     if state.command is None:
         state.command = ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip() or None
     return state
@@ -235,15 +290,19 @@ def render_results(
     attention: bool,
     display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     needs_person: frozenset[str] = frozenset(),
+    listing: bool = False,
 ) -> None:
     """After a run: a table for a person; for cron, nothing on success and one `fulfil: error: …`
     line on stderr per result that needs a person (an outcome in ``needs_person``; a note on a
     result that does not, such as a re-tracked label, only with -v). Nothing on stdout without
-    -v: cron mails what needs a person, and only that."""
+    -v: cron mails what needs a person, and only that. Every result, in the form asked for, when
+    a form was asked for (--format) or the command is a ``listing`` (a query, whose results are
+    its data: `labels quote`), with the problems on stderr too when stdout is not a terminal."""
     out = state.output
     if out.json_mode:
         return  # already streamed, one line per result
-    if out.stdout_is_terminal:
+    on_terminal = out.stdout_is_terminal and out.table_format in (None, "table")
+    if on_terminal:
         shown: list[dict[str, Any]] = []
         total = 0
         for record in results:
@@ -263,6 +322,9 @@ def render_results(
             if total > len(shown):
                 out.info(f"({total - len(shown)} more results not shown; --json lists every one)")
         return
+    if out.table_format is not None or listing:
+        rows = [display(r) if display else r for r in results]
+        out.table(title, columns, [[r.get(c) for c in columns] for r in rows])
     for record in results:
         if not record.get("error"):
             continue
@@ -270,10 +332,30 @@ def render_results(
             out.warn(f"fulfil: error: {record['error']}")
         elif out.verbose:
             out.warn(f"fulfil: note: {record['error']}")
-    if out.verbose:
+    if out.verbose and out.table_format is None and not listing:
         for record in results:
             if not record.get("error"):
-                out.line("\t".join("" if record.get(c) is None else str(record.get(c)) for c in columns))
+                shown_record = display(record) if display else record
+                out.line(
+                    "\t".join(
+                        "" if shown_record.get(c) is None else str(shown_record.get(c)) for c in columns
+                    )
+                )
+
+
+def render_done(state: AppState, title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """What a command that changes things did, for a person: a table on a terminal, or in the
+    form asked for (--format); on a pipe without one, nothing (it succeeded: cron has nothing to
+    mail), or with -v a `fulfil: note:` line per row on stderr. With --json the command has
+    written its records itself."""
+    out = state.output
+    if out.json_mode or not rows:
+        return
+    if out.stdout_is_terminal or out.table_format is not None:
+        out.table(title, columns, rows)
+    elif out.verbose:
+        for row in rows:
+            out.warn("fulfil: note: " + " ".join("" if value is None else str(value) for value in row))
 
 
 def _orders(n: int) -> str:
@@ -290,6 +372,7 @@ def run_order_workflow(
     work: "Callable[[Session, Callable[[Any], None], StopRequest], Any]",
     display: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     summary: Callable[[Any], str] | None = None,
+    listing: bool = False,
 ) -> None:
     """One run of a workflow that works order by order: its run row, a progress bar on a terminal,
     each result streamed as a JSON line (with --json) as it happens, then the table or, under
@@ -320,9 +403,9 @@ def run_order_workflow(
             # The workflow released this run's leases on its way out; say so and record the run.
             session.run.finish(url, interrupted.exit_code, {"interrupted": interrupted.signal_name})
             out.warn(
-                f"fulfil: {interrupted.signal_name} again: stopped at once after {_orders(len(results))}; "
-                "this run's claims were released, and anything left in flight is settled by "
-                "`fulfil labels reconcile` (never bought twice)"
+                f"fulfil: warning: {interrupted.signal_name} again: stopped at once after "
+                f"{_orders(len(results))}; this run's claims were released, and anything left in "
+                "flight is settled by `fulfil labels reconcile` (never bought twice)"
             )
             raise typer.Exit(interrupted.exit_code) from None
         attention = run.needs_attention
@@ -339,12 +422,13 @@ def run_order_workflow(
         attention=attention,
         display=display,
         needs_person=frozenset(getattr(run, "attention", ())),
+        listing=listing,
     )
     results.close()
     if stop.exit_code is not None:
         out.warn(
-            f"fulfil: stopped by {stop.signal_name} after {_orders(len(results))}; this run's claims "
-            "were released, the rest waits for the next run"
+            f"fulfil: warning: stopped by {stop.signal_name} after {_orders(len(results))}; "
+            "this run's claims were released, the rest waits for the next run"
         )
         raise typer.Exit(stop.exit_code)
     if run.stopped:
@@ -395,10 +479,10 @@ def _exit_code_of(application: typer.Typer, args: list[str]) -> int:
         interrupt_on_sigterm()
         result = command.main(args=args, prog_name="fulfil", standalone_mode=False)
     except RunInterrupted as exc:
-        sys.stderr.write(f"fulfil: {exc.signal_name}: stopped\n")
+        sys.stderr.write(f"fulfil: warning: {exc.signal_name}: stopped\n")
         return exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("fulfil: SIGINT: stopped\n")
+        sys.stderr.write("fulfil: warning: SIGINT: stopped\n")
         return 130
     except NothingToDo as exc:
         # Said to a person; a pipe or cron gets nothing on success.
@@ -415,14 +499,16 @@ def _exit_code_of(application: typer.Typer, args: list[str]) -> int:
         sys.stderr.write(scrub(f"fulfil: {level}: {exc}\n"))
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: bad option, missing argument
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show(file=sys.stderr)
-        else:
-            sys.stderr.write(f"fulfil: error: {exc}\n")
+        # One line, like every other problem (cron mails it whole), naming where the help is.
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if format_message is not None else str(exc)
+        message = " ".join(message.split())
+        context = getattr(exc, "ctx", None)
+        where = f" (see `{context.command_path} -h`)" if context is not None else ""
+        sys.stderr.write(f"fulfil: error: {message}{where}\n")
         return getattr(exc, "exit_code", None) or EXIT_USAGE
     except typer.Abort:
-        sys.stderr.write("fulfil: aborted\n")
+        sys.stderr.write("fulfil: error: aborted\n")
         return 130
     except BrokenPipeError:
         # The reader went away (`fulfil … | head`): not an error of ours.
@@ -431,9 +517,9 @@ def _exit_code_of(application: typer.Typer, args: list[str]) -> int:
         scrub = _scrubber()
         if verbose:
             sys.stderr.write(scrub(traceback.format_exc()))
-        sys.stderr.write(scrub(f"fulfil: unexpected error: {_cause_chain(exc)}\n"))
+        sys.stderr.write(scrub(f"fulfil: error: unexpected: {_cause_chain(exc)}\n"))
         if not verbose:
-            sys.stderr.write("fulfil: run again with -v for the traceback\n")
+            sys.stderr.write("fulfil: note: run again with -v for the traceback\n")
         return EXIT_UNEXPECTED
     return result if isinstance(result, int) else 0
 
@@ -474,9 +560,11 @@ def flush_metrics(state: AppState) -> None:
                 metrics.state_of_database(conn)
         metrics.write(Path(path))
     except (OSError, FulfilError, ValueError) as exc:
-        state.output.warn(_scrubber()(f"fulfil: could not write the metrics file {path}: {exc}"))
+        state.output.warn(_scrubber()(f"fulfil: warning: could not write the metrics file {path}: {exc}"))
     except Exception as exc:  # a database error: the command's work is done, its metrics are not
-        state.output.warn(_scrubber()(f"fulfil: could not gather metrics for {path}: {_cause_chain(exc)}"))
+        state.output.warn(
+            _scrubber()(f"fulfil: warning: could not gather metrics for {path}: {_cause_chain(exc)}")
+        )
     finally:
         state.run_ids.clear()
         state._metrics = Metrics()

@@ -9,11 +9,14 @@ from fulfil.cli.shared import (
     AppState,
     ConcurrencyOption,
     DryRunOption,
+    FormatOption,
     JsonOption,
     LimitOption,
+    NoHeadersOption,
     OrderOption,
     app,
     order_ids_from,
+    render_done,
     run_order_workflow,
     schema_ready_url,
     state_of,
@@ -59,6 +62,8 @@ def tracking_push(
     concurrency: ConcurrencyOption = None,
     dry_run: DryRunOption = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Send Best Buy the tracking number of every label (OR23), then confirm it shipped (OR24).
 
@@ -123,6 +128,8 @@ def tracking_refresh(
     limit: LimitOption = None,
     concurrency: ConcurrencyOption = None,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Ask Canada Post where each parcel due for a refresh is, most urgent first, within the budget.
 
@@ -264,16 +271,16 @@ def tracking_watch(
             flush_metrics(state)
             if cycle.paused:
                 if not was_paused:
-                    out.warn(f"fulfil: {cycle_summary(cycle, rate)}")
+                    out.warn(f"fulfil: note: {cycle_summary(cycle, rate)}")
                 was_paused = True
                 return
             if was_paused:
-                out.warn("fulfil: tracking refreshes resumed")
+                out.warn("fulfil: note: tracking refreshes resumed")
                 was_paused = False
             if cycle.results or (cycle.stopped and not stop.requested):
-                out.warn(f"fulfil: {cycle_summary(cycle, rate)}")
+                out.warn(f"fulfil: note: {cycle_summary(cycle, rate)}")
             if cycle.stopped and not stop.requested:
-                out.warn(f"fulfil: the cycle stopped early: {cycle.stopped}")
+                out.warn(f"fulfil: warning: the cycle stopped early: {cycle.stopped}")
 
         end = watch(
             run_cycle,
@@ -284,7 +291,7 @@ def tracking_watch(
             max_cycles=cycles,
         )
     if end.stopped_by:
-        out.warn(f"fulfil: {end.stopped_by}: tracking watch stopped cleanly after {end.cycles} cycles")
+        out.warn(f"fulfil: note: {end.stopped_by}: tracking watch stopped cleanly after {end.cycles} cycles")
 
 
 @tracking_app.command("show")
@@ -308,6 +315,8 @@ def tracking_show(
         ),
     ] = False,
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Where each parcel is: status, expected delivery, last event, the events, and how fresh the
     answer is (fresh within its status's interval, stale, expired).
@@ -421,7 +430,11 @@ def tracking_pause(
 
 
 @tracking_app.command("resume")
-def tracking_resume(ctx: typer.Context, order: OrderOption = None, json_mode: JsonOption = False) -> None:
+def tracking_resume(
+    ctx: typer.Context,
+    order: OrderOption = None,
+    json_mode: JsonOption = False,
+) -> None:
     """Start tracking refreshes again: everywhere, or with --order for those parcels (their
     failures forgiven, due at once).
 
@@ -513,6 +526,8 @@ def tracking_retry(
         list[str], typer.Argument(help="Order ids (or - to read them from stdin).", metavar="ORDER_ID")
     ],
     json_mode: JsonOption = False,
+    output_format: FormatOption = None,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Make refused pushes (tracking_failed) eligible again, once the cause is fixed.
 
@@ -534,9 +549,9 @@ def tracking_retry(
     for result in run.results:
         if out.json_mode:
             out.record(result.as_record())
-        elif result.outcome == "retryable":
-            out.line(f"{result.order_id}\t{result.status}")
-        else:
+        elif result.outcome != "retryable":
             out.warn(f"fulfil: error: {result.error}")
+    retried = [r for r in run.results if r.outcome == "retryable"]
+    render_done(state, "Retryable", ["order_id", "status"], [[r.order_id, r.status] for r in retried])
     if any(r.outcome != "retryable" for r in run.results):
         raise typer.Exit(EXIT_SOME_FAILED)

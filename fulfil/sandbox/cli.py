@@ -6,12 +6,22 @@ by the command itself, so `fulfil --help` stays light.
 
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from fulfil.output import Output
+    from fulfil.sandbox.config import SandboxConfig
+    from fulfil.sandbox.sandbox import Sandbox
+
+# fulfil.cli.shared's JsonOption, spelled out again: the sandbox imports nothing of fulfil.cli
+# (tests/test_import_graph.py), so its --json reads the same and `fulfil --json sandbox serve`
+# is read from the root's state (see _output_of).
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 
 sandbox_app = typer.Typer(
     help=(
@@ -55,14 +65,17 @@ SEED_LIMIT = 2**31
         "base URL (FULFIL_CANADAPOST_BASE_URL and FULFIL_BESTBUY_BASE_URL). Credentials are fulfil's own "
         "FULFIL_CANADAPOST_USERNAME / _PASSWORD / _CUSTOMER_NUMBER and FULFIL_BESTBUY_API_KEY when set, "
         "fake printed defaults otherwise. GET /_sandbox/state shows what happened; POST /_sandbox/reset "
-        "starts over.\n\nExamples:\n\n"
+        "starts over. With --json, stdout is one JSON object once it listens (url, port, seed, the "
+        "environment to export) and one more when it stops.\n\nExamples:\n\n"
         "    fulfil sandbox serve --port 8765 --orders 5\n"
+        "    fulfil sandbox serve --port 0 --json > sandbox.jsonl &\n"
         "    fulfil sandbox serve --port 8765 --orders 5 --problem-orders 1 --seed 7 \\\n"
         "        --cp-drop-rate 0.2 --bb-rate-limit-rate 0.1 \\\n"
         "        --tracking-scenario 261250893-A=returned"
     ),
 )
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.", metavar="ADDRESS")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535, metavar="PORT")
@@ -121,6 +134,7 @@ def serve(
             help="Seconds an accepted order waits for its debit before SHIPPING.", min=0, metavar="SECONDS"
         ),
     ] = 0.0,
+    json_mode: JsonOption = False,
     tracking_scenario: Annotated[
         list[str] | None,
         typer.Option(
@@ -294,6 +308,7 @@ def serve(
         parse_group_limit,
     )
 
+    out = _output_of(ctx, json_mode)
     try:
         canadapost_faults = Faults(
             latency_ms=cp_latency_ms,
@@ -354,7 +369,7 @@ def serve(
     try:
         sandbox.start()
     except OSError as error:
-        typer.echo(f"fulfil sandbox: cannot listen on {host}:{port}: {error.strerror or error}", err=True)
+        out.warn(f"fulfil: error: cannot listen on {host}:{port}: {error.strerror or error}")
         raise typer.Exit(1) from None
 
     stop = threading.Event()
@@ -365,41 +380,130 @@ def serve(
     previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         url = sandbox.base_url
-        typer.echo(f"fulfil sandbox listening on {url}")
-        typer.echo(f"export FULFIL_CANADAPOST_BASE_URL={url}")
-        typer.echo(f"export FULFIL_BESTBUY_BASE_URL={url}")
-        if config.uses_default_credentials():
-            for name, value in DEFAULT_CREDENTIALS.items():
-                typer.echo(f"export {name}={value}")
+        if out.json_mode:
+            listening = _written(lambda: out.record(_listening_record(sandbox, config, DEFAULT_CREDENTIALS)))
         else:
-            typer.echo(
-                "# credentials: the FULFIL_CANADAPOST_* and FULFIL_BESTBUY_API_KEY of this environment"
-            )
-        if config.xsd_dir is not None:
-            typer.echo(f"# checking requests and answers against the XSDs in {config.xsd_dir}")
-        typer.echo(
-            f"# tracking: {_tracking_banner(config.tracking_default, config.tracking_no_history_hours)}"
-        )
-        for order_id, name in config.tracking_scenarios.items():
-            typer.echo(f"# tracking of order {order_id}: {name}")
-        limits = config.canadapost_limits
-        if limits.enabled:
-            groups = ", ".join(f"{group} {calls}" for group, calls in limits.per_group().items())
-            typer.echo(f"# Canada Post throttles per {limits.window_s:g} s: {groups}")
-        for endpoint, endpoint_limit in config.bestbuy_limits.limits.items():
-            typer.echo(
-                f"# Best Buy {endpoint}: at most {endpoint_limit.calls} per {endpoint_limit.window_s:g} s, "
-                "then 429 with Retry-After"
-            )
-        typer.echo(f"# {_seed_banner(config.seed, config.orders_seed if config.generated_orders else None)}")
-        typer.echo(f"# state: curl {url}/_sandbox/state    stop: Ctrl-C")
+            lines = "\n".join(_listening_lines(url, config, DEFAULT_CREDENTIALS))
+            listening = _written(lambda: typer.echo(lines))
+        if not listening:
+            stop.set()  # no one is reading: no one would learn where to find the sandbox
         while not stop.wait(0.2):
             pass
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
         sandbox.stop()
-    typer.echo("fulfil sandbox stopped")
+    if out.json_mode:
+        _written(lambda: out.record({"event": "stopped", "url": url}))
+    else:
+        _written(lambda: typer.echo("fulfil sandbox stopped"))
+
+
+def _output_of(ctx: typer.Context, json_mode: bool) -> "Output":
+    """Where the command writes: the `fulfil` root's output when it runs under it (so the root's
+    --json counts too), else one of its own (the sandbox's app run alone); --json turns on JSON."""
+    from fulfil.output import Output
+
+    output = getattr(ctx.obj, "output", None)
+    if not isinstance(output, Output):
+        output = Output()
+    if json_mode:
+        output.json_mode = True
+    return output
+
+
+def _written(write: Callable[[], object]) -> bool:
+    """Run ``write`` (to stdout); False when the reader went away (`… --json | head -1`), which is
+    not an error of ours: stdout then goes to /dev/null, so the interpreter's last flush at exit
+    does not complain on stderr."""
+    try:
+        write()
+    except BrokenPipeError:
+        _silence_stdout()
+        return False
+    return True
+
+
+def _listening_lines(url: str, config: "SandboxConfig", default_credentials: dict[str, str]) -> list[str]:
+    """What a person reads once the sandbox listens: the `export` lines to point fulfil at it and
+    `#` lines on what it does."""
+    lines = [
+        f"fulfil sandbox listening on {url}",
+        f"export FULFIL_CANADAPOST_BASE_URL={url}",
+        f"export FULFIL_BESTBUY_BASE_URL={url}",
+    ]
+    if config.uses_default_credentials():
+        lines.extend(f"export {name}={value}" for name, value in default_credentials.items())
+    else:
+        lines.append("# credentials: the FULFIL_CANADAPOST_* and FULFIL_BESTBUY_API_KEY of this environment")
+    if config.xsd_dir is not None:
+        lines.append(f"# checking requests and answers against the XSDs in {config.xsd_dir}")
+    lines.append(f"# tracking: {_tracking_banner(config.tracking_default, config.tracking_no_history_hours)}")
+    lines.extend(
+        f"# tracking of order {order_id}: {name}" for order_id, name in config.tracking_scenarios.items()
+    )
+    limits = config.canadapost_limits
+    if limits.enabled:
+        groups = ", ".join(f"{group} {calls}" for group, calls in limits.per_group().items())
+        lines.append(f"# Canada Post throttles per {limits.window_s:g} s: {groups}")
+    for endpoint, endpoint_limit in config.bestbuy_limits.limits.items():
+        lines.append(
+            f"# Best Buy {endpoint}: at most {endpoint_limit.calls} per {endpoint_limit.window_s:g} s, "
+            "then 429 with Retry-After"
+        )
+    lines.append(f"# {_seed_banner(config.seed, config.orders_seed if config.generated_orders else None)}")
+    lines.append(f"# state: curl {url}/_sandbox/state    stop: Ctrl-C")
+    return lines
+
+
+def _listening_record(
+    sandbox: "Sandbox", config: "SandboxConfig", default_credentials: dict[str, str]
+) -> dict[str, object]:
+    """The same facts as `_listening_lines`, as one JSON object for a script (`--json`)."""
+    url = sandbox.base_url
+    environment = {"FULFIL_CANADAPOST_BASE_URL": url, "FULFIL_BESTBUY_BASE_URL": url}
+    default_credentials_used = config.uses_default_credentials()
+    if default_credentials_used:
+        environment.update(default_credentials)
+    limits = config.canadapost_limits
+    return {
+        "event": "listening",
+        "url": url,
+        "host": sandbox.host,
+        "port": sandbox.port,
+        "seed": config.seed,
+        # As the banner: the orders seed only when orders were generated.
+        "orders": config.generated_orders,
+        "orders_seed": config.orders_seed if config.generated_orders else None,
+        "environment": environment,
+        # "sandbox": the printed defaults (in "environment"); "environment": fulfil's own variables.
+        "credentials": "sandbox" if default_credentials_used else "environment",
+        "xsd_dir": config.xsd_dir,
+        "tracking": {
+            "default": config.tracking_default,
+            "no_history_hours": config.tracking_no_history_hours,
+            "orders": dict(config.tracking_scenarios),
+        },
+        "canadapost_throttle": (
+            {"window_s": limits.window_s, "groups": limits.per_group()} if limits.enabled else None
+        ),
+        "bestbuy_throttle": {
+            endpoint: {"calls": limit.calls, "window_s": limit.window_s}
+            for endpoint, limit in config.bestbuy_limits.limits.items()
+        },
+        "state_url": f"{url}/_sandbox/state",
+    }
+
+
+def _silence_stdout() -> None:
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def choose_seeds(seed: int | None, orders_seed: int | None) -> tuple[int, int]:

@@ -363,8 +363,8 @@ def test_retry_makes_a_failed_order_eligible_again(
         run_fulfil("labels", "create", "--json", env=fulfil_env).stdout == ""
     )  # unchanged data: not retried
 
-    retried = run_fulfil("labels", "retry", order_id, env=fulfil_env)
+    retried = run_fulfil("labels", "retry", order_id, "--format", "tsv", env=fulfil_env)
     assert retried.returncode == 0, retried.stderr
-    assert retried.stdout.strip() == f"{order_id}\tretryable"
+    assert retried.stdout.splitlines() == ["order_id\toutcome", f"{order_id}\tretryable"]
     assert run_fulfil("labels", "create", env=fulfil_env).returncode == 0
     assert bought_per_order(sandbox) == {order_id: 1}
