@@ -81,6 +81,7 @@ class Output:
     # terminal, tab-separated text elsewhere.
     table_format: str | None = None
     headers: bool = True  # False with --no-headers
+    _tables_written: int = field(default=0, init=False, repr=False)
 
     @property
     def stdout_is_terminal(self) -> bool:
@@ -116,9 +117,26 @@ class Output:
         on a pipe by default writes its results then."""
         return self.json_mode or self.table_format is not None
 
+    @property
+    def _form(self) -> str:
+        return self.table_format or ("table" if self.stdout_is_terminal else "tsv")
+
+    def prose(self, text: str) -> None:
+        """A sentence for a person beside a command's tables ("Next: …", "Nothing needs
+        attention."): on stdout where a person reads tables (a terminal, --format table); left out
+        of CSV and TSV, which hold tables only (--json carries the same facts)."""
+        if self._form == "table":
+            self.line(text)
+
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        form = self.table_format or ("table" if self.stdout_is_terminal else "tsv")
+        """One table. In CSV and TSV a command that shows several (`status`, `orders show`) writes
+        them one after another, a blank line between, each with its header: one paragraph a table
+        (`awk -v RS= …`)."""
+        form = self._form
         cells = [["" if v is None else str(v) for v in row] for row in rows]
+        if form in ("csv", "tsv") and self._tables_written:
+            self.line("")
+        self._tables_written += 1
         if form == "csv":
             writer = csv.writer(self.stdout, lineterminator="\n")
             if self.headers:

@@ -17,9 +17,13 @@ def attention(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
 
 
 def test_status_of_a_quiet_database_is_exit_0(fulfil_env: dict[str, str]) -> None:
-    result = run_fulfil("status", env=fulfil_env)
+    result = run_fulfil("status", "--format", "table", env=fulfil_env)
     assert result.returncode == 0, result.stderr
     assert "Nothing needs attention." in result.stdout
+    piped = run_fulfil("status", env=fulfil_env)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith("status\tcount\n")
+    assert "Nothing needs attention." not in piped.stdout  # a pipe gets tables only
 
 
 def test_status_lists_every_kind_of_problem_with_its_fix(

@@ -246,21 +246,22 @@ def manifest_show(
         if out.json_mode:
             out.record(story)
             continue
-        for name in (
-            "manifest_id",
-            "po_number",
-            "date",
-            "group_id",
-            "transmitted_at",
-            "found_by",
-            "pdf_path",
-        ):
-            out.line(f"{name}: {'' if story[name] is None else story[name]}")
-        for rel, href in story["links"].items():
-            if href:
-                out.line(f"link {rel}: {href}")
+        facts = [
+            [name, story[name]]
+            for name in (
+                "manifest_id",
+                "po_number",
+                "date",
+                "group_id",
+                "transmitted_at",
+                "found_by",
+                "pdf_path",
+            )
+        ]
+        facts += [[f"link {rel}", href] for rel, href in story["links"].items() if href]
         if story["error"]:
-            out.line(f"error: {story['error']}")
+            facts.append(["error", story["error"]])
+        out.table(f"Manifest {story['po_number'] or story['manifest_id']}", ["field", "value"], facts)
         out.table(
             f"Shipments on manifest {story['po_number'] or story['manifest_id']}",
             ["cp_shipment_id", "order_id", "tracking_pin", "status"],
@@ -269,5 +270,9 @@ def manifest_show(
                 for s in story["shipments"]
             ],
         )
-        for entry in story["excluded"]:
-            out.line(f"left out {entry['cp_shipment_id']} (order {entry.get('order_id')}): {entry['why']}")
+        if story["excluded"]:
+            out.table(
+                "Left out of the manifest",
+                ["cp_shipment_id", "order_id", "why"],
+                [[e["cp_shipment_id"], e.get("order_id"), e["why"]] for e in story["excluded"]],
+            )

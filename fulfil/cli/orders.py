@@ -349,11 +349,11 @@ def _show_story(out: Any, story: dict[str, Any]) -> None:
             ],
         )
     for label in story["surplus_labels"]:
-        out.line(
+        out.prose(
             f"surplus label: Canada Post shipment {label['cp_shipment_id']}, PIN {label['tracking_pin']}: "
             f"{label['reason']}" + (" (resolved)" if label["resolved_at"] else "")
         )
-    out.line(f"Next: {story['next_step']}")
+    out.prose(f"Next: {story['next_step']}")
 
 
 def _when(iso: str | None) -> str:

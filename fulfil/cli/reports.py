@@ -4,7 +4,16 @@ from typing import Annotated, Any
 
 import typer
 
-from fulfil.cli.shared import FormatOption, JsonOption, NoHeadersOption, app, schema_ready_url, state_of
+from fulfil.cli.shared import (
+    FormatOption,
+    JsonOption,
+    NoHeadersOption,
+    app,
+    exit_if_not_held,
+    refuse_orders_not_held,
+    schema_ready_url,
+    state_of,
+)
 from fulfil.errors import EXIT_SOME_FAILED, EXIT_USAGE
 
 # --------------------------------------------------------------------------------------------
@@ -67,7 +76,7 @@ def status(
                 [[a.problem, a.order_id, a.reason, a.fix] for a in report.attention],
             )
         else:
-            out.line("Nothing needs attention.")
+            out.prose("Nothing needs attention.")
         if report.runs:
             out.table(
                 "Last runs",
@@ -90,12 +99,12 @@ def status(
             )
         if report.tracking_pause is not None:
             pause = report.tracking_pause
-            out.line(
+            out.prose(
                 f"Tracking refreshes are paused for every host since {pause['paused_at']:%Y-%m-%d %H:%M} "
                 f"({pause['reason']}): `fulfil tracking resume` starts them again."
             )
         if report.unprinted is not None:
-            out.line(
+            out.prose(
                 f"{report.unprinted['labels']} labels not printed yet (the oldest bought "
                 f"{report.unprinted['oldest']:%Y-%m-%d %H:%M}): `fulfil labels print`."
             )
@@ -183,7 +192,10 @@ def calls(
         endpoint=endpoint,
         limit=limit,
     )
-    rows = list_calls(schema_ready_url(state), filters)
+    url = schema_ready_url(state)
+    if order is not None:
+        exit_if_not_held(refuse_orders_not_held(state, url, [order]))
+    rows = list_calls(url, filters)
     if out.json_mode:
         for row in rows:
             out.record({**row, "outcome": outcome_of(row)})

@@ -343,6 +343,25 @@ def render_results(
                 )
 
 
+def refuse_orders_not_held(state: AppState, url: str, order_ids: list[str] | None) -> list[str]:
+    """Each named order fulfil has no row for, said in one `fulfil: error:` line, for the commands
+    whose own work would silently find nothing for it; the caller works on the rest and ends with
+    exit 3 when this returned any (``exit_if_not_held``)."""
+    from fulfil.orders_held import NOT_HELD, orders_not_held
+
+    missing = orders_not_held(url, order_ids or [])
+    for order_id in missing:
+        state.output.warn(f"fulfil: error: order {order_id} {NOT_HELD}")
+    return missing
+
+
+def exit_if_not_held(missing: list[str]) -> None:
+    from fulfil.errors import EXIT_SOME_FAILED
+
+    if missing:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
 def render_done(state: AppState, title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """What a command that changes things did, for a person: a table on a terminal, or in the
     form asked for (--format); on a pipe without one, nothing (it succeeded: cron has nothing to

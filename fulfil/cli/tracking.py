@@ -15,7 +15,9 @@ from fulfil.cli.shared import (
     NoHeadersOption,
     OrderOption,
     app,
+    exit_if_not_held,
     order_ids_from,
+    refuse_orders_not_held,
     render_done,
     run_order_workflow,
     schema_ready_url,
@@ -157,6 +159,11 @@ def tracking_refresh(
     state.settings.canadapost()  # configuration errors before anything is taken
     state.settings.http()
     state.settings.tracking()
+    not_held = refuse_orders_not_held(state, schema_ready_url(state), order_ids)
+    if order_ids is not None and not_held:
+        order_ids = [order_id for order_id in order_ids if order_id not in not_held]
+        if not order_ids:
+            exit_if_not_held(not_held)
     workers = state.settings.concurrency(concurrency)
 
     def count(session: "Session") -> int:
@@ -190,6 +197,7 @@ def tracking_refresh(
         work=work,
         summary=summary,
     )
+    exit_if_not_held(not_held)
 
 
 @tracking_app.command("watch")
@@ -391,9 +399,9 @@ def tracking_show(
                 [[e["at"], e["code"], e["description"], e["place"] or "-"] for e in record["events"]],
             )
         if record["not_refreshed"]:
-            out.line(f"order {record['order_id']}: {record['not_refreshed']}")
+            out.prose(f"order {record['order_id']}: {record['not_refreshed']}")
         if not record["auto_refresh"]:
-            out.line(f"auto-refresh is off: {record['auto_refresh_stopped_reason']}")
+            out.prose(f"auto-refresh is off: {record['auto_refresh_stopped_reason']}")
     for key in lookup.missing:
         out.warn(f"fulfil: error: {key}: no tracked label for this order or PIN")
     if lookup.config_error is not None:

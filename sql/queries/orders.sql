@@ -61,3 +61,11 @@ UPDATE orders
 SET missing_at_best_buy_since = NULL
 WHERE order_id = ANY (%(order_ids)s::text[])
   AND missing_at_best_buy_since IS NOT NULL;
+
+-- name: orders_not_held
+-- Of the order ids a person named, those fulfil has no row for (an id mistyped, an order not
+-- pulled yet), in the order given: every command that takes --order refuses them the same way.
+SELECT named.order_id
+FROM unnest(%(order_ids)s::text[]) WITH ORDINALITY AS named(order_id, position)
+WHERE NOT EXISTS (SELECT 1 FROM orders WHERE orders.order_id = named.order_id)
+ORDER BY named.position;

@@ -612,7 +612,7 @@ def test_manifest_list_and_show(eod_env: dict[str, str], db: psycopg.Connection,
         }
     text = run_fulfil("manifest", "show", manifest["po_number"], env=eod_env)
     assert text.returncode == 0
-    assert f"po_number: {manifest['po_number']}" in text.stdout
+    assert f"po_number\t{manifest['po_number']}" in text.stdout
     assert all(order_id in text.stdout for order_id in order_ids)
 
     missing = run_fulfil("manifest", "show", "P000000000", env=eod_env)

@@ -69,9 +69,14 @@ def test_the_story_of_a_shipped_order_and_of_one_canada_post_refused(
 
     table = run_fulfil("orders", "show", shipped, env=fulfil_env)
     assert table.returncode == 0, table.stderr
-    # Off a terminal, each table is its header line and tab-separated rows.
-    for heading in ("fulfil status\tshipped", "at\tfrom\tto\tmove\treason", "\tendpoint\t", "Next: nothing"):
+    # Off a terminal, each table is its header line and tab-separated rows, a blank line between
+    # tables, and no sentence among them; a person's table form has the next step too.
+    for heading in ("fulfil status\tshipped", "at\tfrom\tto\tmove\treason", "\tendpoint\t"):
         assert heading in table.stdout
+    assert "\n\nat\tfrom\tto\tmove\treason\n" in table.stdout
+    assert "Next:" not in table.stdout
+    drawn = run_fulfil("orders", "show", shipped, "--format", "table", env=fulfil_env)
+    assert drawn.stdout.rstrip("\n").endswith("Next: nothing")
 
 
 def columns_for(state: ShipmentState) -> dict[str, Any]:
@@ -136,7 +141,9 @@ def test_an_order_in_every_shipment_state_says_where_it_is_and_what_comes_next(
     assert shown.returncode == 0, shown.stderr
     assert f"status\t{state.value}: {info.meaning}" in shown.stdout
     assert f"\t-\t{state.value}\t" in shown.stdout  # the history's one move
-    assert shown.stdout.rstrip("\n").endswith(f"Next: {next_step}")
+    assert "Next:" not in shown.stdout  # tables only: the next step is in --json and on a terminal
+    drawn = run_fulfil("orders", "show", order_id, "--format", "table", env=fulfil_env)
+    assert drawn.stdout.rstrip("\n").endswith(f"Next: {next_step}")
 
 
 def test_an_accepted_order_without_a_shipment_says_labels_create_is_next(

@@ -286,7 +286,7 @@ def test_a_refused_tracking_number_is_failed_with_best_buys_message_and_can_be_r
 
     # … but once the carrier code is fixed and the seller asks for it.
     fulfil_env["FULFIL_BESTBUY_CARRIER_CODE"] = "CPCL"
-    retried = run_fulfil("tracking", "retry", order_id, env=fulfil_env)
+    retried = run_fulfil("tracking", "retry", order_id, "--format", "tsv", "--no-headers", env=fulfil_env)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout == f"{order_id}\tlabel_created\n"
     done = run_fulfil("tracking", "push", "--json", env=fulfil_env)
