@@ -29,7 +29,7 @@ def status(
         typer.Option(
             "--stale-hours",
             min=1,
-            help="Flag labels whose tracking Best Buy lacks after N hours.",
+            help="Flag labels whose tracking Best Buy still lacks after this many hours.",
             metavar="HOURS",
         ),
     ] = 24,

@@ -120,8 +120,7 @@ FormatOption = Annotated[
     str | None,
     typer.Option(
         "--format",
-        help="table, json (as --json), csv or tsv. Default: a table on a terminal, tab-separated "
-        "text on a pipe.",
+        help="table, json (the same as --json), csv or tsv (default: a table on a terminal, tsv on a pipe).",
         metavar="FORMAT",
         callback=_choose_format,
         expose_value=False,
@@ -281,6 +280,9 @@ def schema_ready_url(state: AppState) -> str:
 TABLE_ROWS = 1000
 
 
+_EMPTY_DROPPED = frozenset({"error", "warnings"})
+
+
 def render_results(
     state: AppState,
     title: str,
@@ -318,7 +320,10 @@ def render_results(
                 shown.append(record)
         if shown:
             rows = [display(r) if display else r for r in shown]
-            out.table(title, columns, [[r.get(c) for c in columns] for r in rows])
+            # At a terminal every column counts: an `error` or `warnings` column no row fills is
+            # left out (CSV and TSV keep every column, for scripts).
+            kept = [c for c in columns if c not in _EMPTY_DROPPED or any(r.get(c) for r in rows)]
+            out.table(title, kept, [[r.get(c) for c in kept] for r in rows])
             if total > len(shown):
                 out.info(f"({total - len(shown)} more results not shown; --json lists every one)")
         return
@@ -415,7 +420,10 @@ def run_order_workflow(
                     results.append(record)
                     if out.json_mode:
                         out.record(record)
-                    tick(item=record.get("order_id"))
+                    # The bar counts orders: an order bought in several parcels moves it once.
+                    parcel = record.get("parcel")
+                    first = not parcel or str(parcel).startswith("1/")
+                    tick(advance=1 if first else 0, item=record.get("order_id"))
 
                 run = work(session, on_result, stop)
         except RunInterrupted as interrupted:

@@ -544,8 +544,13 @@ def test_labels_quote_names_the_order_and_field_it_cannot_quote_and_quotes_the_o
     # Under cron (a pipe, no --json): each problem one line on stderr.
     piped = run_fulfil("labels", "quote", "--order", "QB-1", "--order", "QB-3", env=fulfil_env)
     assert piped.returncode == 3
-    # Under cron: one `fulfil: error:` line per order that needs a person, nothing on stdout.
+    # Under cron: one `fulfil: error:` line per order that needs a person; a quote is a question,
+    # so its answer is on stdout (tab-separated), the order it could not quote among the rows.
     assert [line for line in piped.stderr.splitlines() if "QB-1" in line] == [
         f"fulfil: error: {failed['QB-1']}"
     ]
-    assert piped.stdout == ""
+    header, *table = [line.split("\t") for line in piped.stdout.splitlines()]
+    assert header[0] == "order_id"
+    assert header[-1] == "error"
+    assert [row[-1] for row in table if row[0] == "QB-1"] == [failed["QB-1"]]
+    assert len([row for row in table if row[0] == "QB-3"]) >= 2

@@ -163,7 +163,7 @@ def test_status_says_how_many_labels_wait_to_be_printed(
     before = json_lines(run_fulfil("status", "--json", env=fulfil_env).stdout)
     [waiting] = [record for record in before if record["type"] == "unprinted_labels"]
     assert waiting["labels"] == 2
-    assert "2 labels not printed yet" in run_fulfil("status", env=fulfil_env).stdout
+    assert "2 labels not printed yet" in run_fulfil("status", "--format", "table", env=fulfil_env).stdout
     printed(fulfil_env)
     after = json_lines(run_fulfil("status", "--json", env=fulfil_env).stdout)
     assert [record for record in after if record["type"] == "unprinted_labels"] == []

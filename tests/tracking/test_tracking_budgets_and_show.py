@@ -123,7 +123,7 @@ def test_the_summary_says_what_the_budget_covered_and_when_the_rest_can_go(
 
 def test_a_global_pause_shows_in_status(db: psycopg.Connection, fulfil_env: dict[str, str]) -> None:
     assert run_fulfil("tracking", "pause", "--reason", "Canada Post outage", env=fulfil_env).returncode == 0
-    status = run_fulfil("status", env=fulfil_env)
+    status = run_fulfil("status", "--format", "table", env=fulfil_env)
     assert "Tracking refreshes are paused for every host" in status.stdout
     assert "Canada Post outage" in status.stdout
     as_json = json_lines(run_fulfil("status", "--json", env=fulfil_env).stdout)
@@ -208,7 +208,7 @@ def test_show_refresh_asks_about_a_fresh_parcel_but_not_twice_within_the_cool_do
     [record], _ = show(fulfil_env, order_id, "--refresh")
     assert detail_calls(sandbox) - before == 1
     assert record["asked_now"] is True
-    table = run_fulfil("tracking", "show", order_id, "--refresh", env=fulfil_env)
+    table = run_fulfil("tracking", "show", order_id, "--refresh", "--format", "table", env=fulfil_env)
     assert "again in" in table.stdout
 
 
