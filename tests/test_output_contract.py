@@ -3,8 +3,10 @@ click tree, in a populated database with the sandbox, with `--json` and on a pip
 
 1. stdout carries only data. `--json`: every line one JSON object. On a pipe with no form asked
    for, a command that changes things prints nothing when it succeeds, and a command that answers
-   a question prints its answer as tab-separated text: a header row, then rows of as many fields.
-   `--format csv` is CSV of the same shape, `--format tsv --no-headers` the rows without the header.
+   a question prints its answer as tab-separated text: a header row, then rows of as many fields
+   (several tables a blank line apart, each so). `--format csv` is CSV of the same shape,
+   `--format tsv --no-headers` the rows without the headers. A command that shows a document
+   (`calls show`) prints it, or one JSON object.
 2. stderr carries one `fulfil: LEVEL: message` line per problem and nothing else: empty on success.
 3. An order id fulfil does not have, given to any command that takes order ids, exits 3 with a
    `fulfil: error:` line naming it; `--format xml`, and `--json` with `--format csv`, exit 2.
