@@ -157,21 +157,35 @@ class Output:
         from rich.table import Table
 
         console = Console(file=self.stdout, no_color=not self.color, highlight=False)
-        widths = fit_widths(
-            [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)],
+        natural = [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)]
+        text = [column in TEXT_COLUMNS for column in columns]
+        kept = list(range(len(columns)))
+        while True:
             # each column's padding and border (3), and the table's last border
-            console.width - 3 * len(columns) - 1,
-            [column in TEXT_COLUMNS for column in columns],
-        )
+            available = console.width - 3 * len(kept) - 1
+            widths = fit_widths([natural[i] for i in kept], available, [text[i] for i in kept])
+            identifiers = [i for i in kept[1:] if not text[i]]
+            if sum(widths) <= available or not identifiers:
+                break
+            # Too narrow for every column even shortened: the rightmost identifier column (never
+            # the row's key, never free text such as an error) is left out whole, rather than
+            # every column squeezed to a few characters and an ellipsis.
+            kept.remove(identifiers[-1])
         table = Table(title=title, show_lines=False, header_style="bold", show_header=self.headers)
-        for column, width in zip(columns, widths, strict=True):
-            if column in TEXT_COLUMNS:
-                table.add_column(column, width=width, overflow="fold")
+        for i, width in zip(kept, widths, strict=True):
+            if text[i]:
+                table.add_column(columns[i], width=width, overflow="fold")
             else:
-                table.add_column(column, width=width, no_wrap=True, overflow="ellipsis")
+                table.add_column(columns[i], width=width, no_wrap=True, overflow="ellipsis")
         for row in cells:
-            table.add_row(*row)
+            table.add_row(*(row[i] for i in kept))
         console.print(table)
+        left_out = [column for i, column in enumerate(columns) if i not in kept]
+        if left_out:
+            self.info(
+                f"({', '.join(left_out)} left out at {console.width} columns: a wider terminal, "
+                "--format tsv or --json shows every column)"
+            )
 
     # --- talk (stderr) ---------------------------------------------------------------------
 

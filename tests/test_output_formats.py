@@ -165,3 +165,24 @@ def test_a_quote_on_a_pipe_prints_its_answer(fulfil_env: dict[str, str], db: psy
     assert all(row[0] == order_id and len(row) == len(header) for row in rows)
     chosen = [row for row in rows if row[header.index("chosen")]]
     assert len(chosen) == 1
+
+
+@pytest.mark.unit
+def test_a_table_too_wide_for_the_terminal_leaves_out_whole_identifier_columns_from_the_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    columns = ["order_id", "pin", "shipment_id", "path", "carrier", "error"]
+    row = ["261250893-A", "7023210039414604", "340531309186521749", "labels/261250893-A.pdf", "DOM.EP", "x"]
+    Output(stdout=stdout, stderr=stderr, verbose=1, table_format="table").table(None, columns, [row])
+
+    table = stdout.getvalue()
+    assert all(len(line) <= 60 for line in table.splitlines())
+    assert "261250893-A" in table  # the row's key whole
+    assert "70232100394146" in table  # the leftmost identifiers kept, at most shortened a little
+    assert "error" in table  # free text is never left out
+    assert "carrier" not in table
+    assert "DOM.EP" not in table
+    assert "carrier" in stderr.getvalue()
+    assert "--format tsv or --json shows every column" in stderr.getvalue()
