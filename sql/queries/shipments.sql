@@ -24,7 +24,11 @@ WHERE o.status = 'accepted'
   AND (%(order_ids)s::text[] IS NULL OR o.order_id = ANY (%(order_ids)s::text[]))
 ORDER BY o.created_at, o.order_id
 LIMIT %(limit)s
-ON CONFLICT (order_id) WHERE parcel_no = 1 DO NOTHING
+-- No conflict target: every unique index of shipments is an arbiter. With one named, a run racing
+-- another for the same order could pass the named index's check, then meet the other run's row in
+-- shipments_order_parcel_uidx (order_id, parcel_no) and fail with a UniqueViolation instead of
+-- doing nothing (seen under the chaos test: three `labels create` at once).
+ON CONFLICT DO NOTHING
 RETURNING order_id;
 
 -- name: claim_next_purchase

@@ -416,3 +416,25 @@ def test_a_parcel_whose_order_data_went_bad_fails_on_its_own_and_is_bought_once_
     assert again.returncode == 0, again.stderr
     assert bought_per_order(sandbox) == {"S-1": 2}
     assert weights(parcels(db, "S-1")) == ["0.900", "18.200"]
+
+
+def test_making_pending_shipments_treats_every_unique_index_as_its_arbiter(db: psycopg.Connection) -> None:
+    # Two runs making the shipment row of one order at once: the one that loses must do nothing.
+    # With a conflict target, PostgreSQL checks only that index before inserting, and a race met in
+    # another unique index (order_id, parcel_no) raised a UniqueViolation: the chaos test saw a
+    # `labels create` crash so. With none, every unique index is an arbiter (EXPLAIN then names
+    # none), so the race is a no-op whichever index it meets.
+    from fulfil.db import query
+
+    unique = {
+        row[0]
+        for row in db.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'shipments'::regclass "
+            "AND indisunique"
+        )
+    }
+    assert {"shipments_order_parcel_uidx", "shipments_first_parcel_uidx"} <= unique
+    statement = "EXPLAIN " + query("shipments", "create_pending_shipments")
+    plan = [row[0].strip() for row in db.execute(statement, {"order_ids": None, "limit": 10})]
+    assert "Conflict Resolution: NOTHING" in plan
+    assert not [line for line in plan if line.startswith("Conflict Arbiter Indexes")], plan
