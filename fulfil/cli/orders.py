@@ -200,9 +200,9 @@ def orders_show(
     with connect(url, application_name="fulfil-orders-show") as conn:
         story = order_story(conn, order_id, tracking)
     if story is None:
-        out.warn(
-            f"fulfil: error: {order_id}: no such order (`fulfil orders pull` brings Best Buy's orders in)"
-        )
+        from fulfil.orders_held import NOT_HELD
+
+        out.warn(f"fulfil: error: order {order_id} {NOT_HELD}")  # said as every command says it
         raise typer.Exit(EXIT_SOME_FAILED)
     if out.json_mode:
         out.record(story)

@@ -483,8 +483,10 @@ RETURNING shipment_id;
 
 -- name: label_choice
 -- What `labels keep` chooses between: the shipment's own label and its open surplus labels.
+-- For an order split into parcels (0020): the parcel that holds the label named, else the one
+-- with labels to choose between (so a label of none is refused naming the choices).
 SELECT s.shipment_id, s.order_id, s.status, s.last_error_code, s.cp_shipment_id, s.tracking_pin,
-       s.cp_self_url, s.cp_api_label_url, s.cp_label_media_type,
+       s.cp_self_url, s.cp_api_label_url, s.cp_label_media_type, s.parcel_no, s.parcel_count,
        (SELECT coalesce(jsonb_agg(jsonb_build_object(
                    'cp_shipment_id', l.cp_shipment_id, 'tracking_pin', l.tracking_pin,
                    'cp_self_url', l.cp_self_url, 'cp_label_url', l.cp_label_url) ORDER BY l.surplus_id), '[]')
@@ -492,12 +494,12 @@ SELECT s.shipment_id, s.order_id, s.status, s.last_error_code, s.cp_shipment_id,
         WHERE l.shipment_id = s.shipment_id AND l.resolved_at IS NULL) AS surplus
 FROM shipments s
 WHERE s.order_id = %(order_id)s
-  -- an order split into parcels (0020): the parcel that holds the label named
-  AND (s.parcel_count = 1 OR s.cp_shipment_id = %(kept)s
-       OR EXISTS (SELECT 1 FROM surplus_labels k
-                  WHERE k.shipment_id = s.shipment_id AND k.cp_shipment_id = %(kept)s
-                    AND k.resolved_at IS NULL))
-ORDER BY s.parcel_no
+ORDER BY s.cp_shipment_id IS NOT DISTINCT FROM %(kept)s
+             OR EXISTS (SELECT 1 FROM surplus_labels k
+                        WHERE k.shipment_id = s.shipment_id AND k.cp_shipment_id = %(kept)s
+                          AND k.resolved_at IS NULL) DESC,
+         EXISTS (SELECT 1 FROM surplus_labels o WHERE o.shipment_id = s.shipment_id AND o.resolved_at IS NULL) DESC,
+         s.parcel_no
 LIMIT 1
 FOR UPDATE OF s;
 

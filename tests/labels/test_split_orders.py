@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from fulfil.sandbox import Faults
@@ -438,3 +439,187 @@ def test_making_pending_shipments_treats_every_unique_index_as_its_arbiter(db: p
     plan = [row[0].strip() for row in db.execute(statement, {"order_ids": None, "limit": 10})]
     assert "Conflict Resolution: NOTHING" in plan
     assert not [line for line in plan if line.startswith("Conflict Arbiter Indexes")], plan
+
+
+# ------------------------------------------------------------------------------------------------
+# `labels keep` on a split order: parcel 2 sold two labels, parcel 1 one
+# ------------------------------------------------------------------------------------------------
+
+
+def _parcel_2_sold_two_labels(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """S-1 as two parcels, parcel 1 bought once and parcel 2 twice, the real way (as in
+    test_a_purchase_completed_after_a_takeover_is_recorded_and_both_labels_named): the first run's
+    purchase of parcel 2 is made late at Canada Post, a second run takes parcel 2 over meanwhile
+    and buys it, and the late purchase completes after. The rows of S-1's parcels, and the open
+    surplus label of parcel 2."""
+    import subprocess
+    import sys
+    import time
+
+    import_profiles(fulfil_env, tmp_path, PROFILES)
+    made = split_order()
+    sandbox.add_orders([made])
+    insert_orders(db, [made])
+    # Parcel 1 is bought at once; parcel 2's purchase takes Canada Post 4 s, unseen by look-ups.
+    sandbox.set_faults("canadapost", Faults(late_answer_s=4.0))
+    sandbox.script_faults("canadapost", "CreateShipment", ["none", "late_commit"])
+    patient = {**fulfil_env, "FULFIL_HTTP_READ_TIMEOUT": "10", "FULFIL_HTTP_DEADLINE": "15"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "fulfil", "labels", "create", "--json"],
+        env=patient,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            rows = parcels(db, "S-1")
+            waiting = [call for call in create_requests(db) if call["finished_at"] is None]
+            if len(rows) == 2 and [call["shipment_id"] for call in waiting] == [rows[1]["shipment_id"]]:
+                break
+            assert first.poll() is None, "the first run ended before sending parcel 2's purchase"
+            assert time.monotonic() < deadline, "the first run never sent parcel 2's purchase"
+            time.sleep(0.05)
+        assert rows[0]["status"] == "label_created"
+        # Time passes for the first run (a paused VM): parcel 2's lease and its attempt's settle
+        # window run out, while Canada Post still shows nothing.
+        parcel_2 = rows[1]["shipment_id"]
+        db.execute(
+            "UPDATE shipments SET lease_expires_at = now() - interval '1 second', "
+            "purchase_started_at = purchase_started_at - interval '1 hour' WHERE shipment_id = %s",
+            (parcel_2,),
+        )
+        db.execute(
+            "UPDATE api_calls SET started_at = started_at - interval '1 hour', "
+            "deadline_at = deadline_at - interval '1 hour' WHERE shipment_id = %s",
+            (parcel_2,),
+        )
+        second = run_fulfil("labels", "create", "--json", env=fulfil_env)
+        assert second.returncode == 0, second.stderr
+        assert [(r["parcel"], r["outcome"]) for r in json_lines(second.stdout)] == [
+            ("2/2", "retryable"),
+            ("2/2", "bought"),
+        ]
+        out, err = first.communicate(timeout=60)
+    finally:
+        first.kill()
+        first.wait()
+
+    assert first.returncode == 3, err
+    assert [(r["parcel"], r["outcome"]) for r in json_lines(out)] == [
+        ("1/2", "bought"),
+        ("2/2", "needs_review"),
+    ]
+    assert bought_per_order(sandbox) == {"S-1": 3}
+    rows = parcels(db, "S-1")
+    assert [(r["parcel_no"], r["status"], r["last_error_code"]) for r in rows] == [
+        (1, "label_created", None),
+        (2, "needs_review", "two-labels"),
+    ]
+    [late] = _surplus_of_s1(db)
+    assert late["shipment_id"] == rows[1]["shipment_id"]
+    assert late["resolved_at"] is None
+    assert len({rows[0]["cp_shipment_id"], rows[1]["cp_shipment_id"], late["cp_shipment_id"]}) == 3
+    return rows, late
+
+
+def _surplus_of_s1(db: psycopg.Connection) -> list[dict[str, Any]]:
+    with db.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM surplus_labels WHERE order_id = 'S-1' ORDER BY surplus_id"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("which", ["late", "recorded"])
+def test_labels_keep_on_a_split_order_keeps_the_label_of_the_parcel_that_holds_it(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path, which: str
+) -> None:
+    before, late = _parcel_2_sold_two_labels(fulfil_env, db, sandbox, tmp_path)
+    recorded = before[1]
+    chosen, other = (late, recorded) if which == "late" else (recorded, late)
+
+    kept = run_fulfil("labels", "keep", "S-1", chosen["cp_shipment_id"], "--json", env=fulfil_env)
+
+    assert kept.returncode == 0, kept.stderr
+    [record] = json_lines(kept.stdout)
+    assert (record["outcome"], record["status"], record["tracking_pin"]) == (
+        "kept",
+        "label_created",
+        chosen["tracking_pin"],
+    )
+    rows = parcels(db, "S-1")
+    assert rows[0] == before[0]  # parcel 1: not touched
+    assert (rows[1]["status"], rows[1]["last_error_code"]) == ("label_created", None)
+    assert (rows[1]["tracking_pin"], rows[1]["cp_shipment_id"]) == (
+        chosen["tracking_pin"],
+        chosen["cp_shipment_id"],
+    )
+    # The label not kept is closed, with why; no label of the order is left open.
+    closed = {s["cp_shipment_id"]: s for s in _surplus_of_s1(db)}
+    assert closed[other["cp_shipment_id"]]["resolved_at"] is not None
+    assert closed[other["cp_shipment_id"]]["resolution"]
+    assert closed[other["cp_shipment_id"]]["shipment_id"] == rows[1]["shipment_id"]
+    assert [s for s in closed.values() if s["resolved_at"] is None] == []
+    assert before[0]["cp_shipment_id"] not in closed
+
+    download = run_fulfil("labels", "download", "--json", env=fulfil_env)
+    assert download.returncode == 0, download.stderr
+    rows = parcels(db, "S-1")
+    path = Path(rows[1]["label_pdf_path"])
+    assert path.name == "S-1~parcel-2-of-2.pdf"
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-")
+    assert chosen["tracking_pin"].encode() in data
+    assert other["tracking_pin"].encode() not in data
+    assert rows[0]["label_pdf_path"] == before[0]["label_pdf_path"]
+
+    pushed = run_fulfil("tracking", "push", "--json", env=fulfil_env)
+
+    assert pushed.returncode == 0, pushed.stderr
+    [record] = json_lines(pushed.stdout)
+    assert record["outcome"] == "shipped"
+    assert record["tracking_pin"] == before[0]["tracking_pin"]
+    assert chosen["tracking_pin"] in record["error"]
+    best_buy = sandbox.state()["bestbuy"]["orders"]["S-1"]
+    assert best_buy["tracking_number"] == before[0]["tracking_pin"]
+    assert best_buy["shipped"] is True
+    assert best_buy_calls(sandbox) == {"bestbuy.OR23": 1, "bestbuy.OR24": 1}
+    assert [r["status"] for r in parcels(db, "S-1")] == ["tracking_updated", "tracking_updated"]
+
+
+def test_labels_keep_on_a_split_order_refuses_a_label_parcel_2_was_not_sold(
+    fulfil_env: dict[str, str], db: psycopg.Connection, sandbox: Any, tmp_path: Path
+) -> None:
+    before, late = _parcel_2_sold_two_labels(fulfil_env, db, sandbox, tmp_path)
+    surplus = _surplus_of_s1(db)
+
+    # Parcel 1's label is the only label parcel 1 has: nothing to choose, and nothing moves.
+    refused = run_fulfil("labels", "keep", "S-1", before[0]["cp_shipment_id"], "--json", env=fulfil_env)
+
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert refused.stdout == ""
+    assert f"order S-1 (parcel 1 of 2) has only one label ({before[0]['cp_shipment_id']})" in refused.stderr
+    assert parcels(db, "S-1") == before
+    assert _surplus_of_s1(db) == surplus
+
+    # A label of no parcel of the order at all: refused too.
+    unknown = run_fulfil("labels", "keep", "S-1", "999999999999999999", "--json", env=fulfil_env)
+
+    assert unknown.returncode == 2, (unknown.stdout, unknown.stderr)
+    assert unknown.stdout == ""
+    # Named with the parcel that waits for a choice, and its labels to choose from.
+    assert "order S-1 (parcel 2 of 2): 999999999999999999 is not one of its labels" in unknown.stderr
+    assert late["cp_shipment_id"] in unknown.stderr
+    assert parcels(db, "S-1") == before
+    assert _surplus_of_s1(db) == surplus
+    assert api_calls(db, "VoidShipment") == []
+
+    # Parcel 2 still waits for the seller's choice, and takes it.
+    kept = run_fulfil("labels", "keep", "S-1", late["cp_shipment_id"], "--json", env=fulfil_env)
+    assert kept.returncode == 0, kept.stderr
+    rows = parcels(db, "S-1")
+    assert rows[0] == before[0]
+    assert rows[1]["tracking_pin"] == late["tracking_pin"]

@@ -160,7 +160,7 @@ def test_an_accepted_order_without_a_shipment_says_labels_create_is_next(
 def test_an_order_fulfil_does_not_have_is_named_and_exits_3(fulfil_env: dict[str, str]) -> None:
     result = run_fulfil("orders", "show", "NO-SUCH-ORDER", env=fulfil_env)
     assert result.returncode == 3
-    assert "NO-SUCH-ORDER: no such order" in result.stderr
+    assert "order NO-SUCH-ORDER is not in the orders table" in result.stderr
 
 
 def test_hostile_text_in_the_order_is_shown_escaped_whatever_its_type(

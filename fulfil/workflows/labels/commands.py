@@ -65,14 +65,17 @@ def keep(ctx: LabelContext, order_id: str, cp_shipment_id: str) -> LabelResult:
             raise UsageError(f"order {order_id} has no shipment")
         surplus = {item["cp_shipment_id"]: item for item in row["surplus"]}
         choices = [c for c in [row["cp_shipment_id"], *surplus] if c]
+        # An order in several parcels: which parcel's labels these are.
+        which = f"order {order_id}" + (
+            f" (parcel {row['parcel_no']} of {row['parcel_count']})" if row["parcel_count"] > 1 else ""
+        )
         if not surplus:
             raise UsageError(
-                f"order {order_id} has only one label ({row['cp_shipment_id'] or 'none'}): nothing to choose"
+                f"{which} has only one label ({row['cp_shipment_id'] or 'none'}): nothing to choose"
             )
         if cp_shipment_id not in choices:
             raise UsageError(
-                f"order {order_id}: {cp_shipment_id} is not one of its labels; "
-                f"choose one of {', '.join(choices)}"
+                f"{which}: {cp_shipment_id} is not one of its labels; choose one of {', '.join(choices)}"
             )
         pushed = row["status"] != S.NEEDS_REVIEW
         swap = cp_shipment_id != row["cp_shipment_id"]
