@@ -112,12 +112,6 @@ class Output:
         self.stdout.flush()
 
     @property
-    def format_chosen(self) -> bool:
-        """The reader asked for data in a form (--json or --format): a workflow that says nothing
-        on a pipe by default writes its results then."""
-        return self.json_mode or self.table_format is not None
-
-    @property
     def _form(self) -> str:
         return self.table_format or ("table" if self.stdout_is_terminal else "tsv")
 

@@ -112,6 +112,18 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def start_fulfil(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The real command line started in a child process, its output piped: for a test that acts
+    while it runs (a signal, a second run at once, a server to ask)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fulfil", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_fulfil(
     *args: str,
     env: dict[str, str],

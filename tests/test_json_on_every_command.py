@@ -17,19 +17,9 @@ import requests
 
 from fulfil.embedded_db import server_pid
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, start_fulfil
 
 START_TIMEOUT_S = 30
-
-
-def start_fulfil(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fulfil", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def first_line(process: subprocess.Popen[str]) -> str:

@@ -5,8 +5,6 @@ code is 143 or 130. A second signal stops at once, still leaving no lease behind
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -14,19 +12,9 @@ import psycopg
 import pytest
 
 from fulfil.sandbox import Faults
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, start_fulfil
 from tests.labels.helpers import bought_per_order, json_lines, seed_orders, shipments
 from tests.tracking.helpers import seed_labelled
-
-
-def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fulfil", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for_call_in_flight(
@@ -65,7 +53,7 @@ def test_a_signal_finishes_the_order_in_flight_then_stops_and_releases_every_lea
     order_ids = seed_orders(db, 6)
     sandbox.set_faults("canadapost", Faults(latency_ms=600))  # each call is slow enough to land in
 
-    run = start(fulfil_env, "labels", "create", "--json")
+    run = start_fulfil("labels", "create", "--json", env=fulfil_env)
     try:
         wait_for_call_in_flight(db, "CreateShipment")
         run.send_signal(signum)
@@ -101,7 +89,7 @@ def test_a_second_signal_stops_at_once_and_still_leaves_no_lease(
     order_ids = seed_orders(db, 4)
     sandbox.set_faults("canadapost", Faults(latency_ms=1500))
 
-    run = start(fulfil_env, "labels", "create")
+    run = start_fulfil("labels", "create", env=fulfil_env)
     try:
         wait_for_call_in_flight(db, "CreateShipment")
         run.send_signal(signal.SIGTERM)
@@ -135,7 +123,7 @@ def test_tracking_push_stops_on_sigterm_with_its_leases_released(
     seed_labelled(db, sandbox, 5)
     sandbox.set_faults("bestbuy", Faults(latency_ms=500))
 
-    run = start(fulfil_env, "tracking", "push")
+    run = start_fulfil("tracking", "push", env=fulfil_env)
     try:
         wait_for_call_in_flight(db, "OR23")
         run.send_signal(signal.SIGTERM)
@@ -157,7 +145,7 @@ def test_orders_pull_ends_on_sigterm_with_one_line(
     sandbox.generate_orders(150, state="SHIPPING")
     sandbox.set_faults("bestbuy", Faults(latency_ms=1500))
 
-    run = start(fulfil_env, "orders", "pull", "--force")
+    run = start_fulfil("orders", "pull", "--force", env=fulfil_env)
     try:
         wait_for_call_in_flight(db, "OR11")
         run.send_signal(signal.SIGTERM)

@@ -14,9 +14,8 @@ from fulfil.cli.shared import (
     NoHeadersOption,
     OrderOption,
     app,
-    exit_if_not_held,
     order_ids_from,
-    refuse_orders_not_held,
+    orders_held,
     render_done,
     run_order_workflow,
     schema_ready_url,
@@ -312,11 +311,7 @@ def labels_print(
     settings = state.settings
     chosen_layout = layout or settings.value("FULFIL_CANADAPOST_LABEL_FORMAT") or "8.5x11"
     url = schema_ready_url(state)
-    not_held = refuse_orders_not_held(state, url, order_ids)
-    if order_ids is not None and not_held:
-        order_ids = [order_id for order_id in order_ids if order_id not in not_held]
-        if not order_ids:
-            exit_if_not_held(not_held)
+    order_ids, refused = orders_held(state, url, order_ids)
     with connect(url, autocommit=True, application_name="fulfil-labels-print") as conn:
         missing = unusable_labels(conn, reprint=reprint, since=since_at, order_ids=order_ids)
     if missing:
@@ -352,7 +347,7 @@ def labels_print(
         out.info(f"{len(run.printed)} labels on {run.pages} pages ({chosen_layout})")
     else:
         out.info("Nothing to print: every label is printed (--reprint prints them again).")
-    if run.missing or not_held:
+    if run.missing or refused:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -400,7 +395,7 @@ def labels_keep(
     state = state_of(ctx, json_mode)
     out = state.output
     url = schema_ready_url(state)
-    exit_if_not_held(refuse_orders_not_held(state, url, [order]))
+    orders_held(state, url, [order])  # exit 3 for an order fulfil does not have
     result = _label_workflow(state, None, url).keep(order, shipment_id)
     if out.json_mode:
         out.record(result.as_record())

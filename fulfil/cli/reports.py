@@ -9,8 +9,7 @@ from fulfil.cli.shared import (
     JsonOption,
     NoHeadersOption,
     app,
-    exit_if_not_held,
-    refuse_orders_not_held,
+    orders_held,
     schema_ready_url,
     state_of,
 )
@@ -194,7 +193,7 @@ def calls(
     )
     url = schema_ready_url(state)
     if order is not None:
-        exit_if_not_held(refuse_orders_not_held(state, url, [order]))
+        orders_held(state, url, [order])  # exit 3 for an order fulfil does not have
     rows = list_calls(url, filters)
     if out.json_mode:
         for row in rows:

@@ -348,23 +348,23 @@ def render_results(
                 )
 
 
-def refuse_orders_not_held(state: AppState, url: str, order_ids: list[str] | None) -> list[str]:
-    """Each named order fulfil has no row for, said in one `fulfil: error:` line, for the commands
-    whose own work would silently find nothing for it; the caller works on the rest and ends with
-    exit 3 when this returned any (``exit_if_not_held``)."""
+def orders_held(state: AppState, url: str, order_ids: list[str] | None) -> tuple[list[str] | None, bool]:
+    """For the commands whose own work would silently find nothing for an order fulfil does not
+    have: ``order_ids`` less those, each said in one `fulfil: error:` line, and whether any was
+    (the caller works on the rest, then exits 3). None (every order) stays None; when no named
+    order is left, exit 3 at once."""
+    from fulfil.errors import EXIT_SOME_FAILED
     from fulfil.orders_held import NOT_HELD, orders_not_held
 
-    missing = orders_not_held(url, order_ids or [])
+    if not order_ids:
+        return order_ids, False
+    missing = orders_not_held(url, order_ids)
     for order_id in missing:
         state.output.warn(f"fulfil: error: order {order_id} {NOT_HELD}")
-    return missing
-
-
-def exit_if_not_held(missing: list[str]) -> None:
-    from fulfil.errors import EXIT_SOME_FAILED
-
-    if missing:
+    held = [order_id for order_id in order_ids if order_id not in missing]
+    if not held:
         raise typer.Exit(EXIT_SOME_FAILED)
+    return held, bool(missing)
 
 
 def render_done(state: AppState, title: str, columns: list[str], rows: list[list[Any]]) -> None:

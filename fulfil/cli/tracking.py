@@ -15,9 +15,8 @@ from fulfil.cli.shared import (
     NoHeadersOption,
     OrderOption,
     app,
-    exit_if_not_held,
     order_ids_from,
-    refuse_orders_not_held,
+    orders_held,
     render_done,
     run_order_workflow,
     schema_ready_url,
@@ -159,11 +158,7 @@ def tracking_refresh(
     state.settings.canadapost()  # configuration errors before anything is taken
     state.settings.http()
     state.settings.tracking()
-    not_held = refuse_orders_not_held(state, schema_ready_url(state), order_ids)
-    if order_ids is not None and not_held:
-        order_ids = [order_id for order_id in order_ids if order_id not in not_held]
-        if not order_ids:
-            exit_if_not_held(not_held)
+    order_ids, refused = orders_held(state, schema_ready_url(state), order_ids)
     workers = state.settings.concurrency(concurrency)
 
     def count(session: "Session") -> int:
@@ -197,7 +192,10 @@ def tracking_refresh(
         work=work,
         summary=summary,
     )
-    exit_if_not_held(not_held)
+    if refused:
+        from fulfil.errors import EXIT_SOME_FAILED
+
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @tracking_app.command("watch")

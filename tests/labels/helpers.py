@@ -117,6 +117,21 @@ def buy_directly(env: dict[str, str], order: dict[str, Any], request_id: str) ->
     return {"shipment_id": info.shipment_id, "tracking_pin": info.tracking_pin, "body": response.text}
 
 
+def let_the_purchase_time_out(db: psycopg.Connection, shipment_id: int) -> None:
+    """Time passes for the run buying this shipment (a paused VM): its lease and its attempt's
+    settle window run out, whatever Canada Post is doing with the request meanwhile."""
+    db.execute(
+        "UPDATE shipments SET lease_expires_at = now() - interval '1 second', "
+        "purchase_started_at = purchase_started_at - interval '1 hour' WHERE shipment_id = %s",
+        (shipment_id,),
+    )
+    db.execute(
+        "UPDATE api_calls SET started_at = started_at - interval '1 hour', "
+        "deadline_at = deadline_at - interval '1 hour' WHERE shipment_id = %s",
+        (shipment_id,),
+    )
+
+
 def seed_initiated(
     db: psycopg.Connection,
     order_id: str,

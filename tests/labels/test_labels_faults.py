@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,13 +18,14 @@ from fulfil.config import TRUST_VARIABLES
 from fulfil.label_files import label_path
 from fulfil.sandbox import Faults
 from fulfil.sandbox.config import DEFAULT_CREDENTIALS
-from tests.conftest import run_fulfil
+from tests.conftest import run_fulfil, start_fulfil
 from tests.fault_servers import RecordingServer, TlsFrontend
 from tests.labels.helpers import (
     api_calls,
     assert_valid_label,
     bought_per_order,
     json_lines,
+    let_the_purchase_time_out,
     seed_orders,
     shipments,
 )
@@ -221,27 +220,11 @@ def test_a_purchase_completed_after_a_takeover_is_recorded_and_both_labels_named
     sandbox.set_faults("canadapost", Faults(late_answer_s=4.0))
     sandbox.script_faults("canadapost", "CreateShipment", ["late_commit"])
     patient = {**fulfil_env, "FULFIL_HTTP_READ_TIMEOUT": "10", "FULFIL_HTTP_DEADLINE": "15"}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "fulfil", "labels", "create", "--json"],
-        env=patient,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_fulfil("labels", "create", "--json", env=patient)
     try:
         _wait_for_unanswered_purchase(db, order_id)
-        # Time passes for the first run (a paused VM): its lease and its attempt's settle window
-        # run out, while Canada Post still shows nothing.
-        db.execute(
-            "UPDATE shipments SET lease_expires_at = now() - interval '1 second', "
-            "purchase_started_at = purchase_started_at - interval '1 hour' WHERE order_id = %s",
-            (order_id,),
-        )
-        db.execute(
-            "UPDATE api_calls SET started_at = started_at - interval '1 hour', "
-            "deadline_at = deadline_at - interval '1 hour' WHERE related_id = %s",
-            (order_id,),
-        )
+        # Canada Post still shows nothing when the first run's lease and settle window run out.
+        let_the_purchase_time_out(db, shipments(db)[order_id]["shipment_id"])
         second = run_fulfil("labels", "create", "--json", env=fulfil_env)
         assert second.returncode == 0, second.stderr
         assert [r["outcome"] for r in json_lines(second.stdout)] == ["retryable", "bought"]

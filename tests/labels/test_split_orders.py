@@ -14,8 +14,15 @@ import pytest
 from psycopg.rows import dict_row
 
 from fulfil.sandbox import Faults
-from tests.conftest import run_fulfil
-from tests.labels.helpers import api_calls, bought_per_order, insert_orders, json_lines, kill_when
+from tests.conftest import run_fulfil, start_fulfil
+from tests.labels.helpers import (
+    api_calls,
+    bought_per_order,
+    insert_orders,
+    json_lines,
+    kill_when,
+    let_the_purchase_time_out,
+)
 from tests.labels.test_label_choice import import_profiles, order
 
 # A television ships alone; mugs go together. S-1 (a TV and two mugs) is two parcels: the mugs
@@ -454,8 +461,6 @@ def _parcel_2_sold_two_labels(
     purchase of parcel 2 is made late at Canada Post, a second run takes parcel 2 over meanwhile
     and buys it, and the late purchase completes after. The rows of S-1's parcels, and the open
     surplus label of parcel 2."""
-    import subprocess
-    import sys
     import time
 
     import_profiles(fulfil_env, tmp_path, PROFILES)
@@ -466,13 +471,7 @@ def _parcel_2_sold_two_labels(
     sandbox.set_faults("canadapost", Faults(late_answer_s=4.0))
     sandbox.script_faults("canadapost", "CreateShipment", ["none", "late_commit"])
     patient = {**fulfil_env, "FULFIL_HTTP_READ_TIMEOUT": "10", "FULFIL_HTTP_DEADLINE": "15"}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "fulfil", "labels", "create", "--json"],
-        env=patient,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_fulfil("labels", "create", "--json", env=patient)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -484,19 +483,8 @@ def _parcel_2_sold_two_labels(
             assert time.monotonic() < deadline, "the first run never sent parcel 2's purchase"
             time.sleep(0.05)
         assert rows[0]["status"] == "label_created"
-        # Time passes for the first run (a paused VM): parcel 2's lease and its attempt's settle
-        # window run out, while Canada Post still shows nothing.
-        parcel_2 = rows[1]["shipment_id"]
-        db.execute(
-            "UPDATE shipments SET lease_expires_at = now() - interval '1 second', "
-            "purchase_started_at = purchase_started_at - interval '1 hour' WHERE shipment_id = %s",
-            (parcel_2,),
-        )
-        db.execute(
-            "UPDATE api_calls SET started_at = started_at - interval '1 hour', "
-            "deadline_at = deadline_at - interval '1 hour' WHERE shipment_id = %s",
-            (parcel_2,),
-        )
+        # Canada Post still shows nothing when parcel 2's lease and settle window run out.
+        let_the_purchase_time_out(db, rows[1]["shipment_id"])
         second = run_fulfil("labels", "create", "--json", env=fulfil_env)
         assert second.returncode == 0, second.stderr
         assert [(r["parcel"], r["outcome"]) for r in json_lines(second.stdout)] == [
